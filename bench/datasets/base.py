@@ -1,0 +1,50 @@
+"""What every dataset provides: its samples and a way to read a sample's image."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import BenchError
+from ..images import read_grayscale
+from ..samples import Sample
+
+
+class Dataset(ABC):
+    """A named source of samples. Subclasses set `name` and `description`."""
+
+    name: str = ""
+    description: str = ""
+    #: option names the dataset understands, with one-line help each
+    options_help: Mapping[str, str] = {}
+
+    def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
+        self.data_root = Path(data_root) if data_root is not None else None
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(self.options_help))
+        if unknown:
+            known = ", ".join(sorted(self.options_help)) or "none"
+            raise BenchError(f"dataset {self.name}: unknown option {unknown[0]!r} (known: {known})")
+
+    @abstractmethod
+    def samples(self) -> list[Sample]:
+        """Every sample of every split, in a fixed order."""
+
+    def load_image(self, sample: Sample) -> np.ndarray:
+        """The sample's radiograph as a 2-D grey-value array of shape (height, width)."""
+        return read_grayscale(sample.image_path, sample.sample_id)
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+    def int_option(self, key: str, default: int) -> int:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise BenchError(f"dataset {self.name}: option {key}={raw!r} is not an integer") from None

@@ -1,0 +1,55 @@
+"""What every method backend provides: heatmaps for batches of samples."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..datasets.base import Dataset
+from ..heatmap import Heatmap
+from ..samples import Sample
+
+
+@dataclass
+class RunContext:
+    """Run-wide settings a backend may need."""
+
+    device: str = "cpu"
+    random_weights: bool = False
+    weights: Path | None = None
+    batch_size: int = 8
+    seed: int = 0
+    #: every sample of the dataset (all splits), for methods that fit on a train split
+    all_samples: Sequence[Sample] = ()
+    #: the samples this run scores
+    eval_samples: Sequence[Sample] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...)."""
+
+    def __init__(self, spec: dict, context: RunContext) -> None:
+        self.spec = spec
+        self.params: dict = dict(spec.get("params", {}))
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def prepare(self, dataset: Dataset) -> None:
+        """Check weights, load models, fit priors. Runs once, before any sample is processed.
+
+        Must raise BenchError with a one-line message when a checkpoint is missing.
+        """
+
+    @abstractmethod
+    def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
+        """One heatmap per sample, in order, on the method's native grid."""
+
+    def provenance(self) -> dict:
+        """Checkpoint identifiers and hashes, versions: recorded in run.json."""
+        return {}
