@@ -1,0 +1,31 @@
+"""Dataset registry: names map to lazily imported classes."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import BenchError
+from .base import Dataset
+
+DATASETS: dict[str, str] = {
+    "phantom": "bench.datasets.phantom:PhantomDataset",
+    "chestx-ray14": "bench.datasets.chestxray14:ChestXray14Dataset",
+    "ms-cxr": "bench.datasets.ms_cxr:MsCxrDataset",
+}
+
+
+def dataset_class(name: str) -> type[Dataset]:
+    """The class registered under `name`; BenchError for an unknown name."""
+    try:
+        target = DATASETS[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})") from None
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> Dataset:
+    """Instantiate the dataset `name` with its data root and options."""
+    return dataset_class(name)(data_root, options)

@@ -1,0 +1,28 @@
+"""Method backends: the `backend` field of an adapter spec names one of these classes."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BenchError
+from .base import Method, RunContext
+
+BACKENDS: dict[str, str] = {
+    "oracle_gaussian": "bench.methods.baselines:OracleGaussian",
+    "box_prior": "bench.methods.baselines:BoxPrior",
+    "uniform": "bench.methods.baselines:Uniform",
+    "biovil": "bench.methods.biovil:BioVilMethod",
+}
+
+
+def backend_class(name: str) -> type[Method]:
+    """The Method subclass registered under backend `name`."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise BenchError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["BACKENDS", "Method", "RunContext", "backend_class"]
