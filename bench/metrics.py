@@ -1,0 +1,111 @@
+"""Grounding metrics on a dense heatmap at evaluation resolution: the brute-force reference.
+
+Every function takes H (float array, NaN = no value: excluded from CNR and AUC, never above a
+threshold, never the maximum) and G (boolean GT mask of the same shape). These are the
+definitions of DESIGN.md computed pixel by pixel; `bench.cells` computes the same numbers on
+native-grid cells and is tested against these.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 else 0.0
+
+
+def _side(values: np.ndarray, ddof: int) -> tuple[float, float]:
+    """Mean and variance, exact for constant input (float summation would leave ~1e-33 noise)."""
+    if values.min() == values.max():
+        return float(values[0]), 0.0
+    return float(values.mean()), float(values.var(ddof=ddof))
+
+
+def _contrast(inside: np.ndarray, outside: np.ndarray, ddof: int) -> float:
+    if inside.size <= ddof or outside.size <= ddof:
+        return 0.0
+    m_in, v_in = _side(inside, ddof)
+    m_out, v_out = _side(outside, ddof)
+    return _ratio(m_in - m_out, np.sqrt(v_in + v_out))
+
+
+def cnr(h: np.ndarray, g: np.ndarray, ddof: int = 0) -> float:
+    """Signed contrast-to-noise ratio (mean_in - mean_out) / sqrt(var_in + var_out).
+
+    `ddof` 0 is the population variance, 1 the sample variance. A zero denominator (or an empty
+    side) gives 0.
+    """
+    finite = np.isfinite(h)
+    return _contrast(h[g & finite], h[~g & finite], ddof)
+
+
+def cnr_per_box(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0) -> float:
+    """Mean over boxes of the signed CNR of each box, taken in order with cumulative exclusion.
+
+    Box k's inside is its pixels not already used by boxes 1..k-1; its outside is the rest of the
+    map minus boxes 1..k (Vilouras et al.'s sequential NaN masking). Returns the mean signed CNR.
+    """
+    work = np.asarray(h, dtype=np.float64).copy()
+    values = []
+    for mask in box_masks:
+        inside = work[mask & np.isfinite(work)]
+        work[mask] = np.nan
+        values.append(_contrast(inside, work[np.isfinite(work)], ddof))
+    return float(np.mean(values)) if values else 0.0
+
+
+def iou_at(h: np.ndarray, g: np.ndarray, t: float, strict: bool = True) -> float:
+    """Pixel IoU of the thresholded map (H > t, or H >= t) with G; 0 when both are empty."""
+    with np.errstate(invalid="ignore"):
+        pred = (h > t) if strict else (h >= t)
+    union = np.count_nonzero(pred | g)
+    return _ratio(np.count_nonzero(pred & g), union)
+
+
+def miou(h: np.ndarray, g: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, strict: bool = True) -> float:
+    """Mean of `iou_at` over the thresholds (the BioViL / Vilouras multi-threshold mIoU)."""
+    return float(np.mean([iou_at(h, g, t, strict) for t in thresholds]))
+
+
+def auc_roc(h: np.ndarray, g: np.ndarray) -> float:
+    """Exact pixel ROC AUC (ties count one half, as scikit-learn), NaN pixels excluded.
+
+    Computed as the Mann-Whitney statistic from average ranks; 0.5 when a class is empty.
+    """
+    finite = np.isfinite(h)
+    values = h[finite]
+    labels = g[finite]
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    ranks = rankdata(values)
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def quantise_bins(h: np.ndarray, bins: int) -> np.ndarray:
+    """Number of the thresholds linspace(0, 1, bins) that each value reaches (>=).
+
+    NaN and negative values become NaN (excluded), matching the binned AUC of torcheval, whose
+    ROC over `bins` thresholds equals the exact AUC of this quantised map.
+    """
+    thresholds = np.linspace(0.0, 1.0, bins)
+    with np.errstate(invalid="ignore"):
+        q = (h[..., None] >= thresholds).sum(axis=-1).astype(np.float64)
+        q[~(h >= 0)] = np.nan
+    return q
+
+
+def pointing_game(h: np.ndarray, g: np.ndarray) -> float:
+    """1 if the first maximum of H in row-major order lies in G, else 0 (0 when H is all NaN)."""
+    flat = h.ravel()
+    if not np.isfinite(flat).any():
+        return 0.0
+    return float(g.ravel()[int(np.nanargmax(flat))])
