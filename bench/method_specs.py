@@ -1,0 +1,60 @@
+"""Method specs (`adapters/*.toml`) and command-line overrides of their fields."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from typing import Any, Sequence
+
+from .errors import BenchError
+from .specs import load_spec, spec_names
+
+REQUIRED = ("name", "backend", "description")
+
+
+def method_names() -> list[str]:
+    return spec_names("adapters")
+
+
+def load_method_spec(name: str) -> dict:
+    """The parsed spec of method `name`, checked for the required fields."""
+    spec, source = load_spec("adapters", name)
+    missing = [k for k in REQUIRED if k not in spec]
+    if missing:
+        raise BenchError(f"{source}: missing field {missing[0]!r}")
+    if spec["name"] != name:
+        raise BenchError(f"{source}: name {spec['name']!r} does not match the file name")
+    return spec
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value if `text` parses as one (numbers, booleans, lists), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(spec: dict, overrides: Sequence[str]) -> dict:
+    """Apply `key=value` overrides; a bare key means `params.key`, dots reach into tables.
+
+    Only existing fields may be overridden, so a typo fails with the known field names.
+    """
+    spec = copy.deepcopy(spec)
+    for item in overrides:
+        if "=" not in item:
+            raise BenchError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        path = key.strip().split(".")
+        if path[0] not in spec:
+            path = ["params", *path]
+        table = spec
+        for part in path[:-1]:
+            if not isinstance(table.get(part), dict):
+                raise BenchError(f"--set {key}: {spec['name']} has no table {part!r}")
+            table = table[part]
+        if path[-1] not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise BenchError(f"--set {key}: {spec['name']} has no field {'.'.join(path)!r} (known: {known})")
+        table[path[-1]] = parse_value(raw.strip())
+    return spec

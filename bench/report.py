@@ -1,0 +1,51 @@
+"""Terminal tables of summaries and comparisons."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+HEADLINE = ("miou", "cnr", "auc_roc", "pointing_game")
+
+
+def headline_metrics(columns: Sequence[str]) -> list[str]:
+    """The metrics shown in terminal tables: the headline ones the protocol has."""
+    picked = [m for m in HEADLINE if m in columns]
+    return picked or list(columns)[:4]
+
+
+def format_ci(mean: float, low: float, high: float) -> str:
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str]]:
+    """One row per category, then the aggregate groups: group, n, then 'mean [low, high]' per metric."""
+    rows = []
+    cats = [g for g in dict.fromkeys(summary["group"]) if g not in ("macro", "micro", "weighted")]
+    aggs = [g for g in ("macro", "micro", "weighted") if g in set(summary["group"])]
+    for group in cats + aggs:
+        part = summary[summary["group"] == group].set_index("metric")
+        rows.append([group, str(int(part["n"].iloc[0]))] +
+                    [format_ci(part.at[m, "mean"], part.at[m, "ci_low"], part.at[m, "ci_high"]) for m in metrics])
+    return rows
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], separator_before: int | None = None) -> None:
+    """Print a table to stdout with rich (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=separator_before is not None and i == separator_before - 1)
+    Console(width=max(100, 24 * len(header))).print(table)
+
+
+def print_summary(title: str, summary: pd.DataFrame, columns: Sequence[str]) -> None:
+    metrics = headline_metrics(columns)
+    rows = summary_rows(summary, metrics)
+    n_cats = sum(1 for r in rows if r[0] not in ("macro", "micro", "weighted"))
+    print_table(title, ["category", "n", *[f"{m} [95% CI]" for m in metrics]], rows, separator_before=n_cats)

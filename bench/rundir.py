@@ -1,0 +1,93 @@
+"""The run directory: heatmaps/, scores.jsonl (progress), samples.csv, summary.csv, run.json."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from . import atomic
+from .errors import BenchError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(sample_id: str) -> str:
+    """A file name for a sample id (ids are already safe in the built-in datasets)."""
+    return _UNSAFE.sub("_", sample_id)
+
+
+class RunDir:
+    """Paths and atomic reads/writes of one run directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def heatmaps(self) -> Path:
+        return self.root / "heatmaps"
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def samples_csv(self) -> Path:
+        return self.root / "samples.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def scores_log(self) -> Path:
+        return self.root / "scores.jsonl"
+
+    def heatmap_path(self, sample_id: str) -> Path:
+        return self.heatmaps / f"{safe_name(sample_id)}.npz"
+
+    def read_run(self) -> dict | None:
+        if not self.run_json.is_file():
+            return None
+        try:
+            return json.loads(self.run_json.read_text())
+        except json.JSONDecodeError:
+            raise BenchError(f"{self.run_json} is not valid JSON") from None
+
+    def write_run(self, record: dict) -> None:
+        atomic.write_text(self.run_json, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+
+    def read_scores(self, fingerprint: str) -> dict[str, dict]:
+        """Scores logged by an earlier, interrupted attempt under the same protocol."""
+        if not self.scores_log.is_file():
+            return {}
+        done: dict[str, dict] = {}
+        for line in self.scores_log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by an interruption
+            if entry.get("protocol") == fingerprint:
+                done[entry["sample_id"]] = entry
+        return done
+
+    def append_scores(self, entries: Iterable[dict]) -> None:
+        import os
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.scores_log, "a", encoding="utf-8") as fh:
+            for e in entries:
+                fh.write(json.dumps(e) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def write_table(self, path: Path, table: pd.DataFrame) -> None:
+        atomic.write_text(path, table.to_csv(index=False, float_format="%.10g"))
+
+    def read_samples(self) -> pd.DataFrame:
+        if not self.samples_csv.is_file():
+            raise BenchError(f"{self.root} has no samples.csv (not a finished run)")
+        return pd.read_csv(self.samples_csv, dtype={"sample_id": str, "category": str})
