@@ -49,6 +49,13 @@ class RunDir:
     def heatmap_path(self, sample_id: str) -> Path:
         return self.heatmaps / f"{safe_name(sample_id)}.npz"
 
+    def remove_stale_temporaries(self) -> None:
+        """Delete temporary files left by a process killed in the middle of an atomic write."""
+        for folder in (self.root, self.heatmaps):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
     def read_run(self) -> dict | None:
         if not self.run_json.is_file():
             return None

@@ -252,6 +252,7 @@ def run(req: RunRequest) -> RunResult:
     }
     if previous is None:
         rundir.write_run(record)
+    rundir.remove_stale_temporaries()
     try:
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
