@@ -100,7 +100,6 @@ def run_cmd(
 
     Interrupted runs resume: re-run the same command and nothing already done is recomputed.
     """
-    from .report import print_summary
     from .runner import RunRequest, run
 
     result = run(RunRequest(method=method, dataset=dataset, protocol=protocol, data_root=data_root,

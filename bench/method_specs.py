@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from typing import Any, Sequence
+
+import tomllib
 
 from .errors import BenchError
 from .specs import load_spec, spec_names

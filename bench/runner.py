@@ -320,6 +320,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
     if previous is None and rundir.root.exists() and any(rundir.root.iterdir()):
         raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
+    rundir.remove_stale_temporaries()
     table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped)
     record = {
         "status": "running",

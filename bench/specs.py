@@ -7,8 +7,9 @@ The top-level `adapters/` and `protocols/` folders are installed as the data pac
 from __future__ import annotations
 
 import importlib.resources
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from .errors import BenchError
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SMALL_PHANTOM
 
 CATEGORIES = {"atelectasis", "cardiomegaly", "consolidation", "edema", "lung opacity", "pleural effusion",
@@ -214,7 +213,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
         time.sleep(delay)
         proc.kill()
         proc.wait()
-    done = subprocess.run([*base, "--out", str(out)], env=env, capture_output=True, text=True)
+    done = subprocess.run([*base, "--out", str(out)], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     for name in ("samples.csv", "summary.csv"):
         assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()

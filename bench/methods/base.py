@@ -45,6 +45,7 @@ class Method(ABC):
 
         Must raise BenchError with a one-line message when a checkpoint is missing.
         """
+        return None
 
     @abstractmethod
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
