@@ -40,17 +40,17 @@ def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocol
         from .method_specs import load_method_spec, method_names
 
         rows = [[n, load_method_spec(n).get("kind", "method"), load_method_spec(n)["description"]] for n in method_names()]
-        print_table("methods", ["name", "kind", "description"], rows)
+        print_table("methods", ["name", "kind", "description"], rows, wrap_last=True)
     elif what == "datasets":
         from .datasets import DATASETS, dataset_class
 
         rows = [[n, dataset_class(n).description] for n in sorted(DATASETS)]
-        print_table("datasets", ["name", "description"], rows)
+        print_table("datasets", ["name", "description"], rows, wrap_last=True)
     elif what == "protocols":
         from .protocols import load_protocol, protocol_names
 
         rows = [[n, load_protocol(n).reproduces, load_protocol(n).description] for n in protocol_names()]
-        print_table("protocols", ["name", "reproduces", "description"], rows)
+        print_table("protocols", ["name", "reproduces", "description"], rows, wrap_last=True)
     else:
         raise BenchError(f"cannot list {what!r}: choose methods, datasets or protocols")
 

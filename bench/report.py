@@ -31,14 +31,17 @@ def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str
     return rows
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], separator_before: int | None = None) -> None:
-    """Print a table to stdout with rich (plain text when not a terminal)."""
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], separator_before: int | None = None,
+                wrap_last: bool = False) -> None:
+    """Print a table to stdout with rich; `wrap_last` lets a long last column (descriptions) wrap."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+        last = i == len(header) - 1
+        table.add_column(h, justify="left" if i == 0 or (last and wrap_last) else "right",
+                         no_wrap=not (last and wrap_last))
     for i, row in enumerate(rows):
         table.add_row(*row, end_section=separator_before is not None and i == separator_before - 1)
     Console(width=max(100, 24 * len(header))).print(table)
