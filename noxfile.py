@@ -4,7 +4,11 @@ Sessions run in the current environment (install with `pip install -e ".[test]"`
 several-GB torch install is not repeated per session.
 """
 
+import sys
+
 import nox
+
+PY = sys.executable  # the environment nox itself was installed in
 
 nox.options.sessions = ["tests"]
 
@@ -12,21 +16,21 @@ nox.options.sessions = ["tests"]
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The default test suite (the README's test command)."""
-    session.run("pytest", *session.posargs)
+    session.run(PY, "-m", "pytest", *session.posargs)
 
 
 @nox.session(python=False)
 def slow(session: nox.Session) -> None:
     """Tests marked slow: longer end-to-end runs."""
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", "bench", "tests", "benchmarks", "noxfile.py")
+    session.run(PY, "-m", "ruff", "check", "bench", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=False)
 def perf(session: nox.Session) -> None:
     """Speed measured side by side in one run (ratios, not timed tests)."""
-    session.run("python", "benchmarks/perf_scoring.py", *session.posargs)
+    session.run(PY, "benchmarks/perf_scoring.py", *session.posargs)
