@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import BenchError
+from ..registry import resolve
 from .base import Dataset
 
 DATASETS: dict[str, str] = {
@@ -18,12 +17,7 @@ DATASETS: dict[str, str] = {
 
 def dataset_class(name: str) -> type[Dataset]:
     """The class registered under `name`; BenchError for an unknown name."""
-    try:
-        target = DATASETS[name]
-    except KeyError:
-        raise BenchError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})") from None
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    return resolve(DATASETS, name, "dataset")
 
 
 def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> Dataset:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
-from ..errors import BenchError
+from ..registry import resolve
 from .base import Method, RunContext
 
 BACKENDS: dict[str, str] = {
@@ -17,12 +15,7 @@ BACKENDS: dict[str, str] = {
 
 def backend_class(name: str) -> type[Method]:
     """The Method subclass registered under backend `name`."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise BenchError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    return resolve(BACKENDS, name, "backend")
 
 
 __all__ = ["BACKENDS", "Method", "RunContext", "backend_class"]
