@@ -1,0 +1,280 @@
+"""BioViL and BioViL-T (hi-ml-multimodal): the cosine map of projected patch and phrase embeddings.
+
+The published pipeline (hi-ml `ImageTextInferenceEngine.get_similarity_map_from_raw_data`) is
+reproduced on arrays instead of files: min-max remap to uint8, PIL short-side resize and centre
+crop, [0, 1] tensor without normalisation on 3 channels; phrase without trailing "!?."; CLS
+projection; cosine of L2-normalised embeddings per patch; Gaussian smoothing on the patch grid.
+The map is returned on its native patch grid with the crop's footprint as geometry, so the
+protocol decides how it reaches the original image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from transformers.utils import logging as hf_logging
+
+from ..datasets.base import Dataset
+from ..errors import BenchError, SampleError
+from ..geometry import Geometry
+from ..heatmap import Heatmap
+from ..samples import Sample
+from ..weights import WeightFile, resolve_files
+from .base import Method, RunContext
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # hi-ml imports timm.models.layers
+    from health_multimodal.image.data.io import remap_to_uint8
+    from health_multimodal.image.data.transforms import create_chest_xray_transform_for_inference
+    from health_multimodal.image.model.model import ImageModel
+    from health_multimodal.image.model.pretrained import JOINT_FEATURE_SIZE
+    from health_multimodal.image.model.types import ImageEncoderType
+    from health_multimodal.text.model import CXRBertConfig, CXRBertModel, CXRBertTokenizer
+
+CONFIG_DIR = Path(__file__).resolve().parent / "biovil_config"
+#: the text model files of a checkpoint folder; weights as safetensors or as the published .bin
+TEXT_FILES = ("config.json", "vocab.txt", ("model.safetensors", "pytorch_model.bin"))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What differs in code between the two models: the image encoder and the shipped BERT config."""
+
+    image_encoder: ImageEncoderType
+    text_config: str
+
+
+VARIANTS = {
+    "biovil": Variant(ImageEncoderType.RESNET50, "cxr_bert_specialized.json"),
+    "biovil_t": Variant(ImageEncoderType.RESNET50_MULTI_IMAGE, "biovil_t_bert.json"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The adapter spec's fields, checked."""
+
+    variant: str
+    resize: int
+    crop: int
+    sigma: float
+    text_repo: str
+    text_revision: str
+    image_file: str
+    local_dir: Path | None
+
+
+def parse_settings(spec: dict) -> Settings:
+    """Settings from a parsed adapter spec; BenchError naming the first bad field."""
+    source = f"adapters/{spec.get('name', '?')}.toml"
+    params = spec.get("params", {})
+    weights = spec.get("weights", {})
+
+    def need(key: str, kind: type):
+        if key not in params:
+            raise BenchError(f"{source}: missing params.{key}")
+        value = params[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BenchError(f"{source}: params.{key} = {value!r} is not a {kind.__name__}")
+        return value
+
+    variant = need("variant", str)
+    if variant not in VARIANTS:
+        raise BenchError(f"{source}: params.variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    settings = Settings(variant, need("resize", int), need("crop", int), need("sigma", float),
+                        need("text_repo", str), need("text_revision", str), need("image_file", str),
+                        Path(weights["local_dir"]).expanduser() if weights.get("local_dir") else None)
+    if not 0 < settings.crop <= settings.resize:
+        raise BenchError(f"{source}: params.crop must be in 1..resize ({settings.resize})")
+    if settings.sigma < 0:
+        raise BenchError(f"{source}: params.sigma must not be negative")
+    return settings
+
+
+def torch_device(name: str) -> torch.device:
+    """The torch device for `--device`, or a one-line BenchError when it cannot be used here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise BenchError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"device {name} requested but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BenchError(f"device {name} requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"device {name} requested but MPS is not available")
+    return device
+
+
+def image_tensor(array: np.ndarray, transform) -> torch.Tensor:
+    """hi-ml's `load_image` + transform on an array: min-max to uint8, PIL "L", resize, crop, [3, c, c].
+
+    A constant image (whose min-max remap is 0/0 in hi-ml) becomes all zeros.
+    """
+    array = np.asarray(array)
+    if array.min() == array.max():
+        pixels = np.zeros(array.shape, dtype=np.uint8)
+    else:
+        pixels = remap_to_uint8(array)
+    return transform(Image.fromarray(pixels).convert("L"))
+
+
+def prompt_of(phrase: str) -> str:
+    """The text hi-ml embeds: the phrase without trailing "!", "?" and "."."""
+    return phrase.rstrip("!?.")
+
+
+def smoothed_similarity(patches: torch.Tensor, text: torch.Tensor, sigma: float) -> np.ndarray:
+    """Cosine map of normalised patch embeddings (h, w, d) and a normalised text embedding (d,),
+    smoothed with a Gaussian of `sigma` patches (scipy, reflect), as float32."""
+    h, w, d = patches.shape
+    sim = (patches.reshape(-1, d) @ text.reshape(1, d).t()).reshape(h, w).cpu().numpy()
+    return ndimage.gaussian_filter(sim, sigma=(sigma, sigma), order=0).astype(np.float32)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class BioVilMethod(Method):
+    """BioViL (CXR-BERT + ResNet-50, crop 480, 15x15) and BioViL-T (crop 448, 14x14), per the spec."""
+
+    def __init__(self, spec: dict, context: RunContext) -> None:
+        super().__init__(spec, context)
+        self.settings = parse_settings(spec)
+        self.variant = VARIANTS[self.settings.variant]
+        self.checkpoints: list[WeightFile] = []
+        self.prepared = False
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    def prepare(self, dataset: Dataset | None = None) -> None:
+        """Check the device and the checkpoint files, then build both models (no sample is read)."""
+        self.device = torch_device(self.context.device)
+        if self.context.random_weights:
+            image_model, text_model, tokenizer = self._random_models()
+        else:
+            image_model, text_model, tokenizer = self._checkpoint_models()
+        self.image_model = image_model.float().to(self.device).eval()
+        self.text_model = text_model.float().to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.transform = create_chest_xray_transform_for_inference(self.settings.resize, self.settings.crop)
+        self._text_cache.clear()
+        self.prepared = True
+
+    def _random_models(self) -> tuple[ImageModel, CXRBertModel, CXRBertTokenizer]:
+        """The real architectures with weights drawn from `context.seed`, and the built-in vocabulary."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.context.seed)
+            image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE)
+            text_model = CXRBertModel(CXRBertConfig.from_json_file(str(CONFIG_DIR / self.variant.text_config)))
+        tokenizer = CXRBertTokenizer.from_pretrained(str(CONFIG_DIR / "tokenizer"), local_files_only=True)
+        return image_model, text_model, tokenizer
+
+    def _checkpoint_models(self) -> tuple[ImageModel, CXRBertModel, CXRBertTokenizer]:
+        """Both models from the pinned checkpoint: local folder if given, else the Hugging Face cache."""
+        s = self.settings
+        local = self.context.weights or s.local_dir
+        files = resolve_files(s.text_repo, s.text_revision, [*TEXT_FILES, s.image_file], local,
+                              what=f"{self.name} checkpoint")
+        self.checkpoints = files
+        text_dir, image_path = files[0].path.parent, files[-1].path
+        try:
+            image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE,
+                                     pretrained_model_path=image_path)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise BenchError(f"cannot load image checkpoint {image_path}: {_first_line(exc)}") from None
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # the run has its own progress display
+        try:
+            tokenizer = CXRBertTokenizer.from_pretrained(str(text_dir), local_files_only=True)
+            text_model = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise BenchError(f"cannot load text model from {text_dir}: {_first_line(exc)}") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        return image_model, text_model, tokenizer
+
+    def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
+        if not self.prepared:
+            self.prepare(dataset)
+        arrays = [dataset.load_image(s) for s in samples]
+        for s, a in zip(samples, arrays):
+            if a.ndim != 2:
+                raise SampleError(s.sample_id, f"image has shape {a.shape}, expected a 2-D grey image")
+        text = self._text_embeddings(samples)
+        patches = self._patch_embeddings([image_tensor(a, self.transform) for a in arrays])
+        out = []
+        for s, a, p, t in zip(samples, arrays, patches, text):
+            values = smoothed_similarity(p, t, self.settings.sigma)
+            geometry = Geometry.short_side_crop(a.shape[0], a.shape[1], self.settings.resize, self.settings.crop)
+            out.append(Heatmap(values, geometry, {"prompt": prompt_of(s.phrase)}))
+        return out
+
+    @torch.no_grad()
+    def _patch_embeddings(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """L2-normalised projected patch embeddings (h, w, d) per image, `batch_size` images per forward."""
+        out: list[torch.Tensor] = []
+        size = max(1, self.context.batch_size)
+        for i in range(0, len(images), size):
+            batch = torch.stack(images[i:i + size]).to(self.device)
+            out.extend(self.image_model.get_patchwise_projected_embeddings(batch, normalize=True))
+        return out
+
+    @torch.no_grad()
+    def _text_embeddings(self, samples: Sequence[Sample]) -> list[torch.Tensor]:
+        """L2-normalised projected CLS embedding per sample; each distinct prompt is embedded once."""
+        prompts = [prompt_of(s.phrase) for s in samples]
+        todo: dict[str, str] = {}
+        for s, p in zip(samples, prompts):
+            if p not in self._text_cache and p not in todo:
+                self._check_prompt(s, p)
+                todo[p] = s.sample_id
+        pending = list(todo)
+        size = max(1, self.context.batch_size)
+        for i in range(0, len(pending), size):
+            chunk = pending[i:i + size]
+            tokens = self.tokenizer(chunk, add_special_tokens=True, padding="longest", return_tensors="pt")
+            emb = self.text_model.get_projected_text_embeddings(
+                input_ids=tokens["input_ids"].to(self.device),
+                attention_mask=tokens["attention_mask"].to(self.device),
+                normalize_embeddings=True,
+            )
+            self._text_cache.update(zip(chunk, emb))
+        return [self._text_cache[p] for p in prompts]
+
+    def _check_prompt(self, sample: Sample, prompt: str) -> None:
+        """hi-ml's checks: no special token but [MASK] in the text, no more tokens than positions."""
+        special = set(self.tokenizer.all_special_tokens) - {self.tokenizer.mask_token}
+        found = sorted(t for t in special if t in sample.phrase)
+        if found:
+            raise SampleError(sample.sample_id, f"phrase contains the special token {found[0]}")
+        length = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        limit = self.text_model.config.max_position_embeddings
+        if length > limit:
+            raise SampleError(sample.sample_id, f"phrase has {length} tokens, more than the text model's {limit}")
+
+    def provenance(self) -> dict:
+        record = {"variant": self.settings.variant, "random_weights": self.context.random_weights,
+                  "resize": self.settings.resize, "crop": self.settings.crop, "sigma": self.settings.sigma}
+        if self.context.random_weights:
+            record.update({"seed": self.context.seed, "text_config": self.variant.text_config,
+                           "tokenizer": "built-in vocabulary (biovil_config/tokenizer)"})
+        else:
+            record["checkpoints"] = [f.record() for f in self.checkpoints]
+        return record
+
+
+__all__ = ["BioVilMethod", "Settings", "VARIANTS", "image_tensor", "parse_settings", "prompt_of",
+           "smoothed_similarity", "torch_device"]
