@@ -16,8 +16,11 @@ from scipy.stats import rankdata
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 else 0.0
+def _ratio(num: float, den: float, inf_value: float = 0.0) -> float:
+    """num / den; a zero denominator gives 0, or +-inf_value when the numerator is not zero."""
+    if den > 0:
+        return float(num / den)
+    return float(np.sign(num) * inf_value) if num != 0 else 0.0
 
 
 def _side(values: np.ndarray, ddof: int) -> tuple[float, float]:
@@ -27,36 +30,44 @@ def _side(values: np.ndarray, ddof: int) -> tuple[float, float]:
     return float(values.mean()), float(values.var(ddof=ddof))
 
 
-def _contrast(inside: np.ndarray, outside: np.ndarray, ddof: int) -> float:
+def _contrast(inside: np.ndarray, outside: np.ndarray, ddof: int, inf_value: float = 0.0) -> float:
     if inside.size <= ddof or outside.size <= ddof:
         return 0.0
     m_in, v_in = _side(inside, ddof)
     m_out, v_out = _side(outside, ddof)
-    return _ratio(m_in - m_out, np.sqrt(v_in + v_out))
+    return _ratio(m_in - m_out, np.sqrt(v_in + v_out), inf_value)
 
 
-def cnr(h: np.ndarray, g: np.ndarray, ddof: int = 0) -> float:
+def cnr(h: np.ndarray, g: np.ndarray, ddof: int = 0, inf_value: float = 0.0) -> float:
     """Signed contrast-to-noise ratio (mean_in - mean_out) / sqrt(var_in + var_out).
 
-    `ddof` 0 is the population variance, 1 the sample variance. A zero denominator (or an empty
-    side) gives 0.
+    `ddof` 0 is the population variance, 1 the sample variance. An empty side gives 0; a zero
+    denominator gives 0, or +-`inf_value` when the means differ (Vilouras et al.'s float32
+    nan_to_num turns that +inf into 3.4e38).
     """
     finite = np.isfinite(h)
-    return _contrast(h[g & finite], h[~g & finite], ddof)
+    return _contrast(h[g & finite], h[~g & finite], ddof, inf_value)
 
 
-def cnr_per_box(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0) -> float:
-    """Mean over boxes of the signed CNR of each box, taken in order with cumulative exclusion.
+def cnr_per_box_values(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0,
+                       inf_value: float = 0.0) -> list[float]:
+    """Signed CNR of each box, taken in order with cumulative exclusion.
 
     Box k's inside is its pixels not already used by boxes 1..k-1; its outside is the rest of the
-    map minus boxes 1..k (Vilouras et al.'s sequential NaN masking). Returns the mean signed CNR.
+    map minus boxes 1..k (Vilouras et al.'s sequential NaN masking).
     """
     work = np.asarray(h, dtype=np.float64).copy()
     values = []
     for mask in box_masks:
         inside = work[mask & np.isfinite(work)]
         work[mask] = np.nan
-        values.append(_contrast(inside, work[np.isfinite(work)], ddof))
+        values.append(_contrast(inside, work[np.isfinite(work)], ddof, inf_value))
+    return values
+
+
+def cnr_per_box(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0, inf_value: float = 0.0) -> float:
+    """Mean over boxes of `cnr_per_box_values` (0 without boxes)."""
+    values = cnr_per_box_values(h, box_masks, ddof, inf_value)
     return float(np.mean(values)) if values else 0.0
 
 
@@ -109,3 +120,32 @@ def pointing_game(h: np.ndarray, g: np.ndarray) -> float:
     if not np.isfinite(flat).any():
         return 0.0
     return float(g.ravel()[int(np.nanargmax(flat))])
+
+
+def iou_fg(pred: np.ndarray, g: np.ndarray) -> float:
+    """Foreground IoU of a binary prediction with G (scikit-learn's jaccard_score; 0 when both are empty)."""
+    return _ratio(np.count_nonzero(pred & g), np.count_nonzero(pred | g))
+
+
+def miou_fgbg(pred: np.ndarray, g: np.ndarray) -> float:
+    """Mean of foreground and background IoU of one binary mask: the G2G / Dombrowski "mIoU".
+
+    A two-class segmentation mIoU; not the multi-threshold `miou` of BioViL and Vilouras et al.
+    """
+    return (iou_fg(pred, g) + iou_fg(~pred, ~g)) / 2.0
+
+
+def bounding_rect(pred: np.ndarray, inclusive: bool = True) -> np.ndarray:
+    """The filled bounding rectangle of a binary mask's foreground (empty for an empty mask).
+
+    `inclusive=False` reproduces the published off-by-one: the last foreground row and column
+    are used as exclusive ends, so the rectangle loses its last row and column.
+    """
+    out = np.zeros_like(pred, dtype=bool)
+    rows = np.flatnonzero(pred.any(axis=1))
+    cols = np.flatnonzero(pred.any(axis=0))
+    if rows.size == 0:
+        return out
+    end = 1 if inclusive else 0
+    out[rows[0]:rows[-1] + end, cols[0]:cols[-1] + end] = True
+    return out

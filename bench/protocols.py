@@ -1,9 +1,10 @@
 """Evaluation protocols: an explicit parameter object, loaded from `protocols/*.toml`.
 
-A protocol says how a native heatmap becomes values on the evaluation grid (interpolation,
-what lies outside the field of view, clipping, normalisation), which samples are scored, how
-each metric is defined (threshold set and comparison, CNR variance and box handling, exact or
-binned AUC) and how per-sample scores are summarised.
+A protocol says where metrics are evaluated (the original image, or the 512 centre crop of the
+diffusion-model papers), how a native heatmap becomes values there (interpolation, what lies
+outside the field of view, clipping, normalisation, per method backend if needed), which samples
+and boxes are scored, how each metric is defined (threshold set and comparison, CNR variance and
+box handling, exact or binned AUC, GMM binary masks) and how per-sample scores are summarised.
 """
 
 from __future__ import annotations
@@ -17,29 +18,57 @@ from .errors import BenchError
 from .metrics import DEFAULT_THRESHOLDS
 from .specs import load_spec, spec_names
 
-METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game")
+METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
+                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg")
+#: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
+MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg")
+FLOAT32_MAX = 3.4028234663852886e38
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "eval_grid": ("original",),
+    "eval_grid": ("original", "centre_crop"),
     "interpolation": ("nearest", "bilinear"),
     "outside": ("zero", "exclude"),
     "normalise": ("minmax", "none"),
     "threshold_op": (">", ">="),
     "cnr_variance": ("population", "sample"),
     "cnr_boxes": ("union", "per_box"),
+    "cnr_zero_variance": ("zero", "float32_max"),
     "auc": ("exact", "binned"),
+    "binary_mask": ("none", "gmm"),
+    "gmm_seed": ("fixed", "none"),
+    "on_empty_mask": ("zero", "score"),
+    "on_gmm_error": ("empty", "previous"),
+    "bbox_rect": ("inclusive", "exclusive_end"),
     "grouping": ("phrase", "category"),
     "split": ("test", "train", "val", "all"),
+    "drop_boxes": ("none", "label_crop"),
 }
 
 # TOML section of each field (the file groups related choices; the object is flat)
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "grid": ("eval_grid", "interpolation", "outside"),
-    "values": ("clip_min", "clip_max", "normalise"),
-    "metrics": ("metrics", "thresholds", "threshold_op", "cnr_variance", "cnr_boxes", "auc", "auc_bins"),
-    "samples": ("split", "grouping"),
+    "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
+    "values": ("clip_min", "clip_max", "normalise", "backend"),
+    "metrics": ("metrics", "thresholds", "threshold_op", "cnr_variance", "cnr_boxes", "cnr_zero_variance", "auc",
+                "auc_bins", "binary_mask", "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
+    "samples": ("split", "grouping", "drop_boxes", "model_input"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed"),
 }
+_TOML_NAMES = {"backend": "backend_values"}
+_POLICY_KEYS = ("clip_min", "clip_max", "normalise")
+
+# options added after the first protocol files: hashed only when set away from their default, so the
+# fingerprints of protocols that do not use them stay what they were
+_LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
+                  "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input")
+
+
+@dataclass(frozen=True)
+class ValuePolicy:
+    """How raw map values become scored values: clip, then min-max (or not)."""
+
+    clip_min: float | None = None
+    clip_max: float | None = None
+    normalise: str = "minmax"
 
 
 @dataclass(frozen=True)
@@ -50,20 +79,32 @@ class Protocol:
     description: str = ""
     reproduces: str = ""
     eval_grid: str = "original"
+    crop_size: int = 512
+    gt_antialias: bool = True
     interpolation: str = "nearest"
     outside: str = "zero"
     clip_min: float | None = None
     clip_max: float | None = None
     normalise: str = "minmax"
-    metrics: tuple[str, ...] = METRIC_BASES
+    backend_values: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    metrics: tuple[str, ...] = METRIC_BASES[:6]
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     threshold_op: str = ">"
     cnr_variance: str = "population"
     cnr_boxes: str = "union"
+    cnr_zero_variance: str = "zero"
     auc: str = "exact"
     auc_bins: int = 5
+    binary_mask: str = "none"
+    gmm_seed: str = "fixed"
+    gmm_majority: bool = True
+    on_empty_mask: str = "zero"
+    on_gmm_error: str = "empty"
+    bbox_rect: str = "inclusive"
     split: str = "test"
     grouping: str = "phrase"
+    drop_boxes: str = "none"
+    model_input: int = 512
     groups: tuple[str, ...] = ("macro", "micro")
     bootstrap_resamples: int = 10_000
     ci_level: float = 0.95
@@ -82,6 +123,40 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: thresholds must be a non-empty list in [0, 1]")
         if self.bootstrap_resamples < 1 or not 0 < self.ci_level < 1:
             raise BenchError(f"protocol {self.name}: bootstrap_resamples must be >= 1 and ci_level in (0, 1)")
+        unknown_groups = [g for g in self.groups if g not in ("macro", "micro", "weighted")]
+        if unknown_groups:
+            raise BenchError(f"protocol {self.name}: unknown summary group {unknown_groups[0]!r} "
+                             "(known: macro, micro, weighted)")
+        self._check_combinations()
+        for backend, policy in self.backend_values.items():
+            self._check_policy(policy, f"values.backend.{backend}")
+
+    def _check_combinations(self) -> None:
+        needs_mask = [m for m in self.metrics if m in MASK_METRICS]
+        if needs_mask and self.binary_mask == "none":
+            raise BenchError(f"protocol {self.name}: metric {needs_mask[0]!r} needs binary_mask = \"gmm\"")
+        if self.binary_mask != "none" and self.eval_grid != "centre_crop":
+            raise BenchError(f"protocol {self.name}: binary_mask = {self.binary_mask!r} needs eval_grid = \"centre_crop\"")
+        if self.eval_grid == "centre_crop" and self.interpolation != "bilinear":
+            raise BenchError(f"protocol {self.name}: eval_grid = \"centre_crop\" needs interpolation = \"bilinear\"")
+        if self.drop_boxes != "none" and self.eval_grid != "original":
+            raise BenchError(f"protocol {self.name}: drop_boxes = {self.drop_boxes!r} needs eval_grid = \"original\"")
+        if self.crop_size < 1 or self.model_input < 1:
+            raise BenchError(f"protocol {self.name}: crop_size and model_input must be positive")
+
+    def _check_policy(self, policy: dict[str, Any], where: str) -> None:
+        if not isinstance(policy, dict):
+            raise BenchError(f"protocol {self.name}: [{where}] must be a table")
+        unknown = [k for k in policy if k not in _POLICY_KEYS]
+        if unknown:
+            raise BenchError(f"protocol {self.name}: unknown key {where}.{unknown[0]} (known: {', '.join(_POLICY_KEYS)})")
+        if policy.get("normalise", "minmax") not in _CHOICES["normalise"]:
+            raise BenchError(f"protocol {self.name}: {where}.normalise = {policy['normalise']!r} is not one of "
+                             f"{', '.join(_CHOICES['normalise'])}")
+        for bound in ("clip_min", "clip_max"):
+            value = policy.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise BenchError(f"protocol {self.name}: {where}.{bound} must be a number")
 
     @property
     def ddof(self) -> int:
@@ -90,6 +165,11 @@ class Protocol:
     @property
     def strict(self) -> bool:
         return self.threshold_op == ">"
+
+    @property
+    def zero_variance_value(self) -> float:
+        """What a CNR with a zero denominator and a non-zero numerator becomes (its sign kept)."""
+        return FLOAT32_MAX if self.cnr_zero_variance == "float32_max" else 0.0
 
     @property
     def columns(self) -> list[str]:
@@ -102,9 +182,20 @@ class Protocol:
                 cols.append(m)
         return cols
 
+    def value_policy(self, backend: str | None = None) -> ValuePolicy:
+        """The value policy for maps of a method backend: the protocol's, or its per-backend override."""
+        base = {"clip_min": self.clip_min, "clip_max": self.clip_max, "normalise": self.normalise}
+        if backend is not None and backend in self.backend_values:
+            base.update(self.backend_values[backend])
+        return ValuePolicy(**base)
+
     def fingerprint(self) -> str:
         """Hash of every choice that changes a number (name and wording excluded)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("name", "description", "reproduces", "notes")}
+        defaults = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
+                    for f in fields(self)}
+        data = {k: v for k, v in asdict(self).items()
+                if k not in ("name", "description", "reproduces", "notes")
+                and not (k in _LATER_OPTIONS and v == defaults[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -132,15 +223,15 @@ def protocol_from_toml(data: dict, source: str) -> Protocol:
             for sub, sub_value in value.items():
                 if sub not in _SECTIONS[key]:
                     raise BenchError(f"{source}: unknown key {key}.{sub} (known: {', '.join(_SECTIONS[key])})")
-                flat[sub] = sub_value
+                flat[_TOML_NAMES.get(sub, sub)] = sub_value
         elif key in top:
             flat[key] = value
         else:
             raise BenchError(f"{source}: unknown key {key!r}")
     if "name" not in flat:
         raise BenchError(f"{source}: missing 'name'")
-    clip = [flat.get("clip_min"), flat.get("clip_max")]
-    for bound, value in zip(("clip_min", "clip_max"), clip):
+    for bound in ("clip_min", "clip_max"):
+        value = flat.get(bound)
         if value is not None and not isinstance(value, (int, float)):
             raise BenchError(f"{source}: {bound} must be a number")
     try:
