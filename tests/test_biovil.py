@@ -384,18 +384,19 @@ def test_spec_is_data_a_variant_is_a_new_file() -> None:
         BioVilMethod(spec, RunContext())
 
 
-def test_bench_run_random_weights_end_to_end(bench_cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "grid"), [("biovil", 15), ("biovil_t", 14)])
+def test_bench_run_random_weights_end_to_end(bench_cli, tmp_path: Path, name: str, grid: int) -> None:
     out = tmp_path / "run"
-    r = bench_cli("run", "--method", "biovil", "--dataset", "phantom", "-O", "n_test=4", "-O", "n_train=0",
+    r = bench_cli("run", "--method", name, "--dataset", "phantom", "-O", "n_test=4", "-O", "n_train=0",
                   "--random-weights", "--limit", "4", "--out", out)
     assert r.code == 0, r.err
     run = json.loads((out / "run.json").read_text())
     assert run["random_weights"] is True and run["n_samples"] == 4
-    assert run["provenance"]["variant"] == "biovil" and run["provenance"]["random_weights"] is True
+    assert run["provenance"]["variant"] == name and run["provenance"]["random_weights"] is True
     maps = sorted((out / "heatmaps").glob("*.npz"))
     assert len(maps) == 4
     for path in maps:
         heatmap = Heatmap.load(path)
-        assert heatmap.values.shape == (15, 15) and np.isfinite(heatmap.values).all()
+        assert heatmap.values.shape == (grid, grid) and np.isfinite(heatmap.values).all()
         assert heatmap.geometry.height == heatmap.geometry.width < min(heatmap.geometry.image_height,
                                                                         heatmap.geometry.image_width)

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,3 +46,18 @@ def test_baselines_on_nih_sample(bench_cli, tmp_path: Path, nih_root: Path, meth
     else:
         assert run["provenance"]["fit"].startswith("leave-one-out")
         assert 0.55 < samples["auc_roc"].mean() < 0.95
+
+
+@pytest.mark.parametrize(("method", "grid"), [("biovil", 15), ("biovil_t", 14)])
+def test_biovil_random_weights_on_nih_sample(bench_cli, tmp_path: Path, nih_root: Path, method: str, grid: int) -> None:
+    """The real architectures read real radiographs end to end (random weights, a few samples)."""
+    out = tmp_path / method
+    r = bench_cli("run", "--method", method, "--dataset", "chestx-ray14", "--data-root", nih_root,
+                  "--random-weights", "--limit", "3", "--out", out)
+    assert r.code == 0, r.err
+    samples = pd.read_csv(out / "samples.csv")
+    assert len(samples) == 3 and samples[["miou", "cnr", "auc_roc", "pointing_game"]].notna().all().all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["random_weights"] is True
+    shapes = {np.load(p)["values"].shape for p in (out / "heatmaps").glob("*.npz")}
+    assert shapes == {(grid, grid)}
