@@ -19,7 +19,9 @@ from .metrics import DEFAULT_THRESHOLDS
 from .specs import load_spec, spec_names
 
 METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
-                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg")
+                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned")
+#: `auc_roc` is exact unless `auc = "binned"`; `auc_roc_binned` is always the AUC over `auc_bins` thresholds
+#: (Vilouras et al.'s torcheval AUC), so a protocol can report both side by side.
 #: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
 MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg")
 FLOAT32_MAX = 3.4028234663852886e38
@@ -141,6 +143,8 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: eval_grid = \"centre_crop\" needs interpolation = \"bilinear\"")
         if self.drop_boxes != "none" and self.eval_grid != "original":
             raise BenchError(f"protocol {self.name}: drop_boxes = {self.drop_boxes!r} needs eval_grid = \"original\"")
+        if self.auc_bins < 2:
+            raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
         if self.crop_size < 1 or self.model_input < 1:
             raise BenchError(f"protocol {self.name}: crop_size and model_input must be positive")
 

@@ -29,7 +29,7 @@ from .progress import progress_bar
 from .protocols import Protocol, load_protocol
 from .rundir import RunDir, safe_name
 from .samples import Sample, validate_sample
-from .scoring import check_values, score, select_samples
+from .scoring import ExcludedSample, check_values, score, select_samples
 from .stats import summarise
 
 
@@ -167,8 +167,13 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
 
 
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
-              load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str]) -> tuple[pd.DataFrame, float]:
-    """Per-sample metric rows (resuming from the score log); returns (samples table, seconds)."""
+              load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
+              backend: str | None = None) -> tuple[pd.DataFrame, float]:
+    """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
+
+    `backend` selects the protocol's value policy for that method backend; samples the protocol
+    itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad.
+    """
     fingerprint = protocol.fingerprint()
     done = rundir.read_scores(fingerprint)
     start = time.perf_counter()
@@ -182,9 +187,9 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
             entry = done.get(s.sample_id)
             if entry is None:
                 try:
-                    values = score(load(s), s, protocol)
+                    values = score(load(s), s, protocol, backend)
                 except SampleError as exc:
-                    if not skip_bad:
+                    if not skip_bad and not isinstance(exc, ExcludedSample):
                         raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
                     skipped[s.sample_id] = exc.reason
                     advance(1)
@@ -257,7 +262,7 @@ def run(req: RunRequest) -> RunResult:
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
         table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
-                                   req.skip_bad, skipped)
+                                   req.skip_bad, skipped, spec["backend"])
     except BenchError:
         if created and not any(rundir.heatmaps.glob("*.npz")):
             shutil.rmtree(rundir.root, ignore_errors=True)
@@ -321,7 +326,8 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     if previous is None and rundir.root.exists() and any(rundir.root.iterdir()):
         raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
     rundir.remove_stale_temporaries()
-    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped)
+    backend = ((source or {}).get("config") or {}).get("method", {}).get("backend")
+    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend)
     record = {
         "status": "running",
         "config": config,

@@ -126,6 +126,8 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
         elif metric == "auc_roc":
             hq = dense.quantise_bins(h, protocol.auc_bins) if protocol.auc == "binned" else h
             scores["auc_roc"] = dense.auc_roc(hq, gt)
+        elif metric == "auc_roc_binned":
+            scores["auc_roc_binned"] = dense.auc_roc(dense.quantise_bins(h, protocol.auc_bins), gt)
         elif metric == "pointing_game":
             scores["pointing_game"] = dense.pointing_game(h, gt)
         elif metric == "iou_fg":
@@ -201,6 +203,8 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
         elif metric == "auc_roc":
             cq = weighted.quantise_bins(c, protocol.auc_bins) if protocol.auc == "binned" else c
             scores["auc_roc"] = weighted.auc_roc(cq)
+        elif metric == "auc_roc_binned":
+            scores["auc_roc_binned"] = weighted.auc_roc(weighted.quantise_bins(c, protocol.auc_bins))
         elif metric == "pointing_game":
             scores["pointing_game"] = weighted.pointing_game(c)
     return _finish(scores, protocol)
