@@ -1,0 +1,243 @@
+"""Bimodal Bias Merging: streaming equals the published computation on every stored map; SSIM,
+8-bit quantisation and the Bézier merge against hand-computed values and scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from bench.methods.ldm import (
+    Conditioning,
+    CrossAttentionCapture,
+    NoiseSchedule,
+    StepSelection,
+    UNetRunner,
+    cross_attention_layers,
+    noise_gt,
+    sample,
+    sample_generators,
+    scheduler_timesteps,
+)
+from bench.methods.ldm.bbm import (
+    BbmCollector,
+    bezier_merge,
+    merge_sample,
+    minmax_half,
+    quantise_uint8,
+    ssim,
+)
+
+LATENT = 16
+TOKENS = 7
+CONTEXT_DIM = 32
+STEPS = 4
+ACTIVATION_LAST = 3
+PHRASE_TOKENS = [[1, 2], [3, 4, 5]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _diffusers_unet():
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=LATENT, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=CONTEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=8,
+    ).eval()
+
+
+def _monai_unet():
+    from monai.networks.nets import DiffusionModelUNet
+
+    torch.manual_seed(1)
+    return DiffusionModelUNet(
+        spatial_dims=2, in_channels=3, out_channels=3, channels=(16, 32, 32), attention_levels=(False, True, True),
+        num_res_blocks=1, num_head_channels=(0, 8, 32), with_conditioning=True, cross_attention_dim=CONTEXT_DIM,
+        norm_num_groups=8,
+    ).eval()
+
+
+def _sd_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                         beta_end=0.012, steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+
+
+class Recorder:
+    """Keeps every map: (step, layer) -> (samples, tokens, h, w) head-mean cond-half probabilities."""
+
+    def __init__(self) -> None:
+        self.maps: dict[tuple[int, str], np.ndarray] = {}
+
+    def __call__(self, event) -> None:
+        layout = event.step.layout
+        rows = event.per_head().double().numpy()[layout.half_rows("cond")]
+        self.maps[(event.step.index, event.layer.name)] = rows.mean(axis=1).transpose(0, 3, 1, 2)
+
+
+def _stack(recorder: Recorder, layers: list[str], grid: int) -> np.ndarray:
+    """(samples, steps, layers, tokens, grid, grid): every map, block-upsampled as the published code does."""
+    steps = sorted({i for i, _ in recorder.maps})
+    out = []
+    for i in steps:
+        per_layer = []
+        for name in layers:
+            m = recorder.maps[(i, name)]
+            f = grid // m.shape[-1]
+            per_layer.append(np.repeat(np.repeat(m, f, axis=-2), f, axis=-1))
+        out.append(np.stack(per_layer, axis=1))
+    return np.stack(out, axis=1)
+
+
+def _published_merge(activation: np.ndarray, image_bias: np.ndarray, text_bias: np.ndarray,
+                     product: np.ndarray) -> tuple[np.ndarray, float]:
+    """The published arithmetic in torch float16 with scikit-image's SSIM (the reference)."""
+    def scale(x, to_uint8=True):
+        t = torch.as_tensor(x).to(torch.float16)
+        t = (t - t.min()) / (t.max() - t.min())
+        return (t * 255).to(torch.uint8) if to_uint8 else t
+
+    s = max(structural_similarity(scale(image_bias).numpy(), scale(text_bias).numpy()), 0)
+    m = scale(scale(product), False)
+    a = scale(activation, False)
+    merged = 2 * (1 - s) * s * ((m + a + (m * a)) / 2) + ((1 - s) ** 2) * a + (s**2) * m
+    return merged.double().numpy(), s
+
+
+def _run_two_passes(unet, channels: int):
+    layers = cross_attention_layers(unet)
+    names = [layer.name for layer in layers]
+    grid = LATENT // min(layer.downsampling for layer in layers)
+    scheduler = _sd_scheduler()
+    schedule = NoiseSchedule.from_scheduler(scheduler)
+    timesteps = scheduler_timesteps(scheduler, STEPS)
+    g = torch.Generator().manual_seed(5)
+    conditioning = Conditioning(torch.randn(2, TOKENS, CONTEXT_DIM, generator=g),
+                                torch.randn(1, TOKENS, CONTEXT_DIM, generator=g))
+    clean = torch.randn(2, channels, LATENT, LATENT, generator=g)
+    collector = BbmCollector(2, PHRASE_TOKENS, grid=grid, activation_steps=StepSelection.last_n(ACTIVATION_LAST))
+    runner = UNetRunner(unet)
+    pass1, pass2 = Recorder(), Recorder()
+    with torch.no_grad():
+        with CrossAttentionCapture(unet, layers, [*collector.pass1_sinks, pass1]) as cap:
+            noise_gt(runner, schedule, clean, conditioning, timesteps, StepSelection.every(),
+                     sample_generators([3, 4]), capture=cap)
+        with CrossAttentionCapture(unet, layers, [*collector.pass2_sinks, pass2]) as cap:
+            sample(runner, schedule, (channels, LATENT, LATENT), conditioning, timesteps, StepSelection.every(),
+                   sample_generators([3, 4]), capture=cap, guidance=16.0)
+    return collector, _stack(pass1, names, grid), _stack(pass2, names, grid), len(names)
+
+
+@pytest.mark.parametrize("model", ["diffusers", "monai"])
+def test_streaming_bbm_equals_the_published_computation_on_all_stored_maps(model):
+    unet, channels = (_diffusers_unet(), 4) if model == "diffusers" else (_monai_unet(), 3)
+    collector, att1, att2, n_layers = _run_two_passes(unet, channels)
+    assert att1.shape[1:3] == att2.shape[1:3] == (STEPS, n_layers)
+    streamed = collector.maps()
+    for i, tokens in enumerate(PHRASE_TOKENS):
+        p_img = att1[i][:, :, [0]]
+        p_txt = att2[i][:, :, tokens]
+        expected = {
+            "activation": att1[i][-ACTIVATION_LAST:, :, tokens].mean(axis=(0, 1, 2)),
+            "image_bias": p_img.mean(axis=(0, 1, 2)),
+            "text_bias": p_txt.mean(axis=(0, 1, 2)),
+            "product": np.matmul(p_img, p_txt).mean(axis=(0, 1, 2)),
+        }
+        for name, value in expected.items():
+            got = getattr(streamed, name)[i]
+            assert got.shape == value.shape, name
+            assert np.abs(got - value).max() <= 1e-6 * max(1.0, np.abs(value).max()), (model, name)
+        merged, s = merge_sample(*(getattr(streamed, k)[i] for k in expected))
+        ref_merged, ref_s = _published_merge(*expected.values())
+        assert s == pytest.approx(ref_s, abs=1e-9)
+        assert s >= 0
+        assert np.abs(merged - ref_merged).max() < 2e-3
+    merged_all, s_all = collector.result()
+    assert merged_all.shape == (2, *streamed.activation.shape[1:])
+    assert np.all(s_all >= 0)
+
+
+def test_ssim_matches_scikit_image_defaults_on_uint8():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, (64, 64)), 0, 255).astype(np.uint8)
+    expected = structural_similarity(a, b)
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-12)
+    assert 0.3 < expected < 0.99
+    assert ssim(a, a) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_one_window_by_hand():
+    """A 7x7 image is one window: a = 0..48, b = 255 - a.
+
+    mu_a = 24, mu_b = 231, sample variance of 0..48 = 200 * 49/48, cov = -that;
+    C1 = (0.01 * 255)^2 = 6.5025, C2 = (0.03 * 255)^2 = 58.5225.
+    """
+    a = np.arange(49, dtype=np.uint8).reshape(7, 7)
+    b = (255 - a).astype(np.uint8)
+    var = 200 * 49 / 48
+    c1, c2 = 6.5025, 58.5225
+    expected = (2 * 24 * 231 + c1) * (-2 * var + c2) / ((24**2 + 231**2 + c1) * (2 * var + c2))
+    assert expected == pytest.approx(-0.1541059, abs=1e-6)
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="7x7 window"):
+        ssim(a[:6, :6], b[:6, :6])
+
+
+def test_quantise_uint8_truncates_float16_values():
+    values = np.array([2.0, 3.0, 2.0 + 1 / 3, 2.999, 2.5])
+    # float16: 2 + 1/3 -> 2.333984375, 2.999 -> 2.998046875; min-max: 0, 1, 0.333984375, 0.998046875, 0.5;
+    # times 255 in float16: 0, 255, 85.1875, 254.5, 127.5; truncated (in float64, 1/3 * 255 would give 84)
+    assert quantise_uint8(values).tolist() == [0, 255, 85, 254, 127]
+    assert quantise_uint8(np.full((3, 3), 7.0)).tolist() == [[0] * 3] * 3
+
+
+def test_bezier_merge_by_hand():
+    a = np.array([[0.0, 1.0], [0.5, 0.25]])
+    m = np.array([[1.0, 0.0], [0.5, 1.0]])
+    # C = (A + M + A*M) / 2 = [[0.5, 0.5], [0.625, 0.75]]; s = 0.5: 0.25 A + 0.5 C + 0.25 M
+    assert np.allclose(bezier_merge(a, m, 0.5), [[0.5, 0.5], [0.5625, 0.6875]], atol=1e-12)
+    # s = 0.2: 0.64 A + 0.32 C + 0.04 M
+    assert np.allclose(bezier_merge(a, m, 0.2), [[0.2, 0.8], [0.54, 0.44]], atol=1e-12)
+    assert bezier_merge(a, m, 0.0).tolist() == a.tolist()
+    assert bezier_merge(a, m, 1.0).tolist() == m.tolist()
+
+
+def test_merge_weights_by_bias_similarity():
+    rng = np.random.default_rng(1)
+    activation = rng.random((16, 16))
+    product = rng.random((16, 16))
+    bias = rng.random((16, 16))
+    same, s_same = merge_sample(activation, bias, bias, product)
+    assert s_same == pytest.approx(1.0)
+    assert np.allclose(same, minmax_half(quantise_uint8(product)), atol=1e-12)
+    opposite, s_opposite = merge_sample(activation, bias, -bias, product)
+    assert s_opposite == 0.0
+    assert np.allclose(opposite, minmax_half(activation), atol=1e-12)
+    nan_map, s_nan = merge_sample(np.full((16, 16), np.nan), bias, bias, product)
+    assert np.isnan(nan_map).all() and np.isnan(s_nan)
+
+
+def test_merge_matches_the_published_float16_arithmetic_for_partial_similarity():
+    rng = np.random.default_rng(2)
+    activation, product, bias = rng.random((3, 32, 32))
+    text_bias = bias + 0.5 * rng.random((32, 32))
+    merged, s = merge_sample(activation, bias, text_bias, product)
+    ref_merged, ref_s = _published_merge(activation, bias, text_bias, product)
+    assert 0.2 < s < 0.9
+    assert s == pytest.approx(ref_s, abs=1e-12)
+    assert np.abs(merged - ref_merged).max() < 2e-3
+    assert np.abs(merged - minmax_half(activation)).max() > 0.1
+    assert np.abs(merged - minmax_half(quantise_uint8(product))).max() > 0.1
