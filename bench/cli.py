@@ -177,6 +177,36 @@ def compare_cmd(
         typer.echo(f"tables written to {out}")
 
 
+@app.command("leaderboard")
+def leaderboard_cmd(
+    results: Path = typer.Option(Path("results"), "--results", help="Folder of committed runs (one entry per run)."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder the pages, tables and figures go to."),
+    reported: Path = typer.Option(Path("reported"), "--reported", help="Folder of the papers' published numbers."),
+    check: bool = typer.Option(False, "--check", help="Build in memory and exit 1 if --out differs from it."),
+    add: Optional[Path] = typer.Option(None, "--add", help="Copy this finished run directory into --results first."),
+    name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
+) -> None:
+    """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder."""
+    from . import leaderboard
+
+    if add is not None:
+        from .leaderboard_results import add_run
+
+        entry = add_run(add, results, name)
+        typer.echo(f"added {add} as {entry}")
+    built = leaderboard.build(results, reported)
+    if check:
+        problems = leaderboard.check(built, out)
+        if problems:
+            typer.echo("\n".join(problems), err=True)
+            typer.echo(leaderboard.summary_line(problems), err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is up to date with {results}")
+        return
+    written = leaderboard.write(built, out)
+    typer.echo(f"{len(built.texts) + len(built.figures)} files in {out} ({written} written)")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:

@@ -1,0 +1,82 @@
+"""The overlay example of a run: one downscaled image with the method's map and the GT boxes.
+
+Stored with the run in the results folder, so the overlay figure can be redrawn anywhere
+without the dataset's images or the run's heatmaps. Every method on a dataset shows the same
+sample (the first sample id in sorted order), so their figures can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic
+from .errors import BenchError
+from .heatmap import Heatmap
+from .protocols import Protocol
+from .resample import to_original
+from .rundir import RunDir
+from .scoring import apply_policy
+
+THUMBNAIL = 256
+
+
+def _thumbnail_index(size: int, scale: float) -> np.ndarray:
+    out = max(1, int(round(size * scale)))
+    return np.minimum(((np.arange(out) + 0.5) / scale).astype(np.int64), size - 1)
+
+
+def _grey_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float64)
+    lo, hi = float(image.min()), float(image.max())
+    scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def example_arrays(image: np.ndarray, heatmap: Heatmap, boxes: list, protocol: Protocol,
+                   backend: str | None) -> dict[str, np.ndarray]:
+    """Image, scored map and boxes, downscaled so the longer side is at most THUMBNAIL pixels."""
+    values = apply_policy(to_original(heatmap, protocol.interpolation), protocol.value_policy(backend))
+    height, width = values.shape
+    scale = min(1.0, THUMBNAIL / max(height, width))
+    rows, cols = _thumbnail_index(height, scale), _thumbnail_index(width, scale)
+    return {"image": _grey_uint8(image)[rows][:, cols],
+            "heatmap": values[rows][:, cols].astype(np.float16),
+            "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale}
+
+
+def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bool:
+    """Write the run's example to `out`; False (nothing written) when heatmaps or images are missing."""
+    from .datasets import get_dataset
+    from .errors import SampleError
+
+    if not run.heatmaps.is_dir():
+        return False
+    samples = run.read_samples()
+    if samples.empty:
+        return False
+    sample_id = sorted(samples["sample_id"])[0]
+    path = run.heatmap_path(sample_id)
+    if not path.is_file():
+        return False
+    config = record.get("config", {}).get("dataset", {})
+    try:
+        dataset = get_dataset(config.get("name") or record["dataset"], config.get("data_root"), config.get("options"))
+        sample = next((s for s in dataset.samples() if s.sample_id == sample_id), None)
+        if sample is None:
+            return False
+        image = dataset.load_image(sample)
+    except (BenchError, SampleError, OSError):
+        return False
+    backend = record.get("config", {}).get("method", {}).get("backend")
+    arrays = example_arrays(image, Heatmap.load(path), [list(b) for b in sample.boxes], protocol, backend)
+    row = samples[samples["sample_id"] == sample_id].iloc[0]
+
+    def writer(fh) -> None:
+        np.savez_compressed(fh, **arrays, sample_id=np.array(sample_id), phrase=np.array(str(row["phrase"])),
+                            boxes_original=np.array(json.dumps([list(b) for b in sample.boxes])))
+
+    atomic.write_with(out, writer)
+    return True

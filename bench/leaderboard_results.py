@@ -1,0 +1,182 @@
+"""The committed results folder: one entry per measured run, the input of the leaderboards.
+
+An entry is `results/<dataset>/<protocol>/<name>/` holding the run's `run.json` (absolute paths
+reduced to their last part, so the folder reads the same on every machine), `samples.csv`
+(per-sample scores: intervals and paired tests can be recomputed), `summary.csv`, and optionally
+`example.npz`, one downscaled image with its heatmap and boxes for the overlay figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BenchError
+from .protocols import Protocol
+from .rundir import RunDir
+
+RUN_FILES = ("run.json", "samples.csv", "summary.csv")
+EXAMPLE = "example.npz"
+
+
+@dataclass
+class Entry:
+    """One measured run in the results folder."""
+
+    name: str
+    dataset: str
+    protocol: Protocol
+    root: Path
+    record: dict
+    samples: pd.DataFrame
+    summary: pd.DataFrame
+
+    @property
+    def board(self) -> tuple[str, str]:
+        return self.dataset, self.protocol.name
+
+    @property
+    def example(self) -> Path | None:
+        path = self.root / EXAMPLE
+        return path if path.is_file() else None
+
+
+def dataset_key(record: dict) -> str:
+    """The dataset a run was scored on, with its options: `phantom`, `phantom__size-mimic`."""
+    config = record.get("config", {}).get("dataset", {})
+    name = config.get("name") or record.get("dataset")
+    if not name:
+        raise BenchError("run.json names no dataset")
+    options = config.get("options") or {}
+    return name + "".join(f"__{k}-{v}" for k, v in sorted(options.items()))
+
+
+def entry_name(record: dict) -> str:
+    """The method name, with a short hash of the spec overrides when there are any."""
+    name = str(record.get("method", "external"))
+    overrides = record.get("overrides") or []
+    if overrides:
+        name += "__" + hashlib.sha256(json.dumps(sorted(overrides)).encode()).hexdigest()[:8]
+    return name
+
+
+def _portable(value):
+    """A copy of a JSON value with absolute paths reduced to their last part."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and len(value) > 1:
+        return Path(value).name
+    return value
+
+
+def check_admissible(record: dict, where: str) -> None:
+    """Refuse runs that must not enter a leaderboard, with the reason."""
+    if record.get("random_weights"):
+        raise BenchError(f"{where} was run with random weights (run.json random_weights: true); "
+                         "such runs never enter a leaderboard")
+    if record.get("status") != "complete":
+        raise BenchError(f"{where} is an unfinished run; re-run its command to complete it")
+    if record.get("limit") is not None:
+        raise BenchError(f"{where} scored only the first {record['limit']} samples (--limit); "
+                         "a leaderboard needs the protocol's whole sample set")
+
+
+def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
+    """Copy a finished run into the results folder atomically; returns the entry folder.
+
+    An entry of the same name is replaced as a whole. The example for the overlay figure is
+    made from the run's heatmaps when they and the dataset's images are at hand.
+    """
+    from .leaderboard_examples import make_example
+
+    run = RunDir(Path(run_dir))
+    record = run.read_run()
+    if record is None:
+        raise BenchError(f"{run_dir} is not a run directory (no run.json)")
+    check_admissible(record, str(run_dir))
+    for f in RUN_FILES:
+        if not (run.root / f).is_file():
+            raise BenchError(f"{run_dir} has no {f}")
+    protocol = Protocol.from_dict(record["protocol"])
+    entry_name_ = name or entry_name(record)
+    if not entry_name_ or "/" in entry_name_ or entry_name_.startswith("."):
+        raise BenchError(f"--name {entry_name_!r}: a plain folder name is needed")
+    parent = Path(results) / dataset_key(record) / protocol.name
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.", suffix=".tmp", dir=parent))
+    try:
+        (staging / "run.json").write_text(json.dumps(_portable(record), indent=2) + "\n")
+        for f in ("samples.csv", "summary.csv"):
+            shutil.copyfile(run.root / f, staging / f)
+        make_example(run, record, protocol, staging / EXAMPLE)
+        target = parent / entry_name_
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.old.", suffix=".tmp", dir=parent))
+            target.rename(old / "entry")
+        staging.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _load_entry(root: Path) -> Entry:
+    rundir = RunDir(root)
+    record = rundir.read_run()
+    check_admissible(record, str(root))
+    for f in RUN_FILES:
+        if not (root / f).is_file():
+            raise BenchError(f"{root} has no {f}")
+    protocol = Protocol.from_dict(record["protocol"])
+    dataset = dataset_key(record)
+    if (root.parent.parent.name, root.parent.name) != (dataset, protocol.name):
+        raise BenchError(f"{root} holds a run of {dataset} under {protocol.name}; it belongs in "
+                         f"{root.parent.parent.parent / dataset / protocol.name}")
+    samples = rundir.read_samples()
+    missing = [c for c in protocol.columns if c not in samples.columns]
+    if missing:
+        raise BenchError(f"{root}/samples.csv has no column {missing[0]!r}")
+    summary = pd.read_csv(root / "summary.csv", dtype={"group": str})
+    _check_summary(root, samples, summary, protocol)
+    return Entry(root.name, dataset, protocol, root, record, samples, summary)
+
+
+def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, protocol: Protocol) -> None:
+    """summary.csv must belong to samples.csv: the category means must match."""
+    for metric in protocol.columns:
+        means = samples.groupby("category")[metric].mean()
+        part = summary[summary["metric"] == metric].set_index("group")
+        for cat, mean in means.items():
+            if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9):
+                raise BenchError(f"{root}: summary.csv does not match samples.csv ({cat}, {metric}); "
+                                 "add the run again with `bench leaderboard --add`")
+
+
+def load_results(results: Path) -> list[Entry]:
+    """Every entry under `results/` (none is fine), sorted by dataset, protocol and name."""
+    results = Path(results)
+    if not results.exists():
+        return []
+    if not results.is_dir():
+        raise BenchError(f"--results {results} is not a folder")
+    roots = sorted(p.parent for p in results.glob("*/*/*/run.json") if not p.parent.name.startswith("."))
+    return [_load_entry(r) for r in roots]
+
+
+def read_example(path: Path) -> dict:
+    """The stored overlay example: image, heatmap (NaN outside the field of view), boxes, phrase."""
+    with np.load(path, allow_pickle=False) as data:
+        return {"image": data["image"], "heatmap": data["heatmap"].astype(np.float64), "boxes": data["boxes"],
+                "sample_id": str(data["sample_id"]), "phrase": str(data["phrase"])}

@@ -1,0 +1,114 @@
+"""The numbers of one leaderboard: measured summaries, ranks, paired differences, reported rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import BenchError
+from .leaderboard_results import Entry
+from .protocols import Protocol
+from .report import headline_metrics
+from .stats import paired_difference
+
+AGGREGATE_GROUPS = ("macro", "micro", "weighted")
+
+
+@dataclass
+class Board:
+    """Everything shown on one page: a dataset under one protocol."""
+
+    dataset: str
+    protocol_name: str
+    entries: list[Entry] = field(default_factory=list)
+    reported: pd.DataFrame | None = None
+
+    @property
+    def slug(self) -> str:
+        return f"{self.dataset}__{self.protocol_name}"
+
+    @property
+    def protocol(self) -> Protocol | None:
+        return self.entries[0].protocol if self.entries else None
+
+    def check(self) -> None:
+        """Runs on one board must have been scored under exactly the same protocol."""
+        prints = {e.record.get("protocol_fingerprint") for e in self.entries}
+        if len(prints) > 1:
+            names = ", ".join(f"{e.name} ({e.record.get('protocol_fingerprint')})" for e in self.entries)
+            raise BenchError(f"results for {self.dataset} under {self.protocol_name} were scored with different "
+                             f"protocol settings: {names}; re-score them with `bench score`")
+        names = [e.name for e in self.entries]
+        if len(set(names)) != len(names):
+            raise BenchError(f"two results for {self.dataset} under {self.protocol_name} are named alike")
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.protocol.columns if self.protocol else []
+
+    @property
+    def headline(self) -> list[str]:
+        return headline_metrics(self.metrics) if self.protocol else []
+
+    @property
+    def plotted(self) -> list[str]:
+        """Metrics with a figure: every column except the single-threshold IoUs (summarised by miou)."""
+        return [m for m in self.metrics if not m.startswith("iou@")]
+
+
+def measured(board: Board) -> pd.DataFrame:
+    """Long table: method, group, metric, mean, ci_low, ci_high, n (from each run's summary.csv)."""
+    parts = [e.summary.assign(method=e.name) for e in board.entries]
+    if not parts:
+        return pd.DataFrame(columns=["method", "group", "metric", "mean", "ci_low", "ci_high", "n"])
+    table = pd.concat(parts, ignore_index=True)
+    table = table[table["metric"].isin(board.metrics)]
+    return table[["method", "group", "metric", "mean", "ci_low", "ci_high", "n"]].reset_index(drop=True)
+
+
+def groups(table: pd.DataFrame) -> list[str]:
+    """Categories in sorted order, then the aggregate groups present."""
+    present = list(dict.fromkeys(table["group"]))
+    return sorted(g for g in present if g not in AGGREGATE_GROUPS) + [g for g in AGGREGATE_GROUPS if g in present]
+
+
+def ranks(table: pd.DataFrame, metrics: list[str], group: str = "macro") -> pd.DataFrame:
+    """Rank of every method per metric on `group` (1 = highest mean, ties share the best rank),
+    and the mean rank; rows ordered by mean rank, then name."""
+    part = table[table["group"] == group].pivot(index="method", columns="metric", values="mean")
+    out = pd.DataFrame(index=part.index)
+    for m in metrics:
+        out[m] = part[m].rank(ascending=False, method="min").astype(int)
+    out["mean_rank"] = out[metrics].mean(axis=1)
+    out = out.reset_index().sort_values(["mean_rank", "method"], kind="mergesort").reset_index(drop=True)
+    return out
+
+
+def paired_against_best(board: Board, table: pd.DataFrame, group: str = "macro") -> pd.DataFrame:
+    """Per headline metric: each method minus the best one (rank 1, first by name on ties), paired
+    bootstrap on the samples both runs scored. Columns: metric, method, best, difference, ci_low,
+    ci_high, p_value, n."""
+    protocol = board.protocol
+    rows = []
+    by_name = {e.name: e for e in board.entries}
+    agg = table[table["group"] == group]
+    for metric in board.headline:
+        part = agg[agg["metric"] == metric].sort_values(["mean", "method"], ascending=[False, True], kind="mergesort")
+        best = part["method"].iloc[0]
+        ref = by_name[best].samples.set_index("sample_id")
+        for method in sorted(by_name):
+            if method == best:
+                continue
+            other = by_name[method].samples.set_index("sample_id")
+            common = sorted(set(ref.index) & set(other.index))
+            if not common:
+                continue
+            a = other.loc[common, [metric]].to_numpy(np.float64)
+            b = ref.loc[common, [metric]].to_numpy(np.float64)
+            d, lo, hi, p = paired_difference(a, b, ref.loc[common, "category"].tolist(), group,
+                                             protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
+            rows.append({"metric": metric, "method": method, "best": best, "difference": d[0], "ci_low": lo[0],
+                         "ci_high": hi[0], "p_value": p[0], "n": len(common)})
+    return pd.DataFrame(rows, columns=["metric", "method", "best", "difference", "ci_low", "ci_high", "p_value", "n"])
