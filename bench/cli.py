@@ -96,17 +96,32 @@ def run_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per model forward."),
     seed: int = typer.Option(0, "--seed", help="Seed for methods with randomness."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples in run.json under `skipped` and go on."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Do only part INDEX/COUNT of the samples (INDEX from 0 to COUNT-1, e.g. 0/4 ... 3/4; split by sorted sample_id). Merge by running the same command without --shard."),
 ) -> None:
     """Run a method over a dataset, score every heatmap and print the per-pathology table.
 
     Interrupted runs resume: re-run the same command and nothing already done is recomputed.
+
+    Several processes: give each one --shard INDEX/COUNT (shards are numbered from 0, so a job array
+    0..COUNT-1 maps onto them) and the same --out; then the same command without --shard merges the
+    shard results into samples.csv, summary.csv and run.json, exactly as one unsharded run, without
+    recomputing them. Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) each process takes the
+    shard of its rank and its own GPU for --device cuda, and the main process merges when all are done.
     """
-    from .runner import RunRequest, run
+    from .runner import RunRequest, ShardResult, run
+    from .shards import parse_shard
 
     result = run(RunRequest(method=method, dataset=dataset, protocol=protocol, data_root=data_root,
                             dataset_options=_options(option), out=out, limit=limit, device=device,
                             random_weights=random_weights, weights=weights, overrides=list(set_),
-                            skip_bad=skip_bad, batch_size=batch_size, seed=seed))
+                            skip_bad=skip_bad, batch_size=batch_size, seed=seed,
+                            shard=parse_shard(shard) if shard is not None else None))
+    if isinstance(result, ShardResult):
+        skipped = len(result.record.get("skipped", []))
+        then = ("the main process merges" if result.launched
+                else "merge with the same command without --shard once every shard is done")
+        typer.echo(f"shard {result.shard}: {result.scored} sample(s) scored, {skipped} skipped, in {result.root}; {then}")
+        return
     _report(result, f"{method} on {dataset} ({protocol} protocol)")
 
 

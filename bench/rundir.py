@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Iterable
 
@@ -49,12 +50,25 @@ class RunDir:
     def heatmap_path(self, sample_id: str) -> Path:
         return self.heatmaps / f"{safe_name(sample_id)}.npz"
 
-    def remove_stale_temporaries(self) -> None:
-        """Delete temporary files left by a process killed in the middle of an atomic write."""
-        for folder in (self.root, self.heatmaps):
+    def remove_stale_temporaries(self, targets: Iterable[Path] | None = None) -> None:
+        """Delete temporary files left by a process killed in the middle of an atomic write.
+
+        With `targets`, only the temporaries of those files go (other shards may be writing theirs).
+        """
+        if targets is not None:
+            for target in targets:
+                if target.parent.is_dir():
+                    for tmp in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+                        tmp.unlink(missing_ok=True)
+            return
+        for folder in (self.root, self.heatmaps, self.root / "shards"):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
+
+    def holds_only_shards(self) -> bool:
+        """True when the folder holds nothing but shard results (heatmaps/ and shards/)."""
+        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards") for p in self.root.iterdir())
 
     def read_run(self) -> dict | None:
         if not self.run_json.is_file():
@@ -67,25 +81,28 @@ class RunDir:
     def write_run(self, record: dict) -> None:
         atomic.write_text(self.run_json, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
 
-    def read_scores(self, fingerprint: str) -> dict[str, dict]:
-        """Scores logged by an earlier, interrupted attempt under the same protocol."""
-        if not self.scores_log.is_file():
-            return {}
+    def read_scores(self, fingerprint: str, logs: Iterable[Path] = ()) -> dict[str, dict]:
+        """Scores logged by an earlier, interrupted attempt (or by shards, in `logs`) under the same protocol."""
         done: dict[str, dict] = {}
-        for line in self.scores_log.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by an interruption
-            if entry.get("protocol") == fingerprint:
-                done[entry["sample_id"]] = entry
+        for log in (self.scores_log, *logs):
+            if not log.is_file():
+                continue
+            for line in log.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by an interruption
+                if entry.get("protocol") == fingerprint:
+                    done[entry["sample_id"]] = entry
         return done
 
-    def append_scores(self, entries: Iterable[dict]) -> None:
+    def append_scores(self, entries: Iterable[dict], log: Path | None = None) -> None:
+        """Append score entries to the run's log (or to a shard's `log`), flushed to disk."""
         import os
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.scores_log, "a", encoding="utf-8") as fh:
+        log = log or self.scores_log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as fh:
             for e in entries:
                 fh.write(json.dumps(e) + "\n")
             fh.flush()

@@ -3,6 +3,9 @@
 A run is resumable at every point: each heatmap is written atomically as soon as it exists,
 per-sample scores are appended to a log, and the tables are written atomically at the end. A
 re-run of the same command skips every heatmap and score already present.
+
+A run can be split over processes (`shard`, or a multi-process launch found in the environment):
+each shard does its part, and a run without a shard merges their results (see bench/shards.py).
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, shards
 from .datasets import get_dataset
 from .datasets.base import Dataset
 from .errors import BenchError, SampleError
@@ -51,6 +54,7 @@ class RunRequest:
     skip_bad: bool = False
     batch_size: int = 8
     seed: int = 0
+    shard: shards.Shard | None = None
 
 
 @dataclass
@@ -59,6 +63,17 @@ class RunResult:
     samples: pd.DataFrame
     summary: pd.DataFrame
     record: dict
+
+
+@dataclass
+class ShardResult:
+    """What one shard did; the tables come from the merge."""
+
+    root: Path
+    shard: shards.Shard
+    scored: int
+    record: dict
+    launched: bool = False  # part of a multi-process launch: the main process merges
 
 
 def default_out(dataset: str, method: str, protocol: str) -> Path:
@@ -92,6 +107,8 @@ def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, s
     """Drop (with --skip-bad) or reject invalid samples before any work starts."""
     good = []
     for s in samples:
+        if s.sample_id in skipped:
+            continue  # already recorded (by a shard being merged)
         try:
             validate_sample(s)
             good.append(s)
@@ -122,7 +139,7 @@ def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
 def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
     previous = rundir.read_run()
     if previous is None:
-        if rundir.root.exists() and any(rundir.root.iterdir()):
+        if rundir.root.exists() and any(rundir.root.iterdir()) and not rundir.holds_only_shards():
             raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
         return None
     if previous.get("config") != config:
@@ -168,14 +185,16 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
 
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
               load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
-              backend: str | None = None) -> tuple[pd.DataFrame, float]:
+              backend: str | None = None, logs: Sequence[Path] = (),
+              write_log: Path | None = None) -> tuple[pd.DataFrame, float]:
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
-    itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad.
+    itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad. Scores are also
+    taken from `logs` (shard logs), and new ones go to `write_log` [default: the run's log].
     """
     fingerprint = protocol.fingerprint()
-    done = rundir.read_scores(fingerprint)
+    done = rundir.read_scores(fingerprint, logs)
     start = time.perf_counter()
     pending: list[dict] = []
     rows = []
@@ -197,14 +216,14 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values}
                 pending.append(entry)
                 if len(pending) >= 200:
-                    rundir.append_scores(pending)
+                    rundir.append_scores(pending, write_log)
                     pending = []
             rows.append({"sample_id": s.sample_id, "category": s.category, "phrase": s.phrase,
                          "split": s.split, "width": s.width, "height": s.height, "boxes": s.boxes_json(),
                          **{c: entry["scores"][c] for c in protocol.columns}})
             advance(1)
     if pending:
-        rundir.append_scores(pending)
+        rundir.append_scores(pending, write_log)
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", *protocol.columns]
     return pd.DataFrame(rows, columns=columns), time.perf_counter() - start
 
@@ -224,22 +243,118 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
     return RunResult(rundir.root, table, summary, record)
 
 
-def run(req: RunRequest) -> RunResult:
-    """`bench run`: heatmaps for every sample of the protocol's set, scored and summarised."""
+def run(req: RunRequest) -> RunResult | ShardResult:
+    """`bench run`: heatmaps for every sample of the protocol's set, scored and summarised.
+
+    With `req.shard`, only that shard's part is done (ShardResult). Under a multi-process launch
+    (WORLD_SIZE > 1 in the environment) every process does the shard of its rank on its own
+    device, waits for the others, and the main process merges.
+    """
+    launch = shards.launch_from_env()
+    if launch is not None:
+        if req.shard is not None:
+            raise BenchError(f"--shard {req.shard} given inside a {launch.world_size}-process launch; the launch "
+                             "already picks each process's shard, so drop --shard")
+        return _run_launched(req, launch)
+    if req.shard is not None:
+        return _run_shard(req, req.shard)
+    return _run_whole(req)
+
+
+def _run_launched(req: RunRequest, launch: shards.Launch) -> RunResult | ShardResult:
+    shards.check_rendezvous(launch)
+    req = replace(req, device=shards.process_device(req.device, launch))
+    error: Exception | None = None
+    try:
+        part = _run_shard(req, shards.Shard(launch.rank, launch.world_size))
+    except Exception as exc:  # every process must reach the barrier, or the others wait forever
+        error = exc
+    shards.barrier(launch)
+    if error is not None:
+        raise error
+    return _run_whole(req) if launch.is_main else replace(part, launched=True)
+
+
+def _ordered(skipped: dict[str, str], samples: Sequence[Sample]) -> list[dict]:
+    """run.json's skipped list in the run's sample order (the same however the run was split)."""
+    order = {s.sample_id: i for i, s in enumerate(samples)}
+    keys = sorted(skipped, key=lambda k: order.get(k, len(order)))
+    return [{"sample_id": k, "reason": skipped[k]} for k in keys]
+
+
+def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
+    """One shard: its heatmaps into heatmaps/, its scores and state under shards/; no tables."""
     t0 = time.perf_counter()
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
+    part = {s.sample_id for s in shards.select(chosen, shard)}
     skipped: dict[str, str] = {}
-    chosen = validate_all(chosen, req.skip_bad, skipped)
+    valid = validate_all(chosen, req.skip_bad, skipped)  # the whole set: a method may fit on it
+    skipped = {k: v for k, v in skipped.items() if k in part}
+    mine = [s for s in valid if s.sample_id in part]
+    rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    config = _config(spec, req, protocol)
+    _check_resumable(rundir, config)
+    shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
+    context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
+                         batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
+    method = backend_class(spec["backend"])(spec, context)
+    method.prepare(dataset)  # raises on missing checkpoints before anything is written
+    files = shards.ShardFiles(rundir.root, shard)
+    rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
+    record = shards.new_record(shard, config, shards.sample_set_id(chosen), len(mine), req.device)
+    files.write(record)
+    try:
+        t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
+        mine = [s for s in mine if s.sample_id not in skipped]
+        table, t_score = score_all(mine, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
+                                   req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
+                                   write_log=files.scores_log)
+    except BaseException as exc:
+        record.update({"status": "failed", "error": str(exc) or type(exc).__name__})
+        files.write(record)
+        raise
+    record.update({
+        "status": "complete",
+        "skipped": _ordered(skipped, chosen),
+        "provenance": method.provenance(),
+        "versions": versions(),
+        "timings": {"heatmaps_s": round(t_maps, 3), "scoring_s": round(t_score, 3),
+                    "total_s": round(time.perf_counter() - t0, 3)},
+    })
+    files.write(record)
+    return ShardResult(rundir.root, shard, len(table), record)
+
+
+def _run_whole(req: RunRequest) -> RunResult:
+    """The whole sample set in this process, taking over every result complete shards left."""
+    t0 = time.perf_counter()
+    spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    protocol = load_protocol(req.protocol)
+    dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
+    everything, chosen = eval_samples(dataset, protocol, req.limit)
+    all_chosen = chosen
     rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
     config = _config(spec, req, protocol)
     previous = _check_resumable(rundir, config)
+    records = shards.read_records(rundir.root)
+    merged: list[dict] = []
+    skipped: dict[str, str] = {}
+    if records:
+        shards.check_compatible(records, config, rundir.root)
+        merged = shards.complete_set(records, shards.sample_set_id(chosen), rundir.root)
+        for rec in merged:
+            skipped.update({item["sample_id"]: item["reason"] for item in rec.get("skipped", [])})
+    chosen = validate_all(chosen, req.skip_bad, skipped)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
-    method = backend_class(spec["backend"])(spec, context)
-    method.prepare(dataset)  # raises on missing checkpoints before anything is written
+    missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
+    method = None
+    if missing or not merged:  # merging finished shards needs no model
+        method = backend_class(spec["backend"])(spec, context)
+        method.prepare(dataset)  # raises on missing checkpoints before anything is written
     created = not rundir.root.exists()
     record = {
         "status": "running",
@@ -258,23 +373,33 @@ def run(req: RunRequest) -> RunResult:
     if previous is None:
         rundir.write_run(record)
     rundir.remove_stale_temporaries()
+    logs = [shards.ShardFiles(rundir.root, shards.Shard(i, len(merged))).scores_log for i in range(len(merged))]
     try:
-        t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
+        t_maps = 0.0
+        if method is not None:
+            t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
+            chosen = [s for s in chosen if s.sample_id not in skipped]
         table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
-                                   req.skip_bad, skipped, spec["backend"])
+                                   req.skip_bad, skipped, spec["backend"], logs=logs)
     except BenchError:
         if created and not any(rundir.heatmaps.glob("*.npz")):
             shutil.rmtree(rundir.root, ignore_errors=True)
         raise
+    found = shards.merged_versions(merged)
     record.update({
-        "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
-        "provenance": method.provenance(),
-        "versions": versions(),
+        "skipped": _ordered(skipped, all_chosen),
+        "provenance": method.provenance() if method is not None else merged[0].get("provenance", {}),
+        "versions": {**found, **versions()} if method is not None or not found else found,
         "timings": {"heatmaps_s": round(t_maps, 3), "scoring_s": round(t_score, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
     })
-    return finish(rundir, table, protocol, record)
+    if merged:
+        record["shards"] = [{"shard": rec["shard"], "device": rec.get("device"), "host": rec.get("host"),
+                             "n_samples": rec.get("n_samples"), "timings": rec.get("timings")} for rec in merged]
+    result = finish(rundir, table, protocol, record)
+    shards.remove(rundir.root)
+    return result
 
 
 def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
