@@ -121,6 +121,8 @@ PROTOCOL_VARIANTS = [
     dataclasses.replace(DEFAULT, normalise="none", clip_min=0.2, threshold_op=">="),
     dataclasses.replace(DEFAULT, cnr_variance="sample", cnr_boxes="per_box", auc="binned"),
     dataclasses.replace(DEFAULT, outside="exclude", cnr_boxes="per_box", auc="binned", thresholds=(0.25, 0.5, 0.75)),
+    dataclasses.replace(DEFAULT, metrics=DEFAULT.metrics + ("auc_roc_binned",), auc_bins=7, cnr_boxes="per_box",
+                        cnr_zero_variance="float32_max", outside="exclude"),
 ]
 
 
