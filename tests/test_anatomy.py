@@ -1,0 +1,219 @@
+"""Anatomy-grounded prompts: phrase parsing, prompt building, the location-token codebook file and
+its injection into a text encoder's token-embedding table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.methods.ldm.anatomy import (
+    Codebook,
+    build_prompt,
+    explicit_locations,
+    inject_codebook,
+    load_codebook,
+    load_rules,
+    parse_phrase,
+    prompt_positions,
+    random_codebook,
+    save_codebook,
+)
+
+R, L = "right", "left"
+
+PHRASES = [
+    ("small right apical pneumothorax", ["right_apical_zone"], "pneumothorax"),
+    ("pneumothorax at the left apex", ["left_apical_zone"], "pneumothorax"),
+    ("left pneumothorax along the lateral chest wall", ["left_lung"], "pneumothorax"),
+    ("bibasilar atelectasis", ["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis"),
+    ("linear atelectasis at the right lung base", ["right_lower_lung_zone"], "atelectasis"),
+    ("left basilar atelectasis", ["left_lower_lung_zone"], "atelectasis"),
+    ("left lower lobe consolidation", ["left_lower_lung_zone"], "consolidation"),
+    ("consolidation in the right middle lobe", ["right_mid_lung_zone"], "consolidation"),
+    ("Right upper lobe collapse.", ["right_upper_lung_zone"], "atelectasis"),
+    ("right pleural effusion with blunting of the costophrenic angle", ["right_costophrenic_angle"],
+     "pleural effusion"),
+    ("small left effusion", ["left_costophrenic_angle"], "pleural effusion"),
+    ("bilateral pleural effusions", ["right_costophrenic_angle", "left_costophrenic_angle"], "pleural effusion"),
+    ("left-sided pleural effusion", ["left_costophrenic_angle"], "pleural effusion"),
+    ("cardiomegaly", ["cardiac_silhouette"], "cardiomegaly"),
+    ("moderate enlargement of the cardiac silhouette", ["cardiac_silhouette"], "cardiomegaly"),
+    ("mild pulmonary edema", ["right_lung", "left_lung"], "edema"),
+    ("bilateral perihilar edema", ["right_hilar_structures", "left_hilar_structures"], "edema"),
+    ("patchy opacity in the left mid lung consistent with pneumonia", ["left_mid_lung_zone"], "pneumonia"),
+    ("multifocal pneumonia in both upper lungs", ["right_upper_lung_zone", "left_upper_lung_zone"], "pneumonia"),
+    ("pneumonia", ["right_lung", "left_lung"], "pneumonia"),
+    ("retrocardiac opacity", ["left_lower_lung_zone"], "opacity"),
+    ("lingular opacity", ["left_mid_lung_zone"], "opacity"),
+    ("right upper and lower lobe opacities", ["right_upper_lung_zone", "right_lower_lung_zone"], "opacity"),
+    ("right lower lobe consolidation and left upper lobe atelectasis",
+     ["right_lower_lung_zone", "left_upper_lung_zone"], "atelectasis"),
+    ("opacity at the base of the right lung", ["right_lower_lung_zone"], "opacity"),
+    ("elevated right hemidiaphragm", ["right_hemidiaphragm"], "elevated"),
+    ("right hilar fullness", ["right_hilar_structures"], "fullness"),
+    ("calcified aortic knob", ["aortic_arch"], "calcification"),
+    ("left clavicle fracture", ["left_clavicle"], "fracture"),
+    ("nodule in the right upper lung zone", ["right_upper_lung_zone"], "nodule"),
+    ("widening of the upper mediastinum", ["upper_mediastinum"], "widening"),
+]
+
+
+@pytest.mark.parametrize("phrase,locations,pathology", PHRASES, ids=[p[0] for p in PHRASES])
+def test_parser_finds_location_and_pathology(phrase, locations, pathology):
+    finding = parse_phrase(phrase)
+    assert list(finding.locations) == locations
+    assert finding.pathology == pathology
+
+
+def test_parser_reads_the_patient_side_of_every_phantom_phrase():
+    """Phantom phrases follow the radiological convention; their recorded side and zone must come back."""
+    from bench.datasets.phantom import PhantomDataset
+
+    rules = load_rules()
+    samples = PhantomDataset(options={"n_test": "64", "n_train": "0"}).samples()
+    regions_of_zone = {"upper": "upper", "mid": "mid", "lower": "lower", "apical": "apical"}
+    checked = 0
+    for sample in samples:
+        finding = parse_phrase(sample.phrase)
+        found = [rules.find(key) for key in finding.locations]
+        side = sample.extra["side"]
+        sides = {loc.side for loc in found}
+        assert sides == ({R, L} if side == "bilateral" else {side}), sample.phrase
+        category = sample.category.lower()
+        assert finding.pathology == ("opacity" if category == "lung opacity" else category), sample.phrase
+        if category == "pleural effusion":
+            assert {loc.region for loc in found} == {"costophrenic"}
+        elif category in ("consolidation", "lung opacity", "pneumonia", "pneumothorax") and \
+                sample.extra["zone"] in regions_of_zone and "lateral" not in sample.phrase:
+            assert {loc.region for loc in found} == {regions_of_zone[sample.extra["zone"]]}, sample.phrase
+            checked += 1
+    assert checked >= 10
+
+
+def test_bad_phrases_fail_in_one_line():
+    with pytest.raises(BenchError, match="empty phrase"):
+        parse_phrase("  ,. ")
+    with pytest.raises(BenchError, match="names no pathology"):
+        parse_phrase("small right lower lobe")
+
+
+def test_explicit_locations_by_key_name_or_list():
+    assert explicit_locations("right_apical_zone") == ("right_apical_zone",)
+    assert explicit_locations("Right Apical Zone") == ("right_apical_zone",)
+    assert explicit_locations("<left_lung>+cardiac silhouette") == ("left_lung", "cardiac_silhouette")
+    assert explicit_locations(["svc", "trachea"]) == ("svc", "trachea")
+    with pytest.raises(BenchError, match="unknown anatomical location 'right elbow'"):
+        explicit_locations("right elbow")
+
+
+def test_rules_hold_27_distinct_locations_with_sides():
+    rules = load_rules()
+    assert len(rules.locations) == 27
+    assert len(set(rules.keys)) == 27
+    sided = [loc for loc in rules.locations if loc.side != "none"]
+    assert {loc.key.replace("right_", "") for loc in sided if loc.side == R} == \
+        {loc.key.replace("left_", "") for loc in sided if loc.side == L}
+    assert len(sided) == 18
+
+
+def test_prompt_is_location_then_pathology():
+    assert build_prompt(["right_apical_zone"], "pneumothorax") == \
+        ("<right_apical_zone> pneumothorax", "<right_apical_zone>")
+    prompt, where = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis", tokens=False)
+    assert prompt == "right lower lung zone and left lower lung zone atelectasis"
+    assert where == "right lower lung zone and left lower lung zone"
+
+
+# ---------------------------------------------------------------- codebook
+
+DIM = 16
+
+
+def _tiny_clip(tmp_path: Path):
+    """A character-level CLIP tokenizer and a one-layer CLIP text encoder with random weights."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"!": 0}
+    vocab.update({c: len(vocab) + i for i, c in enumerate(letters)})
+    vocab.update({c + "</w>": len(vocab) + i for i, c in enumerate(letters)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), pad_token="!")
+    torch.manual_seed(0)
+    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=DIM, intermediate_size=32, num_hidden_layers=1,
+                            num_attention_heads=2, max_position_embeddings=77,
+                            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=0)
+    return tokenizer, CLIPTextModel(config).eval()
+
+
+def test_codebook_injection_changes_exactly_the_location_token_embeddings(tmp_path):
+    tokenizer, encoder = _tiny_clip(tmp_path)
+    before = encoder.get_input_embeddings().weight.detach().clone()
+    plain_ids = tokenizer("atelectasis")["input_ids"]
+    codebook = random_codebook(DIM, seed=3)
+    ids = inject_codebook(tokenizer, encoder, codebook)
+    after = encoder.get_input_embeddings().weight.detach()
+
+    assert sorted(ids.values()) == list(range(before.shape[0], before.shape[0] + 27))
+    assert after.shape == (before.shape[0] + 27, DIM)
+    assert torch.equal(after[: before.shape[0]], before)
+    assert torch.equal(after[[ids[k] for k in codebook.keys]], codebook.embeddings)
+    assert tokenizer("atelectasis")["input_ids"] == plain_ids
+
+    prompt, where = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis")
+    input_ids = tokenizer(prompt)["input_ids"]
+    positions = prompt_positions(tokenizer, where, "atelectasis", 77)
+    assert positions["location"] == [1, 2]
+    assert [input_ids[p] for p in positions["location"]] == [ids["right_lower_lung_zone"], ids["left_lower_lung_zone"]]
+    assert input_ids[positions["pathology"][0]:positions["pathology"][-1] + 1] == plain_ids[1:-1]
+    assert positions["both"] == positions["location"] + positions["pathology"]
+
+    embed = encoder.get_input_embeddings()
+    first = embed(torch.tensor([input_ids])).detach()[0]
+    other = random_codebook(DIM, seed=4)
+    inject_codebook(tokenizer, encoder, other)
+    assert encoder.get_input_embeddings().weight.shape[0] == before.shape[0] + 27
+    second = embed(torch.tensor([input_ids])).detach()[0]
+    changed = [i for i in range(len(input_ids)) if not torch.equal(first[i], second[i])]
+    assert changed == positions["location"]
+    with torch.no_grad():
+        hidden = encoder(torch.tensor([input_ids])).last_hidden_state[0]
+    assert hidden.shape == (len(input_ids), DIM)
+
+
+def test_codebook_file_round_trip_and_one_line_errors(tmp_path):
+    codebook = random_codebook(DIM, seed=1)
+    path = tmp_path / "codebook.safetensors"
+    save_codebook(codebook, path)
+    loaded = load_codebook(path, DIM)
+    assert loaded.keys == codebook.keys
+    assert torch.equal(loaded.embeddings, codebook.embeddings)
+
+    with pytest.raises(BenchError) as missing:
+        load_codebook(tmp_path / "absent.safetensors", 1024)
+    message = str(missing.value)
+    assert "absent.safetensors not found" in message and "27 x 1024" in message and "\n" not in message
+    with pytest.raises(BenchError, match="16-d, the text encoder's tokens are 1024-d"):
+        load_codebook(path, 1024)
+    short = Codebook(codebook.keys[:-1] + ("right_elbow",), codebook.embeddings)
+    save_codebook(short, tmp_path / "short.safetensors")
+    with pytest.raises(BenchError, match="differ from the 27 known ones"):
+        load_codebook(tmp_path / "short.safetensors", DIM)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a codebook")
+    with pytest.raises(BenchError, match="not a location-token codebook"):
+        load_codebook(tmp_path / "junk.safetensors", DIM)
+
+
+def test_random_codebook_has_the_right_shape_and_seed():
+    a, b, c = random_codebook(1024, seed=0), random_codebook(1024, seed=0), random_codebook(1024, seed=1)
+    assert a.embeddings.shape == (27, 1024)
+    assert torch.equal(a.embeddings, b.embeddings)
+    assert not torch.equal(a.embeddings, c.embeddings)
+    assert 0.015 < float(a.embeddings.std()) < 0.025
