@@ -17,14 +17,37 @@ def method_names() -> list[str]:
     return spec_names("adapters")
 
 
+BBM_SUFFIX = "+bbm"
+
+
 def load_method_spec(name: str) -> dict:
-    """The parsed spec of method `name`, checked for the required fields."""
+    """The parsed spec of method `name`, checked for the required fields.
+
+    `<method>+bbm` is `<method>` with Bimodal Bias Merging switched on (`params.bbm = true`); the
+    base method must offer that option.
+    """
+    if name.endswith(BBM_SUFFIX) and len(name) > len(BBM_SUFFIX):
+        return with_bbm(load_method_spec(name[: -len(BBM_SUFFIX)]))
     spec, source = load_spec("adapters", name)
     missing = [k for k in REQUIRED if k not in spec]
     if missing:
         raise BenchError(f"{source}: missing field {missing[0]!r}")
     if spec["name"] != name:
         raise BenchError(f"{source}: name {spec['name']!r} does not match the file name")
+    return spec
+
+
+def with_bbm(spec: dict) -> dict:
+    """The spec of `<method>+bbm`: the base spec with `params.bbm` on, renamed."""
+    params = spec.get("params", {})
+    if "bbm" not in params:
+        raise BenchError(f"method {spec['name']!r} has no Bimodal Bias Merging option (+bbm needs an ldm method)")
+    if params["bbm"] is True:
+        raise BenchError(f"method {spec['name']!r} already merges with BBM; drop the +bbm suffix")
+    spec = copy.deepcopy(spec)
+    spec["name"] = spec["name"] + BBM_SUFFIX
+    spec["params"]["bbm"] = True
+    spec["description"] = spec["description"].rstrip(".") + "; with Bimodal Bias Merging (Nützel et al.)."
     return spec
 
 

@@ -10,6 +10,7 @@ BACKENDS: dict[str, str] = {
     "box_prior": "bench.methods.baselines:BoxPrior",
     "uniform": "bench.methods.baselines:Uniform",
     "biovil": "bench.methods.biovil:BioVilMethod",
+    "ldm": "bench.methods.ldm.method:LdmMethod",
 }
 
 

@@ -1,0 +1,389 @@
+"""Building the U-Net, autoencoder, text encoder, tokenizer and scheduler of an `ldm` spec, offline.
+
+Checkpoints come from (in this order) a folder shipped inside the package (`weights.package_dir`,
+a diffusers pipeline layout), the user's folder (`--weights` or `weights.local_dir`, holding the
+main checkpoint: the U-Net, and every part from the same repository; other repositories may sit
+in `<folder>/<repo name>`), or the Hugging Face cache pinned to the revision. Models are always
+built from local paths, so no downloader runs. `--random-weights` builds the real architectures
+from the configurations shipped in `bench/methods/ldm_config/` (or the package folder's own).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import BenchError
+from ...weights import WeightFile, file_sha256, resolve_files
+from .settings import METHODS_DIR, Component, LdmSettings
+from .textenc import TextEncoder
+
+CONFIG_DIR = METHODS_DIR / "ldm_config"
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+TEXT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class LoadedModels:
+    """The parts of one diffusion grounding model, ready for inference."""
+
+    model_format: str
+    unet: nn.Module
+    vae: nn.Module
+    text: TextEncoder
+    scheduler: Any
+    checkpoints: list[WeightFile] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"cannot read configuration {path}: {_first_line(exc)}") from None
+
+
+def _sub(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _quiet():
+    """Silence library warnings and progress bars while models are built."""
+    from contextlib import ExitStack
+
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    stack = ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for lib in (tlog, dlog):
+        level = lib.get_verbosity()
+        lib.set_verbosity_error()
+        stack.callback(lib.set_verbosity, level)
+    bars = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    if bars:
+        stack.callback(tlog.enable_progress_bar)
+    return stack
+
+
+# ---------------------------------------------------------------- architectures
+
+def _diffusers_class(kind: str):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    return {"unet": UNet2DConditionModel, "vae": AutoencoderKL}[kind]
+
+
+def _monai_unet(config: dict) -> nn.Module:
+    from monai.networks.nets import DiffusionModelUNet
+
+    return DiffusionModelUNet(**config)
+
+
+def _monai_autoencoder(config: dict) -> nn.Module:
+    from monai.networks.nets import AutoencoderKL
+
+    return AutoencoderKL(**config)
+
+
+def diffusers_scheduler(config: dict):
+    """DDIM with the given (SD-style) scheduler configuration: every published SD method samples with DDIM."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+def monai_scheduler(config: dict):
+    from monai.networks.schedulers import DDIMScheduler
+
+    return DDIMScheduler(**config)
+
+
+def _text_model(kind: str, config_path: Path) -> nn.Module:
+    if kind == "clip":
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        return CLIPTextModel(CLIPTextConfig.from_json_file(str(config_path)))
+    if kind == "cxr_bert":
+        from health_multimodal.text.model import CXRBertConfig, CXRBertModel
+
+        return CXRBertModel(CXRBertConfig.from_json_file(str(config_path)))
+    from transformers import BertConfig, BertModel
+
+    return BertModel(BertConfig.from_json_file(str(config_path)))
+
+
+def _tokenizer(kind: str, folder: Path):
+    try:
+        if kind == "clip":
+            from transformers import CLIPTokenizer
+
+            return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if kind == "cxr_bert":
+            from health_multimodal.text.model import CXRBertTokenizer
+
+            return CXRBertTokenizer.from_pretrained(str(folder), local_files_only=True)
+        from transformers import BertTokenizer
+
+        return BertTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"cannot load the {kind} tokenizer from {folder}: {_first_line(exc)}") from None
+
+
+def _pretrained_text(kind: str, folder: Path) -> nn.Module:
+    try:
+        if kind == "clip":
+            from transformers import CLIPTextModel
+
+            return CLIPTextModel.from_pretrained(str(folder), local_files_only=True)
+        config = _read_json(folder / "config.json")
+        if kind == "cxr_bert" or config.get("model_type") == "cxr-bert":
+            from health_multimodal.text.model import CXRBertModel
+
+            return CXRBertModel.from_pretrained(str(folder), local_files_only=True)
+        from transformers import BertModel
+
+        return BertModel.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot load the text encoder from {folder}: {_first_line(exc)}") from None
+
+
+# ---------------------------------------------------------------- random weights
+
+def architecture_dir(settings: LdmSettings) -> Path:
+    """The configurations the model is built from with random weights (or its single-file U-Net)."""
+    if settings.package_dir is not None:
+        return settings.package_dir
+    folder = CONFIG_DIR / settings.architecture
+    if not folder.is_dir():
+        known = ", ".join(sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "text"))
+        raise BenchError(f"adapters/{settings.name}.toml: params.architecture {settings.architecture!r} is not "
+                         f"shipped (known: {known})")
+    return folder
+
+
+def _random_models(settings: LdmSettings, seed: int) -> LoadedModels:
+    arch = architecture_dir(settings)
+    packaged = settings.package_dir is not None
+    text_config = arch / "text_encoder" / "config.json" if packaged else METHODS_DIR / settings.text_config
+    tokenizer_dir = arch / "tokenizer" if packaged else METHODS_DIR / settings.random_tokenizer
+    with _quiet(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if settings.model_format == "diffusers":
+            unet = _diffusers_class("unet").from_config(_read_json(arch / "unet" / "config.json"))
+            vae = _diffusers_class("vae").from_config(_read_json(arch / "vae" / "config.json"))
+            scheduler = diffusers_scheduler(_read_json(arch / "scheduler" / "scheduler_config.json"))
+        else:
+            unet = _monai_unet(_read_json(arch / "unet.json"))
+            vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
+            scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
+        text_model = _text_model(settings.text_encoder, text_config)
+    tokenizer = _tokenizer(settings.text_encoder, tokenizer_dir)
+    text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
+                       settings.text_attention_mask)
+    sources = {"architecture": str(arch.relative_to(METHODS_DIR) if arch.is_relative_to(METHODS_DIR) else arch),
+               "text_config": str(text_config.relative_to(METHODS_DIR) if not packaged else text_config),
+               "tokenizer": str(tokenizer_dir.relative_to(METHODS_DIR) if not packaged else tokenizer_dir)}
+    return LoadedModels(settings.model_format, unet, vae, text, scheduler, [], sources)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+class _Finder:
+    """Locates the files of each part: package folder, the user's folder, or the Hugging Face cache."""
+
+    def __init__(self, settings: LdmSettings, weights: Path | None) -> None:
+        self.settings = settings
+        self.main = weights if weights is not None else settings.local_dir
+        self.found: list[WeightFile] = []
+
+    def _hint(self) -> str:
+        return f" ({self.settings.missing_hint})" if self.settings.missing_hint else ""
+
+    def folder_for(self, comp: Component) -> Path | None:
+        """The local folder to search for `comp`, or None for the Hugging Face cache."""
+        if self.main is None:
+            return None
+        if comp.repo == self.settings.unet.repo:
+            return self.main
+        sub = self.main / comp.repo.split("/")[-1]
+        return sub if comp.repo and sub.is_dir() else None
+
+    def files(self, comp: Component, names: list, what: str) -> list[WeightFile]:
+        folder = self.folder_for(comp)
+        if folder is None and "/" not in comp.repo:
+            raise BenchError(f"{self.settings.name}: the {what} checkpoint {comp.repo or '(unnamed)'} is not on the "
+                             f"Hugging Face Hub; pass its folder with --weights PATH or set weights.local_dir"
+                             f"{self._hint()}")
+        if folder is not None and not folder.is_dir():
+            raise BenchError(f"{self.settings.name}: weights folder {folder} does not exist{self._hint()}")
+        found = resolve_files(comp.repo or "local", comp.revision, names, folder,
+                              what=f"{self.settings.name} {what} checkpoint")
+        self.found.extend(found)
+        return found
+
+
+def _load_state(module: nn.Module, path: Path, what: str) -> None:
+    """Load a MONAI state dict; old `generative` key names are mapped by MONAI's own loader."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise BenchError(f"cannot read the {what} checkpoint {path}: {_first_line(exc)}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError:
+        try:
+            module.load_old_state_dict(state)
+        except (RuntimeError, KeyError, AttributeError) as exc:
+            raise BenchError(f"the {what} checkpoint {path} does not fit the shipped architecture: "
+                             f"{_first_line(exc)}") from None
+
+
+def _diffusers_part(kind: str, folder: Path, what: str) -> nn.Module:
+    try:
+        return _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot load the {what} from {folder}: {_first_line(exc)}") from None
+
+
+def _single_file_unet(path: Path, arch: Path) -> nn.Module:
+    """A U-Net from one original-layout checkpoint file, with the shipped diffusers configuration."""
+    from diffusers import UNet2DConditionModel
+
+    try:
+        return UNet2DConditionModel.from_single_file(str(path), config=str(arch), subfolder="unet",
+                                                     local_files_only=True)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"cannot load the U-Net from {path}: {_first_line(exc)}") from None
+
+
+def _package_record(folder: Path) -> list[WeightFile]:
+    """Provenance of a package folder: every weight file in it."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
+    return [WeightFile(folder.name, "package", str(p.relative_to(folder)), p, "package") for p in files]
+
+
+def _package_models(settings: LdmSettings) -> LoadedModels:
+    folder = settings.package_dir
+    if not folder.is_dir():
+        raise BenchError(f"{settings.name}: the model folder {folder} is not part of this installation")
+    missing = [p for p in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (folder / p).is_dir()]
+    if missing:
+        raise BenchError(f"{settings.name}: model folder {folder} has no {missing[0]}/ sub-folder")
+    with _quiet():
+        unet = _diffusers_part("unet", folder / "unet", "U-Net")
+        vae = _diffusers_part("vae", folder / "vae", "autoencoder")
+        text_model = _pretrained_text(settings.text_encoder, folder / "text_encoder")
+        scheduler = diffusers_scheduler(_read_json(folder / "scheduler" / "scheduler_config.json"))
+    tokenizer = _tokenizer(settings.text_encoder, folder / "tokenizer")
+    text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
+                       settings.text_attention_mask)
+    return LoadedModels("diffusers", unet, vae, text, scheduler, _package_record(folder), {"package_dir": str(folder)})
+
+
+def _text_files(settings: LdmSettings) -> tuple[list, list]:
+    comp = settings.text
+    if settings.text_encoder == "clip":
+        model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
+        tok = [_sub(comp.tokenizer_subfolder, n) for n in ("vocab.json", "merges.txt", "special_tokens_map.json",
+                                                            "tokenizer_config.json")]
+        return model, tok
+    model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
+    return model, [_sub(comp.tokenizer_subfolder, "vocab.txt")]
+
+
+def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedModels:
+    finder = _Finder(settings, weights)
+    main = finder.main
+    arch = architecture_dir(settings)
+    with _quiet():
+        if settings.model_format == "monai":
+            unet_file = finder.files(settings.unet, [settings.unet.file], "U-Net")[0]
+            vae_file = finder.files(settings.vae, [settings.vae.file], "autoencoder")[0]
+        elif main is not None and main.is_file() and main.suffix in SINGLE_FILE_SUFFIXES:
+            unet_file = WeightFile(main.name, "local", main.name, main, "local")
+            finder.found.append(unet_file)
+            finder.main = None
+            vae_folder = finder.files(settings.vae, [_sub(settings.vae.subfolder, "config.json"),
+                                                     tuple(_sub(settings.vae.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
+                                      "autoencoder")[0].path.parent
+        else:
+            unet_folder = finder.files(settings.unet, [_sub(settings.unet.subfolder, "config.json"),
+                                                       tuple(_sub(settings.unet.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
+                                       "U-Net")[0].path.parent
+            vae_folder = finder.files(settings.vae, [_sub(settings.vae.subfolder, "config.json"),
+                                                     tuple(_sub(settings.vae.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
+                                      "autoencoder")[0].path.parent
+        model_names, tok_names = _text_files(settings)
+        text_folder = finder.files(settings.text, model_names, "text encoder")[0].path.parent
+        tok_folder = finder.files(settings.text, tok_names, "tokenizer")[0].path.parent
+
+        if settings.model_format == "monai":
+            unet = _monai_unet(_read_json(arch / "unet.json"))
+            _load_state(unet, unet_file.path, "U-Net")
+            vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
+            _load_state(vae, vae_file.path, "autoencoder")
+            scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
+        else:
+            if main is not None and main.is_file():
+                unet = _single_file_unet(main, arch)
+            else:
+                unet = _diffusers_part("unet", unet_folder, "U-Net")
+            vae = _diffusers_part("vae", vae_folder, "autoencoder")
+            scheduler = diffusers_scheduler(_read_json(arch / "scheduler" / "scheduler_config.json"))
+        text_model = _pretrained_text(settings.text_encoder, text_folder)
+    tokenizer = _tokenizer(settings.text_encoder, tok_folder)
+    text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
+                       settings.text_attention_mask)
+    return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found,
+                        {"scheduler_config": str(arch.relative_to(METHODS_DIR))})
+
+
+def cross_attention_dim(unet: nn.Module) -> int | None:
+    config = getattr(unet, "config", None)
+    value = getattr(config, "cross_attention_dim", None) if config is not None else None
+    if value is None:
+        value = getattr(unet, "cross_attention_dim", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def load_models(settings: LdmSettings, random_weights: bool, weights: Path | None, seed: int) -> LoadedModels:
+    """Every part of the model of `settings`, on CPU in float32, in eval mode; BenchError on anything missing."""
+    if random_weights:
+        models = _random_models(settings, seed)
+    elif settings.package_dir is not None and weights is None:
+        models = _package_models(settings)
+    else:
+        models = _checkpoint_models(settings, weights)
+    for part in (models.unet, models.vae, models.text.model):
+        part.float().eval().requires_grad_(False)
+    dim = cross_attention_dim(models.unet)
+    if dim is not None and dim != models.text.hidden_size:
+        raise BenchError(f"{settings.name}: the text encoder gives {models.text.hidden_size}-d states but the U-Net "
+                         f"attends to {dim}-d contexts")
+    return models
+
+
+def checkpoint_records(models: LoadedModels) -> list[dict]:
+    """Provenance of every checkpoint file: identifiers, size, sha256."""
+    return [f.record() for f in models.checkpoints]
+
+
+__all__ = ["CONFIG_DIR", "LoadedModels", "architecture_dir", "checkpoint_records", "cross_attention_dim",
+           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler"]

@@ -1,0 +1,270 @@
+"""The `ldm` backend: cross-attention heatmaps of a latent diffusion model, every choice from the spec.
+
+Per batch of samples: each radiograph is resized and cropped as the paper did and encoded by the
+autoencoder; the prompt is built from the phrase and encoded by the frozen text encoder; the
+diffusion loop of the spec (`invert`, `noise_gt` or `sample`) drives the U-Net while the chosen
+cross-attention layers hand their probabilities to a streaming aggregator (chosen steps, chosen
+tokens per sample, optional per-map min-max); the mean map is post-processed (resize, sigma,
+min-max, Otsu) and returned on its grid with the crop's geometry, so the protocol maps it back.
+
+With `bbm = true` (Nützel's Bimodal Bias Merging) pass 1 also keeps the start-token maps and a
+second pass samples from seeded noise with guidance; the parts (activation map, image bias, text
+bias, product) go to the BBM merge in `bbm.py`.
+
+Extension points for derived methods: `prompt_for` (the prompt of a sample), `tokens_for` (its
+context positions) and `contexts` (its text conditioning), and `bbm_merge` (the merge function).
+Every sample has its own seed (spec seed, run seed and sample id), so its map does not depend on
+the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ...datasets.base import Dataset
+from ...errors import BenchError, SampleError
+from ...heatmap import Heatmap
+from ...samples import Sample
+from ..base import Method, RunContext
+from .aggregate import AttentionAggregator, BbmProduct, MapStore, upsample_nearest
+from .capture import CrossAttentionCapture
+from .layers import cross_attention_layers, select_layers
+from .loading import LoadedModels, checkpoint_records, load_models
+from .postprocess import postprocess
+from .preprocess import crop_geometry, image_tensor, latent_source, posterior
+from .process import Conditioning, ProcessResult, UNetRunner, invert, noise_gt, sample, sample_generators
+from .schedule import NoiseSchedule, scheduler_timesteps, trailing_timesteps
+from .settings import LdmSettings, parse_settings
+from .steps import StepSelection
+from .tokens import select_tokens
+
+
+@dataclass
+class BbmParts:
+    """Per-sample maps (samples, H, W) on the aggregation grid that Bimodal Bias Merging combines.
+
+    activation: pass-1 map of the selected tokens on the read steps (A, before min-max).
+    image_bias: pass-1 start-token maps, mean over every step and layer (P_img).
+    text_bias: pass-2 selected-token maps, mean over every step and layer (P_txt).
+    product: mean over (step, layer) of P_img @ mean_n P_txt_n (P_mult).
+    """
+
+    activation: torch.Tensor
+    image_bias: torch.Tensor
+    text_bias: torch.Tensor
+    product: torch.Tensor
+
+
+BbmMerge = Callable[[BbmParts, LdmSettings], torch.Tensor]
+
+
+def default_bbm_merge() -> BbmMerge:
+    """The merge of `bench.methods.ldm.bbm` (`merge(parts, settings) -> (samples, H, W)`)."""
+    try:
+        from . import bbm
+    except ImportError:
+        raise BenchError("Bimodal Bias Merging is not available in this installation (bench.methods.ldm.bbm)") from None
+    return bbm.merge
+
+
+def sample_seed(spec_seed: int, run_seed: int, sample_id: str) -> int:
+    """A sample's own seed: stable across runs, batches and batch positions."""
+    return zlib.crc32(f"{spec_seed}:{run_seed}:{sample_id}".encode()) & 0x7FFFFFFF
+
+
+def _device(name: str) -> torch.device:
+    from ..biovil import torch_device
+
+    return torch_device(name)
+
+
+class LdmMethod(Method):
+    """Diffusion-model phrase grounding (Vilouras 2024, Dombrowski 2024, Nützel 2025), from the spec."""
+
+    def __init__(self, spec: dict, context: RunContext) -> None:
+        super().__init__(spec, context)
+        self.settings = parse_settings(spec)
+        self.models: LoadedModels | None = None
+        self.bbm_merge: BbmMerge | None = None
+        self.sample_evals: list[float] = []
+
+    # ------------------------------------------------------------ setup
+
+    def prepare(self, dataset: Dataset | None = None) -> None:
+        """Check the device and checkpoints, build the model, fix the schedule and layers."""
+        if self.models is not None:
+            return
+        s = self.settings
+        self.device = _device(self.context.device)
+        models = load_models(s, self.context.random_weights, self.context.weights, self.context.seed)
+        models.unet.to(self.device)
+        models.vae.to(self.device)
+        models.text.model.to(self.device)
+        if s.model_format == "diffusers" and hasattr(models.unet, "set_default_attn_processor"):
+            models.unet.set_default_attn_processor()
+        self.schedule = NoiseSchedule.from_scheduler(models.scheduler)
+        if s.timestep_spacing == "trailing":
+            self.timesteps = trailing_timesteps(self.schedule.num_train_timesteps, s.num_inference_steps)
+        else:
+            self.timesteps = scheduler_timesteps(models.scheduler, s.num_inference_steps)
+        try:
+            everything = cross_attention_layers(models.unet)
+            self.layers = select_layers(everything, list(s.layers) or None)
+            s.step_selection().resolve(self._loop_timesteps())
+        except ValueError as exc:
+            raise BenchError(f"adapters/{s.name}.toml: {exc}") from None
+        if s.bbm and s.grid == 0 and len({layer.downsampling for layer in self.layers}) > 1:
+            raise BenchError(f"adapters/{s.name}.toml: BBM over layers of several resolutions needs params.grid")
+        self.runner = UNetRunner(models.unet)
+        self.models = models
+        if s.bbm and self.bbm_merge is None:
+            self.bbm_merge = default_bbm_merge()
+
+    def _loop_timesteps(self, process: str | None = None) -> list[int]:
+        """Timesteps in loop order: ascending for inversion, descending otherwise."""
+        process = process or self.settings.process
+        return sorted(self.timesteps) if process == "invert" else list(self.timesteps)
+
+    # ------------------------------------------------------------ extension points
+
+    def prompt_for(self, sample: Sample) -> str:
+        """The prompt the text encoder reads for `sample`."""
+        return self.settings.prompt.format(phrase=sample.phrase)
+
+    def tokens_for(self, sample: Sample, prompt: str) -> list[int]:
+        """Context positions averaged for `sample`; SampleError when none qualifies."""
+        s = self.settings
+        tokens = select_tokens(s.tokens, self.models.text.tokenizer, prompt, sample.category, s.text_max_length,
+                               s.token_alignment, s.token_indices)
+        if not tokens:
+            raise SampleError(sample.sample_id, f"token strategy {s.tokens!r} selects no token of {prompt!r}")
+        return tokens
+
+    def contexts(self, samples: Sequence[Sample], prompts: Sequence[str]) -> Conditioning:
+        """Text conditioning: the prompts' contexts and the empty prompt's."""
+        text = self.models.text
+        return Conditioning(cond=text.phrases(prompts).to(self.device), uncond=text.empty().to(self.device))
+
+    # ------------------------------------------------------------ heatmaps
+
+    def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
+        self.prepare(dataset)
+        out: list[Heatmap] = []
+        size = max(1, self.context.batch_size)
+        for i in range(0, len(samples), size):
+            out.extend(self._batch(list(samples[i:i + size]), dataset))
+        return out
+
+    def _batch(self, samples: list[Sample], dataset: Dataset) -> list[Heatmap]:
+        s = self.settings
+        arrays = [dataset.load_image(x) for x in samples]
+        for x, a in zip(samples, arrays):
+            if a.ndim != 2:
+                raise SampleError(x.sample_id, f"image has shape {a.shape}, expected a 2-D grey image")
+        prompts = [self.prompt_for(x) for x in samples]
+        tokens = [self.tokens_for(x, p) for x, p in zip(samples, prompts)]
+        seeds = [sample_seed(s.seed, self.context.seed, x.sample_id) for x in samples]
+        images = torch.stack([image_tensor(a, s.resize, s.crop, s.antialias, s.intensity, s.image_channels)
+                              for a in arrays]).to(self.device)
+        with torch.no_grad():
+            mean, std = posterior(self.models.vae, images)
+            conditioning = self.contexts(samples, prompts)
+            maps, evals = self._maps(mean, std, conditioning, tokens, seeds)
+        results = []
+        for a, m, p, t, seed in zip(arrays, maps, prompts, tokens, seeds):
+            values = postprocess(m, s.output_size, s.sigma, s.normalize, s.otsu)
+            meta = {"prompt": p, "tokens": t, "seed": seed, "sample_evals": evals}
+            results.append(Heatmap(values, crop_geometry(a, s.resize, s.crop), meta))
+        self.sample_evals.append(evals)
+        return results
+
+    def _maps(self, mean: torch.Tensor, std: torch.Tensor, conditioning: Conditioning, tokens: list[list[int]],
+              seeds: list[int]) -> tuple[list[np.ndarray], float]:
+        """Per-sample aggregated maps (before post-processing) and the U-Net sample-evals per sample."""
+        s = self.settings
+        n = len(seeds)
+        grid = s.grid or None
+        steps = s.step_selection()
+        activation = AttentionAggregator(n, tokens, half=s.read_half, per_map_minmax=s.per_map_minmax, grid=grid,
+                                         steps=steps)
+        sinks: list = [activation]
+        image_maps = None
+        if s.bbm:
+            image_maps = MapStore(n, half=s.read_half)
+            sinks.append(image_maps)
+        generators = sample_generators(seeds, self.device)
+        first = self._run(s.process, sinks, mean, std, conditioning, generators,
+                          StepSelection.every() if s.bbm else steps)
+        evals = first.sample_evals
+        result = activation.result()
+        if s.bbm:
+            parts, second = self._bbm_pass(image_maps, tokens, seeds, conditioning, grid, result, mean.shape[1:])
+            evals += second.sample_evals
+            result = self.bbm_merge(parts, s)
+        maps = [row.detach().cpu().double().numpy() for row in result]
+        return maps, evals / n
+
+    def _run(self, process: str, sinks: list, mean: torch.Tensor, std: torch.Tensor, conditioning: Conditioning,
+             generators: list[torch.Generator], steps: StepSelection, guidance: float | None = None) -> ProcessResult:
+        """One diffusion loop with the capture hooks installed."""
+        s = self.settings
+        guidance = s.guidance_scale if guidance is None else guidance
+        timesteps = self._loop_timesteps(process)
+        halves = (s.read_half,)
+        with CrossAttentionCapture(self.models.unet, self.layers, sinks) as capture:
+            if process == "invert":
+                clean = latent_source(mean, std, "mean" if s.latent == "mean" else "sample", s.scale_factor,
+                                      generators)
+                return invert(self.runner, self.schedule, clean, conditioning, timesteps, steps, capture,
+                              guidance=guidance, read_halves=halves, as_coded=s.as_coded)
+            if process == "noise_gt":
+                clean = latent_source(mean, std, s.latent, s.scale_factor, generators)
+                return noise_gt(self.runner, self.schedule, clean, conditioning, timesteps, steps, generators, capture,
+                                read_halves=halves, guidance=guidance, as_coded=s.as_coded)
+            shape = tuple(mean.shape[1:])
+            sigma0 = float(getattr(self.models.scheduler, "init_noise_sigma", 1.0))
+            return sample(self.runner, self.schedule, shape, conditioning, timesteps, steps, generators, capture,
+                          guidance=guidance, read_halves=halves, init_noise_sigma=sigma0, as_coded=s.as_coded)
+
+    def _bbm_pass(self, image_maps: MapStore, tokens: list[list[int]], seeds: list[int], conditioning: Conditioning,
+                  grid: int | None, activation: torch.Tensor, latent_shape) -> tuple[BbmParts, ProcessResult]:
+        """Pass 2 (sampling from seeded noise with guidance) and the four maps BBM merges."""
+        s = self.settings
+        n = len(seeds)
+        product = BbmProduct(image_maps, n, tokens, grid=grid, half=s.read_half)
+        text_bias = AttentionAggregator(n, tokens, half=s.read_half, grid=grid)
+        generators = sample_generators([seed + 1 for seed in seeds], self.device)
+        empty = torch.empty((n, *latent_shape), device=self.device)
+        second = self._run("sample", [product, text_bias], empty, empty, conditioning, generators,
+                           StepSelection.every())
+        size = tuple(activation.shape[-2:])
+        stored = [upsample_nearest(m.double(), size) for m in image_maps.maps.values()]
+        image_bias = torch.stack(stored).mean(0)
+        return BbmParts(activation, image_bias, text_bias.result(), product.result()), second
+
+    def provenance(self) -> dict:
+        s = self.settings
+        record = {
+            "backend": "ldm", "random_weights": self.context.random_weights, "model_format": s.model_format,
+            "architecture": s.architecture, "text_encoder": s.text_encoder, "process": s.process,
+            "timesteps": len(self.timesteps) if self.models else None,
+            "steps_read": [i for i in s.step_selection().resolve(self._loop_timesteps())] if self.models else None,
+            "layers": [layer.name for layer in self.layers] if self.models else None,
+            "tokens": s.tokens, "token_alignment": s.token_alignment, "bbm": s.bbm,
+            "seed_policy": "crc32(spec seed:run seed:sample id) per sample", "spec_seed": s.seed,
+            "run_seed": self.context.seed,
+            "sample_evals_per_sample": float(np.mean(self.sample_evals)) if self.sample_evals else None,
+        }
+        if self.models is not None:
+            record["sources"] = dict(self.models.sources)
+            if not self.context.random_weights:
+                record["checkpoints"] = checkpoint_records(self.models)
+        return record
+
+
+__all__ = ["BbmMerge", "BbmParts", "LdmMethod", "default_bbm_merge", "sample_seed"]
