@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,7 @@ from bench.methods.ldm import (
 from bench.methods.ldm.bbm import (
     BbmCollector,
     bezier_merge,
+    merge,
     merge_sample,
     minmax_half,
     quantise_uint8,
@@ -167,6 +170,10 @@ def test_streaming_bbm_equals_the_published_computation_on_all_stored_maps(model
     merged_all, s_all = collector.result()
     assert merged_all.shape == (2, *streamed.activation.shape[1:])
     assert np.all(s_all >= 0)
+    as_tensors = SimpleNamespace(**{k: torch.from_numpy(v) for k, v in vars(streamed).items()})
+    hooked = merge(as_tensors)
+    assert hooked.dtype == torch.float64
+    assert np.array_equal(hooked.numpy(), merged_all)
 
 
 def test_ssim_matches_scikit_image_defaults_on_uint8():

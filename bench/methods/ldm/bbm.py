@@ -22,7 +22,7 @@ the merged map in float16; it is returned here in float64, unrounded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -110,12 +110,24 @@ def merge_sample(activation: np.ndarray, image_bias: np.ndarray, text_bias: np.n
     return bezier_merge(a, m, s), s
 
 
-def merge(maps: BbmMaps) -> tuple[np.ndarray, np.ndarray]:
-    """(samples, H, W) merged maps and (samples,) SSIM weights s."""
-    out = [merge_sample(*(np.asarray(x)[i] for x in (maps.activation, maps.image_bias, maps.text_bias,
-                                                     maps.product)))
-           for i in range(len(maps.activation))]
+def _host(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def merge_maps(maps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, H, W) merged maps and (samples,) weights s, from anything holding the four maps
+    (`BbmMaps`, or tensors under the same attribute names)."""
+    parts = [_host(getattr(maps, name)) for name in ("activation", "image_bias", "text_bias", "product")]
+    out = [merge_sample(*(p[i] for p in parts)) for i in range(len(parts[0]))]
     return np.stack([m for m, _ in out]), np.array([s for _, s in out])
+
+
+def merge(parts: Any, settings: Any = None) -> torch.Tensor:
+    """The merged maps as a float64 (samples, H, W) tensor: the merge hook of the `ldm` backend."""
+    merged, _ = merge_maps(parts)
+    return torch.from_numpy(merged)
 
 
 class BbmCollector:
@@ -151,12 +163,9 @@ class BbmCollector:
 
     def maps(self) -> BbmMaps:
         """The four streamed maps, float64 numpy."""
-        def host(t: torch.Tensor) -> np.ndarray:
-            return t.detach().to("cpu", torch.float64).numpy()
-
-        return BbmMaps(host(self.activation.result()), host(self.image_bias.result()),
-                       host(self.text_bias.result()), host(self.product.result()))
+        return BbmMaps(_host(self.activation.result()), _host(self.image_bias.result()),
+                       _host(self.text_bias.result()), _host(self.product.result()))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(samples, H, W) merged maps and the (samples,) weights s."""
-        return merge(self.maps())
+        return merge_maps(self.maps())
