@@ -1,0 +1,197 @@
+"""`bench leaderboard`: pages from a tiny hand-made results folder, refusals, --check and --add."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SMALL_PHANTOM
+from test_reported import GOOD, write_rows
+
+from bench.protocols import load_protocol
+from bench.rundir import RunDir
+from bench.stats import summarise
+
+PROTOCOL = dataclasses.replace(load_protocol("default"), bootstrap_resamples=200)
+# per-sample value of every metric column: category means are hand-checkable
+GOOD_RUN = {"atelectasis": [0.2, 0.4], "effusion": [0.6]}  # macro 0.45, micro 0.4
+POOR_RUN = {"atelectasis": [0.1, 0.1], "effusion": [0.0]}  # macro 0.05; minus good: macro -0.4
+
+
+def make_run(root: Path, method: str, values: dict[str, list[float]], **record) -> Path:
+    """A finished run directory (no heatmaps) whose every metric column holds the given values."""
+    rows = []
+    for cat, vals in values.items():
+        for i, v in enumerate(vals):
+            rows.append({"sample_id": f"{cat}-{i}", "category": cat, "phrase": cat, "split": "test", "width": 10,
+                         "height": 10, "boxes": "[[1, 1, 4, 4]]", **{c: v for c in PROTOCOL.columns}})
+    table = pd.DataFrame(rows)
+    run = RunDir(root)
+    root.mkdir(parents=True)
+    run.write_table(run.samples_csv, table)
+    run.write_table(run.summary_csv, summarise(table, PROTOCOL.columns, PROTOCOL.groups, 200, 0.95, 0))
+    run.write_run({"status": "complete",
+                   "config": {"method": {"name": method, "backend": method},
+                              "dataset": {"name": "chestx-ray14", "options": {}, "data_root": "/data/sites/nih"}},
+                   "method": method, "overrides": [], "dataset": "chestx-ray14", "protocol": PROTOCOL.to_dict(),
+                   "protocol_fingerprint": PROTOCOL.fingerprint(), "random_weights": False, "limit": None,
+                   "skipped": [], "versions": {"cxr-grounding-bench": "0.1.0"}, **record})
+    return root
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """results/ with two methods on chestx-ray14, reported/ with two rows, leaderboards/ built once."""
+    from bench import leaderboard
+    from bench.leaderboard_results import add_run
+
+    root = tmp_path_factory.mktemp("board")
+    (root / "reported").mkdir()
+    write_rows(root / "reported" / "paper.csv", [
+        {**GOOD, "dataset": "chestx-ray14", "protocol": "default", "category": "effusion", "value": "0.7"},
+        GOOD])
+    for method, values in (("good", GOOD_RUN), ("poor", POOR_RUN)):
+        add_run(make_run(root / "runs" / method, method, values), root / "results")
+    leaderboard.write(leaderboard.build(root / "results", root / "reported"), root / "leaderboards")
+    return root
+
+
+@pytest.fixture
+def board(pristine: Path, tmp_path: Path):
+    """A private copy of the pristine folders, and the CLI arguments that point at them."""
+    import shutil
+
+    for name in ("results", "reported", "leaderboards"):
+        shutil.copytree(pristine / name, tmp_path / name)
+    paths = {k: tmp_path / k for k in ("results", "reported", "leaderboards")}
+    args = ["--results", paths["results"], "--reported", paths["reported"], "--out", paths["leaderboards"]]
+    return paths, args
+
+
+def test_page_holds_the_hand_computed_numbers(board) -> None:
+    paths, _ = board
+    out = paths["leaderboards"]
+    page = (out / "chestx-ray14__default.md").read_text()
+    lines = page.splitlines()
+    ranking = [ln for ln in lines if ln.startswith("| 1 | ") or ln.startswith("| 2 | ")]
+    assert ranking[0].startswith("| 1 | good | 3 | 0.450 [")
+    assert ranking[0].endswith("(1) | 1.00 |")
+    assert ranking[1].startswith("| 2 | poor | 3 | 0.050 [")
+    assert ranking[1].endswith("(2) | 2.00 |")
+    # a one-sample category has a degenerate interval; methods in rank order
+    assert "| effusion | 1 | 0.600 [0.600, 0.600] | 0.000 [0.000, 0.000] |" in lines
+    assert any(ln.startswith("| atelectasis | 2 | 0.300 [") and "| 0.100 [0.100, 0.100] |" in ln for ln in lines)
+    assert any(ln.startswith("| micro | 3 | 0.400 [") for ln in lines)
+    assert any(ln.startswith("| poor | -0.400 [") for ln in lines)
+    summary = pd.read_csv(out / "chestx-ray14__default" / "summary.csv")
+    macro = summary[(summary["group"] == "macro") & (summary["metric"] == "miou")].set_index("method")["mean"]
+    assert macro.to_dict() == pytest.approx({"good": 0.45, "poor": 0.05})
+    index = (out / "README.md").read_text()
+    assert "| chestx-ray14 | default | 2 | 1 | good (miou 0.450) | [page](chestx-ray14__default.md) |" in index
+
+
+def test_reported_rows_stay_in_their_own_table(board) -> None:
+    paths, _ = board
+    page = (paths["leaderboards"] / "chestx-ray14__default.md").read_text()
+    measured, reported = page.split("## Reported by the papers (not measured here)")
+    assert "0.700" not in measured and "Example et al." not in measured
+    assert "| Example et al. 2099 | Table 1 | BioViL-T | biovil_t | effusion | miou | 0.700 | ± 0.125" in reported
+    only_reported = (paths["leaderboards"] / "ms-cxr__vilouras2024.md").read_text()
+    assert "No measured run yet" in only_reported and "| lung opacity | miou | 0.250 |" in only_reported
+
+
+def test_results_are_portable_and_complete(board) -> None:
+    paths, _ = board
+    entry = paths["results"] / "chestx-ray14" / "default" / "good"
+    assert sorted(p.name for p in entry.iterdir()) == ["run.json", "samples.csv", "summary.csv"]
+    record = json.loads((entry / "run.json").read_text())
+    assert record["config"]["dataset"]["data_root"] == "nih"
+    figures = sorted(p.name for p in (paths["leaderboards"] / "chestx-ray14__default").glob("*.png"))
+    assert figures == ["auc_roc.png", "cnr.png", "cnr_abs.png", "miou.png", "pointing_game.png"]
+
+
+def test_check_passes_on_a_fresh_build_and_fails_on_an_edited_page(board, bench_cli) -> None:
+    paths, args = board
+    assert bench_cli("leaderboard", "--check", *args).code == 0
+    page = paths["leaderboards"] / "chestx-ray14__default.md"
+    page.write_text(page.read_text().replace("| 1 | good | 3 | 0.450", "| 1 | good | 3 | 0.460"))
+    (paths["leaderboards"] / "chestx-ray14__default" / "miou.png").unlink()
+    (paths["leaderboards"] / "notes.txt").write_text("hand-written")
+    res = bench_cli("leaderboard", "--check", *args)
+    assert res.code == 1
+    assert "differs: chestx-ray14__default.md" in res.err
+    assert "-| 1 | good | 3 | 0.460" in res.err and "+| 1 | good | 3 | 0.450" in res.err
+    assert "missing figure: chestx-ray14__default/miou.png" in res.err
+    assert "not produced by the results: notes.txt" in res.err
+    assert "leaderboards are out of date (3 file(s))" in res.err
+    (paths["leaderboards"] / "notes.txt").unlink()
+    assert bench_cli("leaderboard", *args).code == 0
+    assert bench_cli("leaderboard", "--check", *args).code == 0
+
+
+def test_check_fails_when_a_result_is_added_without_rebuilding(board, bench_cli, tmp_path: Path) -> None:
+    paths, args = board
+    entry = paths["results"] / "chestx-ray14" / "default"
+    (entry / "poor").rename(entry / "weak")
+    res = bench_cli("leaderboard", "--check", *args)
+    assert res.code == 1 and "differs: chestx-ray14__default.md" in res.err
+
+
+def test_random_weight_runs_are_refused(tmp_path: Path, bench_cli, board) -> None:
+    paths, args = board
+    run = make_run(tmp_path / "rw", "rand", GOOD_RUN, random_weights=True)
+    res = bench_cli("leaderboard", "--add", run, *args)
+    assert res.code == 2
+    assert res.err.strip() == (f"error: {run} was run with random weights (run.json random_weights: true); "
+                               "such runs never enter a leaderboard")
+    assert not (paths["results"] / "chestx-ray14" / "default" / "rand").exists()
+    # a random-weight run copied in by hand stops the build too
+    target = paths["results"] / "chestx-ray14" / "default" / "rand"
+    target.mkdir()
+    for f in ("run.json", "samples.csv", "summary.csv"):
+        (target / f).write_bytes((run / f).read_bytes())
+    res = bench_cli("leaderboard", *args)
+    assert res.code == 2 and "random weights" in res.err
+
+
+def test_partial_and_unfinished_runs_are_refused(tmp_path: Path, bench_cli, board) -> None:
+    _, args = board
+    res = bench_cli("leaderboard", "--add", make_run(tmp_path / "lim", "lim", GOOD_RUN, limit=2), *args)
+    assert res.code == 2 and "scored only the first 2 samples (--limit)" in res.err
+    res = bench_cli("leaderboard", "--add", make_run(tmp_path / "unf", "unf", GOOD_RUN, status="running"), *args)
+    assert res.code == 2 and "unfinished run" in res.err
+
+
+def test_add_replaces_an_entry_whole_and_leaves_no_temporaries(tmp_path: Path, bench_cli, board) -> None:
+    paths, args = board
+    better = make_run(tmp_path / "again", "poor", {"atelectasis": [0.9, 0.9], "effusion": [0.9]})
+    assert bench_cli("leaderboard", "--add", better, *args).code == 0
+    folder = paths["results"] / "chestx-ray14" / "default"
+    assert sorted(p.name for p in folder.iterdir()) == ["good", "poor"]
+    samples = pd.read_csv(folder / "poor" / "samples.csv")
+    assert samples["miou"].tolist() == [0.9, 0.9, 0.9]
+    index = (paths["leaderboards"] / "README.md").read_text()
+    assert "| poor (miou 0.900) |" in index
+    assert bench_cli("leaderboard", "--add", better, "--name", "poor_v2", *args).code == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["good", "poor", "poor_v2"]
+
+
+def test_a_phantom_run_enters_with_its_example_overlay(tmp_path: Path, bench_cli) -> None:
+    run = tmp_path / "run"
+    assert bench_cli("run", "--method", "box_prior", "--dataset", "phantom", *SMALL_PHANTOM, "--out", run).code == 0
+    args = ["--results", tmp_path / "results", "--reported", tmp_path / "none", "--out", tmp_path / "lb"]
+    res = bench_cli("leaderboard", "--add", run, *args)
+    assert res.code == 0, res.err
+    entry = tmp_path / "results" / "phantom__n_test-16__n_train-16" / "default" / "box_prior"
+    with np.load(entry / "example.npz") as ex:
+        assert str(ex["sample_id"]) == "phantom-test-00000"
+        assert max(ex["image"].shape) <= 256 and ex["image"].shape == ex["heatmap"].shape
+        assert ex["image"].dtype == np.uint8 and np.nanmax(ex["heatmap"].astype(float)) == 1.0
+    page = (tmp_path / "lb" / "phantom__n_test-16__n_train-16__default.md").read_text()
+    assert "![box_prior](phantom__n_test-16__n_train-16__default/example-box_prior.png)" in page
+    png = tmp_path / "lb" / "phantom__n_test-16__n_train-16__default" / "example-box_prior.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
