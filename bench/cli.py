@@ -162,12 +162,18 @@ def compare_cmd(
     group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
+    protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols and show how numbers and ranks (on --group) move; one or more runs."),
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values."""
     from . import atomic
     from .compare import compare_runs
     from .report import format_ci, headline_metrics, print_table
 
+    if protocols is not None:
+        from .sensitivity import compare_protocols
+
+        compare_protocols(runs, protocols, metric or None, group, out)
+        return
     if group not in ("macro", "micro"):
         raise BenchError(f"--group {group!r}: choose macro or micro")
     summaries, diffs, protocol = compare_runs(runs, group, metric or None)

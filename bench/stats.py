@@ -91,6 +91,25 @@ def summarise(
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[str] = ("macro", "micro")) -> pd.DataFrame:
+    """Observed means without resampling: one row per (group, metric) with mean and sample count.
+
+    The same groups as `summarise` (every category, then `macro`, `micro`, `weighted`), for
+    tables that only need the point values.
+    """
+    if table.empty:
+        return pd.DataFrame(columns=["group", "metric", "mean", "n"])
+    names = sorted(set(table["category"]))
+    by_cat = table.groupby("category")[list(metrics)]
+    observed = by_cat.mean().loc[names].to_numpy(np.float64)
+    sizes = by_cat.size().loc[names].to_numpy()
+    rows = [(c, m, observed[ci, mi], int(sizes[ci])) for ci, c in enumerate(names) for mi, m in enumerate(metrics)]
+    for group in groups:
+        obs = _group_weights(group, sizes) @ observed
+        rows.extend((group, m, obs[mi], int(sizes.sum())) for mi, m in enumerate(metrics))
+    return pd.DataFrame(rows, columns=["group", "metric", "mean", "n"])
+
+
 def paired_difference(
     a: np.ndarray,
     b: np.ndarray,

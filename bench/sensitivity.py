@@ -1,0 +1,246 @@
+"""Protocol sensitivity: the same stored heatmaps scored under several protocols, and how ranks move.
+
+Every run's heatmaps are re-scored under each protocol (no model is run). A rescored result is a
+complete run directory cached inside the run, `RUN/rescored/PROTOCOL/`, keyed by the protocol's
+fingerprint and the content of the run's `run.json`; a repeat reads it back without scoring. A run
+already scored under a protocol with the same fingerprint is used as it is.
+
+Within each protocol the methods are compared on their common samples (the protocols differ in
+sample units, splits and dropped samples), per pathology and per aggregate group, and ranked on
+one aggregate group (higher is better for every metric).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from . import atomic
+from .compare import LoadedRun, load_run
+from .datasets import get_dataset
+from .errors import BenchError
+from .protocols import Protocol, load_protocol
+from .rundir import RunDir, safe_name
+from .runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
+from .stats import group_means
+
+CACHE = "rescored"
+KEY_FILE = "source.json"
+COLUMNS = ["protocol", "metric", "run", "group", "mean", "n", "rank"]
+
+
+@dataclass
+class Rescored:
+    """One run's per-sample table under one protocol, and where it came from."""
+
+    label: str
+    protocol: Protocol
+    samples: pd.DataFrame
+    cached: bool
+    skipped: int
+
+
+def _heatmap_folder(run: LoadedRun) -> Path:
+    own = RunDir(run.root).heatmaps
+    if own.is_dir():
+        return own
+    external = run.record.get("heatmaps")
+    if external and Path(external).is_dir():
+        return Path(external)
+    raise BenchError(f"{run.root} has no heatmaps to re-score")
+
+
+def _cache_key(run: LoadedRun, protocol: Protocol) -> dict:
+    digest = hashlib.sha256(RunDir(run.root).run_json.read_bytes()).hexdigest()
+    return {"protocol": protocol.name, "fingerprint": protocol.fingerprint(), "source_run": digest}
+
+
+def _read_key(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / KEY_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def rescore(run: LoadedRun, protocol: Protocol) -> tuple[pd.DataFrame, bool, int]:
+    """(samples table, read from the cache?, samples skipped) of `run` under `protocol`."""
+    if run.record.get("protocol_fingerprint") == protocol.fingerprint():
+        return run.samples, True, len(run.record.get("skipped", []))
+    folder = Path(run.root) / CACHE / safe_name(protocol.name)
+    key = _cache_key(run, protocol)
+    if folder.exists() and _read_key(folder) != key:
+        shutil.rmtree(folder)  # made from another version of the run or of the protocol
+    rundir = RunDir(folder)
+    done = rundir.read_run()
+    if done is not None and done.get("status") == "complete":
+        return rundir.read_samples(), True, len(done.get("skipped", []))
+    atomic.write_text(folder / KEY_FILE, json.dumps(key, indent=2) + "\n")
+    rundir.remove_stale_temporaries()
+    return _score(run, protocol, rundir), False, len((rundir.read_run() or {}).get("skipped", []))
+
+
+def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
+    """Score the run's stored heatmaps under `protocol` into `rundir` (resumable, atomic writes)."""
+    t0 = time.perf_counter()
+    config = run.record.get("config", {})
+    data = config.get("dataset") or {}
+    name = data.get("name") or run.record.get("dataset")
+    if not name:
+        raise BenchError(f"{run.root}/run.json does not name its dataset")
+    root = data.get("data_root")
+    dataset = get_dataset(name, Path(root) if root else None, data.get("options") or {})
+    heatmaps = _heatmap_folder(run)
+    available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
+    _, chosen = eval_samples(dataset, protocol, None)
+    skipped: dict[str, str] = {}
+    chosen = validate_all([s for s in chosen if safe_name(s.sample_id) in available], True, skipped)
+    if not chosen:
+        raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
+    backend = (config.get("method") or {}).get("backend")
+    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend)
+    record = {
+        "status": "running",
+        "method": run.record.get("method", "external"),
+        "dataset": name,
+        "protocol": protocol.to_dict(),
+        "protocol_fingerprint": protocol.fingerprint(),
+        "random_weights": bool(run.record.get("random_weights", False)),
+        "heatmaps": str(heatmaps.resolve()),
+        "source_run": str(Path(run.root).resolve()),
+        "n_samples": len(table),
+        "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
+        "versions": versions(),
+        "timings": {"scoring_s": round(seconds, 3), "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    return finish(rundir, table, protocol, record).samples
+
+
+def parse_protocols(text: str) -> list[Protocol]:
+    """Protocols from a comma-separated list of names; BenchError for an empty or repeated list."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BenchError("--protocols: give one or more protocol names separated by commas")
+    if len(set(names)) != len(names):
+        raise BenchError(f"--protocols {text!r}: a protocol is named twice")
+    return [load_protocol(n) for n in names]
+
+
+def default_metrics(protocols: Sequence[Protocol]) -> list[str]:
+    """The headline metrics that at least one of the protocols reports."""
+    wanted = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game")
+    return [m for m in wanted if any(m in p.columns for p in protocols)]
+
+
+def _labels(runs: Sequence[LoadedRun]) -> list[str]:
+    names = [r.name for r in runs]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{r.name} ({r.root.name})" for r in runs]
+
+
+def _common(tables: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    common = set(tables[0]["sample_id"])
+    for t in tables[1:]:
+        common &= set(t["sample_id"])
+    return [t[t["sample_id"].isin(common)] for t in tables]
+
+
+def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: Sequence[str] | None = None,
+                rank_group: str = "macro") -> tuple[pd.DataFrame, list[Rescored]]:
+    """Long table (protocol, metric, run, group, mean, n, rank) and the rescored tables.
+
+    `rank` is set on the `rank_group` rows: 1 is the best mean of that metric under that protocol.
+    """
+    if not roots:
+        raise BenchError("compare needs at least one run directory")
+    if rank_group not in ("macro", "micro", "weighted"):
+        raise BenchError(f"cannot rank on group {rank_group!r}: choose macro, micro or weighted")
+    runs = [load_run(Path(r)) for r in roots]
+    labels = _labels(runs)
+    metrics = list(metrics) if metrics else default_metrics(protocols)
+    unknown = [m for m in metrics if not any(m in p.columns for p in protocols)]
+    if unknown:
+        raise BenchError(f"metric {unknown[0]!r} is in none of the protocols {', '.join(p.name for p in protocols)}")
+    parts, rescored = [], []
+    for protocol in protocols:
+        tables = []
+        for label, run in zip(labels, runs):
+            table, cached, skipped = rescore(run, protocol)
+            rescored.append(Rescored(label, protocol, table, cached, skipped))
+            tables.append(table)
+        common = _common(tables)
+        if common[0].empty:
+            raise BenchError(f"the runs share no sample under protocol {protocol.name}")
+        here = [m for m in metrics if m in protocol.columns]
+        groups = list(dict.fromkeys([rank_group, *protocol.groups]))
+        for label, table in zip(labels, common):
+            means = group_means(table, here, groups)
+            parts.append(means.assign(protocol=protocol.name, run=label))
+    long = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(metrics)}
+    long = long.sort_values("metric", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
+    long["rank"] = pd.NA
+    ranked = long["group"] == rank_group
+    long.loc[ranked, "rank"] = (long[ranked].groupby(["protocol", "metric"])["mean"]
+                                .rank(method="min", ascending=False).astype(int))
+    return long[COLUMNS], rescored
+
+
+def rank_table(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Ranks of each run (rows) under each protocol (columns) for one metric, and the largest move."""
+    part = long[(long["metric"] == metric) & long["rank"].notna()]
+    wide = part.pivot(index="run", columns="protocol", values="rank")
+    wide = wide[list(dict.fromkeys(part["protocol"]))].loc[list(dict.fromkeys(part["run"]))]
+    wide["moves"] = wide.max(axis=1) - wide.min(axis=1)
+    return wide
+
+
+def print_report(long: pd.DataFrame, rescored: Sequence[Rescored], rank_group: str) -> None:
+    """Per metric: each method's per-pathology and aggregate means under each protocol, with its
+    rank; then how each method's rank moves between the protocols."""
+    from .report import print_table
+
+    aggregates = ("macro", "micro", "weighted")
+    for metric in dict.fromkeys(long["metric"]):
+        part = long[long["metric"] == metric]
+        cats = [g for g in dict.fromkeys(part["group"]) if g not in aggregates]
+        aggs = [g for g in aggregates if g in set(part["group"])]
+        rows = []
+        for (protocol, run), block in part.groupby(["protocol", "run"], sort=False):
+            values = block.set_index("group")
+            cells = [f"{values.at[g, 'mean']:.3f}" if g in values.index else "-" for g in cats + aggs]
+            rows.append([protocol, run, *cells, str(int(values.at[rank_group, "rank"]))])
+        print_table(f"{metric}: per pathology and aggregate, rank on {rank_group}",
+                    ["protocol", "method", *cats, *aggs, "rank"], rows)
+        ranks = rank_table(long, metric)
+        if ranks.shape[1] > 2:
+            rows = [[run, *(str(int(v)) for v in ranks.loc[run])] for run in ranks.index]
+            print_table(f"{metric}: rank under each protocol", ["method", *ranks.columns], rows)
+    fresh = [r for r in rescored if not r.cached]
+    skipped = [r for r in rescored if r.skipped]
+    for r in skipped:
+        print(f"{r.label} under {r.protocol.name}: {r.skipped} sample(s) not scored (reasons in its run.json)")
+    print(f"{len(fresh)} of {len(rescored)} run x protocol tables scored now, the rest read back")
+
+
+def compare_protocols(roots: Sequence[Path], protocols: str, metrics: Sequence[str] | None, rank_group: str,
+                      out: Path | None) -> pd.DataFrame:
+    """`bench compare --protocols`: score, print the report, and write `sensitivity.csv` into `out`."""
+    long, rescored = sensitivity(roots, parse_protocols(protocols), metrics, rank_group)
+    print_report(long, rescored, rank_group)
+    if out is not None:
+        path = Path(out) / "sensitivity.csv"
+        atomic.write_text(path, long.to_csv(index=False, float_format="%.10g"))
+        print(f"table written to {path}")
+    return long
+
+
+__all__ = ["CACHE", "Rescored", "compare_protocols", "default_metrics", "parse_protocols", "print_report", "rank_table", "rescore",
+           "sensitivity"]
