@@ -18,9 +18,11 @@ from bench.geometry import Geometry
 from bench.gmm_mask import PreviousMask
 from bench.heatmap import Heatmap
 from bench.protocols import FLOAT32_MAX, Protocol, load_protocol, protocol_from_toml
+from bench.rundir import RunDir
+from bench.runner import score_all
 from bench.samples import Sample
 from bench.scoring import ExcludedSample, score, score_cells, score_dense, select_samples
-from bench.stats import summarise
+from bench.stats import group_means, summarise
 
 PAPERS = ("vilouras2024", "vilouras2025", "nutzel2025", "dombrowski2024")
 
@@ -377,6 +379,31 @@ def test_weighted_average_is_class_count_squared() -> None:
     assert summary.at["weighted", "mean"] == pytest.approx(0.10)
     assert summary.at["micro", "mean"] == pytest.approx(0.25)
     assert summary.at["macro", "mean"] == pytest.approx(0.50)
+
+
+def test_group_means_weighted_without_resampling() -> None:
+    table = pd.DataFrame({"category": ["A"] * 2 + ["B"] * 6, "cnr": [1.0, 1.0] + [0.0] * 6})
+    means = group_means(table, ["cnr"], ("macro", "micro", "weighted")).set_index("group")["mean"]
+    assert (means["A"], means["B"]) == (1.0, 0.0)
+    assert means["weighted"] == pytest.approx(4 / 40) and means["micro"] == 0.25 and means["macro"] == 0.5
+
+
+def test_scoring_a_run_applies_backend_policy_and_records_excluded_samples(tmp_path) -> None:
+    protocol = proto("vilouras2024", metrics=("miou",))
+    s_in = sample(200, 100, (60, 10, 20, 20), sid="in")
+    s_out = sample(200, 100, (0, 0, 20, 20), sid="out")  # outside the 512 crop (columns 50-150)
+    values = np.full((2, 2), -0.5)
+    values[0, 0] = 0.15  # covers rows 0-49, cols 50-99; clamped cosine 0.15, min-max 1
+    maps = {s.sample_id: Heatmap(values, Geometry.short_side_crop(100, 200, 512, 512)) for s in (s_in, s_out)}
+    tables = {}
+    for backend in ("biovil", None):
+        skipped: dict[str, str] = {}
+        tables[backend], _ = score_all([s_in, s_out], protocol, RunDir(tmp_path / str(backend)),
+                                       lambda s: maps[s.sample_id], False, skipped, backend)
+        assert list(skipped) == ["out"] and "no box survives" in skipped["out"]
+    # box 400 px inside the 2500-px high quarter: clamped 0.15 passes only t = 0.1 -> (400/2500) / 5
+    assert tables["biovil"]["miou"].tolist() == [pytest.approx(400 / 2500 / 5)]
+    assert tables[None]["miou"].tolist() == [pytest.approx(400 / 2500)]
 
 
 def test_sample_units_and_split() -> None:
