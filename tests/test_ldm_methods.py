@@ -20,11 +20,12 @@ from bench.errors import BenchError
 from bench.heatmap import Heatmap
 from bench.method_specs import apply_overrides, load_method_spec
 from bench.methods import RunContext, backend_class
+from bench.methods.ldm.aggregate import TokenSelection
 from bench.methods.ldm.lexicon import content_words
 from bench.methods.ldm.loading import CONFIG_DIR
 from bench.methods.ldm.method import LdmMethod, sample_seed
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
-from bench.methods.ldm.tokens import legacy_word_starts, select_tokens
+from bench.methods.ldm.tokens import legacy_word_starts, select_tokens, word_weights
 from bench.samples import Sample
 
 TINY_SD = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "grid=8", "architecture=tiny_sd"]
@@ -135,6 +136,19 @@ def test_token_strategies_on_clip_tokenizer(clip_tokenizer) -> None:
     assert select_tokens("all", clip_tokenizer, phrase, max_length=5) == [1, 2, 3]
 
 
+def test_word_weighting_gives_each_word_the_same_weight(clip_tokenizer) -> None:
+    phrase = "left-sided pleural effusion."
+    tokens = select_tokens("keywords", clip_tokenizer, phrase, category="pleural effusion")
+    weights = word_weights(clip_tokenizer, phrase, tokens)
+    # "pleural" has 6 sub-tokens (6..11), "effusion." 3 (12..14): half the weight each
+    assert weights == pytest.approx({**{p: 1 / 12 for p in range(6, 12)}, **{p: 1 / 6 for p in range(12, 15)}})
+    assert word_weights(clip_tokenizer, phrase, [0, 1]) == {0: 0.5, 1: 0.5}
+    selection = TokenSelection(2, [weights, tokens])
+    w = selection.weights(77, torch.device("cpu"), torch.float64)
+    assert w[0, 6].item() == pytest.approx(1 / 12) and w[1, 6].item() == pytest.approx(1 / 9)
+    assert w.sum(1).tolist() == pytest.approx([1.0, 1.0])
+
+
 def test_no_selected_token_is_a_sample_error() -> None:
     method = _method("cxrbert_ldm")
     method.prepare()
@@ -160,6 +174,7 @@ def test_specs_carry_the_published_choices() -> None:
     assert nutzel.unet.subfolder == "unet_ema" and nutzel.text_encoder == "cxr_bert"
     clip = parse_settings(load_method_spec("clip_ldm"))
     assert (clip.tokens, clip.guidance_scale, clip.latent, clip.text_encoder) == ("keywords", 1.0, "sample", "clip")
+    assert clip.token_weighting == "word" and nutzel.token_weighting == "token"
 
 
 def test_bbm_suffix_switches_the_option_on() -> None:

@@ -27,29 +27,37 @@ class TokenSelection:
     """Per-sample token index sets, as averaging weights over the context axis.
 
     `tokens=None` averages every context position; otherwise `tokens[i]` lists sample i's positions
-    (sets may differ between samples). An empty set gives that sample a NaN map, as the published
-    codes do when no token qualifies.
+    (sets may differ between samples), or maps them to relative weights (e.g. equal weight per word
+    whatever its number of sub-tokens), normalised to sum 1. An empty set gives that sample a NaN
+    map, as the published codes do when no token qualifies.
     """
 
-    def __init__(self, samples: int, tokens: Sequence[Sequence[int]] | None = None) -> None:
+    def __init__(self, samples: int, tokens: Sequence[Sequence[int] | Mapping[int, float]] | None = None) -> None:
         if tokens is not None and len(tokens) != samples:
             raise ValueError(f"{len(tokens)} token sets for {samples} samples")
         self.samples = samples
-        self.tokens = None if tokens is None else [sorted({int(t) for t in ts}) for ts in tokens]
+        self.tokens = None if tokens is None else [self._weighted(ts) for ts in tokens]
         self._cache: dict[tuple, torch.Tensor] = {}
 
+    @staticmethod
+    def _weighted(tokens: Sequence[int] | Mapping[int, float]) -> dict[int, float]:
+        if isinstance(tokens, Mapping):
+            return {int(t): float(w) for t, w in sorted(tokens.items()) if w != 0}
+        return {int(t): 1.0 for t in sorted({int(t) for t in tokens})}
+
     def weights(self, n_tokens: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(samples, n_tokens) weights: 1/|set| on the sample's tokens, 0 elsewhere (NaN row if empty)."""
+        """(samples, n_tokens) weights summing to 1 on the sample's tokens, 0 elsewhere (NaN row if empty)."""
         key = (n_tokens, device, dtype)
         if key not in self._cache:
             w = torch.zeros(self.samples, n_tokens, dtype=torch.float64)
             for i in range(self.samples):
-                chosen = range(n_tokens) if self.tokens is None else self.tokens[i]
-                chosen = list(chosen)
+                chosen = {t: 1.0 for t in range(n_tokens)} if self.tokens is None else self.tokens[i]
                 if any(not 0 <= t < n_tokens for t in chosen):
-                    raise ValueError(f"sample {i}: token positions {chosen} outside a context of {n_tokens}")
-                if chosen:
-                    w[i, chosen] = 1.0 / len(chosen)
+                    raise ValueError(f"sample {i}: token positions {sorted(chosen)} outside a context of {n_tokens}")
+                total = sum(chosen.values())
+                if chosen and total > 0:
+                    for t, weight in chosen.items():
+                        w[i, t] = weight / total
                 else:
                     w[i] = float("nan")
             self._cache[key] = w.to(device=device, dtype=dtype)

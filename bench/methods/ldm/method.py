@@ -41,7 +41,7 @@ from .process import Conditioning, ProcessResult, UNetRunner, invert, noise_gt, 
 from .schedule import NoiseSchedule, scheduler_timesteps, trailing_timesteps
 from .settings import LdmSettings, parse_settings
 from .steps import StepSelection
-from .tokens import select_tokens
+from .tokens import select_tokens, word_weights
 
 
 @dataclass
@@ -136,13 +136,17 @@ class LdmMethod(Method):
         """The prompt the text encoder reads for `sample`."""
         return self.settings.prompt.format(phrase=sample.phrase)
 
-    def tokens_for(self, sample: Sample, prompt: str) -> list[int]:
-        """Context positions averaged for `sample`; SampleError when none qualifies."""
+    def tokens_for(self, sample: Sample, prompt: str) -> list[int] | dict[int, float]:
+        """Context positions averaged for `sample` (with weights when words weigh equally);
+        SampleError when none qualifies."""
         s = self.settings
-        tokens = select_tokens(s.tokens, self.models.text.tokenizer, prompt, sample.category, s.text_max_length,
+        tokenizer = self.models.text.tokenizer
+        tokens = select_tokens(s.tokens, tokenizer, prompt, sample.category, s.text_max_length,
                                s.token_alignment, s.token_indices)
         if not tokens:
             raise SampleError(sample.sample_id, f"token strategy {s.tokens!r} selects no token of {prompt!r}")
+        if s.token_weighting == "word":
+            return word_weights(tokenizer, prompt, tokens, s.text_max_length)
         return tokens
 
     def contexts(self, samples: Sequence[Sample], prompts: Sequence[str]) -> Conditioning:
@@ -178,12 +182,14 @@ class LdmMethod(Method):
         results = []
         for a, m, p, t, seed in zip(arrays, maps, prompts, tokens, seeds):
             values = postprocess(m, s.output_size, s.sigma, s.normalize, s.otsu)
-            meta = {"prompt": p, "tokens": t, "seed": seed, "sample_evals": evals}
+            meta = {"prompt": p, "tokens": sorted(t), "seed": seed, "sample_evals": evals}
+            if isinstance(t, dict):
+                meta["token_weights"] = [t[k] for k in sorted(t)]
             results.append(Heatmap(values, crop_geometry(a, s.resize, s.crop), meta))
         self.sample_evals.append(evals)
         return results
 
-    def _maps(self, mean: torch.Tensor, std: torch.Tensor, conditioning: Conditioning, tokens: list[list[int]],
+    def _maps(self, mean: torch.Tensor, std: torch.Tensor, conditioning: Conditioning, tokens: list,
               seeds: list[int]) -> tuple[list[np.ndarray], float]:
         """Per-sample aggregated maps (before post-processing) and the U-Net sample-evals per sample."""
         s = self.settings
@@ -231,7 +237,7 @@ class LdmMethod(Method):
             return sample(self.runner, self.schedule, shape, conditioning, timesteps, steps, generators, capture,
                           guidance=guidance, read_halves=halves, init_noise_sigma=sigma0, as_coded=s.as_coded)
 
-    def _bbm_pass(self, image_maps: MapStore, tokens: list[list[int]], seeds: list[int], conditioning: Conditioning,
+    def _bbm_pass(self, image_maps: MapStore, tokens: list, seeds: list[int], conditioning: Conditioning,
                   grid: int | None, activation: torch.Tensor, latent_shape) -> tuple[BbmParts, ProcessResult]:
         """Pass 2 (sampling from seeded noise with guidance) and the four maps BBM merges."""
         s = self.settings

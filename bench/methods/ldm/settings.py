@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import BenchError
 from .steps import StepSelection
-from .tokens import ALIGNMENTS, STRATEGIES
+from .tokens import ALIGNMENTS, STRATEGIES, WEIGHTINGS
 
 FORMATS = ("diffusers", "monai")
 TEXT_ENCODERS = ("clip", "cxr_bert", "bert")
@@ -17,6 +17,8 @@ LATENTS = ("mean", "sample", "resample")
 PROCESSES = ("invert", "noise_gt", "sample")
 SPACINGS = ("scheduler", "trailing")
 HALVES = ("cond", "uncond", "cond_minus_uncond")
+#: fields a spec may leave out, with the value they then take
+OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
 
@@ -63,6 +65,7 @@ class LdmSettings:
     tokens: str
     token_alignment: str
     token_indices: tuple[int, ...]
+    token_weighting: str
     per_map_minmax: bool
     grid: int
     output_size: int
@@ -130,9 +133,9 @@ def parse_settings(spec: dict) -> LdmSettings:
     weights = spec.get("weights", {})
 
     def need(key: str, kind: type | tuple, choices: tuple = ()):
-        if key not in params:
+        if key not in params and key not in OPTIONAL:
             raise BenchError(f"{source}: missing params.{key}")
-        value = params[key]
+        value = params.get(key, OPTIONAL.get(key))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
@@ -178,6 +181,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         tokens=need("tokens", str, STRATEGIES),
         token_alignment=need("token_alignment", str, ALIGNMENTS),
         token_indices=tuple(int(i) for i in need("token_indices", list)),
+        token_weighting=need("token_weighting", str, WEIGHTINGS),
         per_map_minmax=need("per_map_minmax", bool),
         grid=need("grid", int),
         output_size=need("output_size", int),

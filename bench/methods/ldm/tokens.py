@@ -24,6 +24,7 @@ from .lexicon import content_words
 
 STRATEGIES = ("all", "keywords", "lexical", "start", "indices")
 ALIGNMENTS = ("offsets", "legacy")
+WEIGHTINGS = ("token", "word")
 
 #: disease keywords per MS-CXR category (as the published disease filters list them)
 DISEASE_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -107,6 +108,24 @@ def lexical_positions(tokenizer, text: str, max_length: int, alignment: str = "o
     return sorted(p for p in chosen if p < max_length)
 
 
+def word_weights(tokenizer, text: str, positions: Sequence[int], max_length: int = 77) -> dict[int, float]:
+    """Weights over `positions` that give every whitespace word the same total weight, split evenly over
+    its selected sub-tokens (Dombrowski et al. average per-word maps); a position outside the words
+    (a special token) counts as a word of its own."""
+    enc = _encode(tokenizer, text, max_length)
+    groups: dict[object, list[int]] = {}
+    for p in positions:
+        owner: object = ("special", p)
+        if p < len(enc["offset_mapping"]) and not enc["special_tokens_mask"][p]:
+            a, b = enc["offset_mapping"][p]
+            for k, (_, start, end) in enumerate(_whitespace_words(text)):
+                if a < end and b > start:
+                    owner = k
+                    break
+        groups.setdefault(owner, []).append(p)
+    return {p: 1.0 / (len(groups) * len(members)) for members in groups.values() for p in members}
+
+
 def select_tokens(strategy: str, tokenizer, text: str, category: str = "", max_length: int = 77,
                   alignment: str = "offsets", indices: Sequence[int] = (),
                   keywords: dict[str, Sequence[str]] | None = None) -> list[int]:
@@ -124,5 +143,5 @@ def select_tokens(strategy: str, tokenizer, text: str, category: str = "", max_l
     raise BenchError(f"token strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["ALIGNMENTS", "DISEASE_KEYWORDS", "STRATEGIES", "keyword_positions", "legacy_word_starts",
-           "lexical_positions", "non_special_positions", "select_tokens"]
+__all__ = ["ALIGNMENTS", "DISEASE_KEYWORDS", "STRATEGIES", "WEIGHTINGS", "keyword_positions", "legacy_word_starts",
+           "lexical_positions", "non_special_positions", "select_tokens", "word_weights"]
