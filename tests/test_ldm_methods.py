@@ -378,3 +378,38 @@ def test_bench_run_random_weights_end_to_end(bench_cli, tmp_path: Path, name: st
         heatmap = Heatmap.load(path)
         assert heatmap.values.shape == ((32, 32) if name == "ldm_frozen" else (8, 8))
         assert np.isfinite(heatmap.values).all()
+
+
+def _cache_snapshot(hub: Path, repo: str, commit: str) -> Path:
+    """An empty snapshot of `repo` at `commit` in a Hugging Face hub cache, `main` pointing at it."""
+    root = hub / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def test_checkpoints_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) -> None:
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ds = _dataset()
+    random = _method("cxrbert_ldm", batch_size=3)
+    expected = random.heatmaps(ds.samples()[:2], ds)
+    commits = {"FelixNuetzel/cxr_bert_ldm": "1" * 40, "stable-diffusion-v1-5/stable-diffusion-v1-5": "2" * 40,
+               "microsoft/BiomedVLP-CXR-BERT-specialized": "3" * 40}
+    snaps = {repo: _cache_snapshot(hub, repo, commit) for repo, commit in commits.items()}
+    random.models.unet.save_pretrained(snaps["FelixNuetzel/cxr_bert_ldm"] / "unet_ema")
+    random.models.vae.save_pretrained(snaps["stable-diffusion-v1-5/stable-diffusion-v1-5"] / "vae")
+    text = snaps["microsoft/BiomedVLP-CXR-BERT-specialized"]
+    random.models.text.model.save_pretrained(text)
+    shutil.copy(METHODS_DIR / "biovil_config" / "tokenizer" / "vocab.txt", text / "vocab.txt")
+    loaded = _method("cxrbert_ldm", random_weights=False, batch_size=3)
+    got = loaded.heatmaps(ds.samples()[:2], ds)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-6)
+    records = {(c["repo_id"], c["file"]): c for c in loaded.provenance()["checkpoints"]}
+    unet = records[("FelixNuetzel/cxr_bert_ldm", "unet_ema/diffusion_pytorch_model.safetensors")]
+    assert unet["source"] == "hf-cache" and unet["revision"] == "main" and unet["commit"] == "1" * 40
+    assert records[("microsoft/BiomedVLP-CXR-BERT-specialized", "vocab.txt")]["commit"] == "3" * 40

@@ -380,10 +380,25 @@ def load_models(settings: LdmSettings, random_weights: bool, weights: Path | Non
     return models
 
 
+def snapshot_commit(path: Path) -> str | None:
+    """The commit a Hugging Face cache file belongs to (its `snapshots/<commit>/` folder), if any."""
+    parts = Path(path).parts
+    if "snapshots" in parts[:-1]:
+        return parts[parts.index("snapshots") + 1]
+    return None
+
+
 def checkpoint_records(models: LoadedModels) -> list[dict]:
-    """Provenance of every checkpoint file: identifiers, size, sha256."""
-    return [f.record() for f in models.checkpoints]
+    """Provenance of every checkpoint file: identifiers, size, sha256 (and the cache commit)."""
+    records = []
+    for f in models.checkpoints:
+        record = f.record()
+        commit = snapshot_commit(f.path) if f.source == "hf-cache" else None
+        if commit:
+            record["commit"] = commit
+        records.append(record)
+    return records
 
 
 __all__ = ["CONFIG_DIR", "LoadedModels", "architecture_dir", "checkpoint_records", "cross_attention_dim",
-           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler"]
+           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler", "snapshot_commit"]
