@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,3 +218,66 @@ def test_random_codebook_has_the_right_shape_and_seed():
     assert torch.equal(a.embeddings, b.embeddings)
     assert not torch.equal(a.embeddings, c.embeddings)
     assert 0.015 < float(a.embeddings.std()) < 0.025
+
+
+# ---------------------------------------------------------------- anatomy_ldm end to end
+
+TINY_MONAI = ["resize=64", "crop=64", "num_inference_steps=10", "steps=3:5", "grid=0", "output_size=32",
+              "architecture=tiny_monai", "text_config=ldm_config/text/tiny_clip.json",
+              'layers=["down_blocks.2.attentions.0", "middle_block.attention"]']
+
+
+def _run_anatomy(bench_cli, out: Path, *extra: str):
+    overrides = [x for item in [*TINY_MONAI, *extra] for x in ("--set", item)]
+    return bench_cli("run", "--method", "anatomy_ldm", "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
+                     "--limit", "2", "--random-weights", "--out", out, *overrides)
+
+
+def test_anatomy_ldm_random_weights_end_to_end(bench_cli, tmp_path):
+    from bench.heatmap import Heatmap
+
+    parsed, explicit = tmp_path / "parsed", tmp_path / "explicit"
+    r = _run_anatomy(bench_cli, parsed)
+    assert r.code == 0, r.err
+    r = _run_anatomy(bench_cli, explicit, "location=right_apical_zone", "read_tokens=location")
+    assert r.code == 0, r.err
+
+    run = json.loads((parsed / "run.json").read_text())
+    assert run["method"] == "anatomy_ldm" and run["n_samples"] == 2
+    provenance = run["provenance"]
+    assert provenance["backend"] == "anatomy_ldm" and provenance["codebook"] == "random (seeded)"
+    assert len(provenance["locations"]) == 27
+    prompts = {}
+    for folder in (parsed, explicit):
+        for path in sorted((folder / "heatmaps").glob("*.npz")):
+            heatmap = Heatmap.load(path)
+            assert heatmap.values.shape == (32, 32)
+            assert np.isfinite(heatmap.values).all()
+            prompts[(folder.name, path.stem)] = (heatmap.meta["prompt"], heatmap.meta["tokens"])
+    # phantom-test-00000: "small right lower lobe atelectasis"; -00001: "enlarged cardiac silhouette"
+    prompt, tokens = prompts[("parsed", "phantom-test-00000")]
+    assert prompt == "<right_lower_lung_zone> atelectasis"
+    assert tokens[0] == 1 and len(tokens) > 1
+    assert prompts[("parsed", "phantom-test-00001")][0] == "<cardiac_silhouette> cardiomegaly"
+    assert prompts[("explicit", "phantom-test-00000")] == ("<right_apical_zone> atelectasis", [1])
+    assert prompts[("explicit", "phantom-test-00001")] == ("<right_apical_zone> cardiomegaly", [1])
+    first = Heatmap.load(parsed / "heatmaps" / "phantom-test-00000.npz").values
+    other = Heatmap.load(explicit / "heatmaps" / "phantom-test-00000.npz").values
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_anatomy_ldm_without_codebook_stops_in_one_line(bench_cli, tmp_path):
+    r = bench_cli("run", "--method", "anatomy_ldm", "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
+                  "--limit", "1", "--weights", tmp_path, "--out", tmp_path / "run")
+    assert r.code != 0
+    lines = [line for line in r.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert f"location-token codebook {tmp_path / 'location_codebook.safetensors'} not found" in lines[0]
+    assert not (tmp_path / "run" / "heatmaps").exists()
+
+
+def test_anatomy_ldm_rejects_unknown_options(bench_cli, tmp_path):
+    r = _run_anatomy(bench_cli, tmp_path / "a", "location=left_elbow")
+    assert r.code != 0 and "unknown anatomical location 'left_elbow'" in r.err
+    r = _run_anatomy(bench_cli, tmp_path / "b", "read_tokens=everything")
+    assert r.code != 0 and "params.read_tokens = 'everything'" in r.err

@@ -262,7 +262,7 @@ def load_codebook(path: Path, dim: int, rules: AnatomyRules | None = None) -> Co
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"anatomy_ldm: location-token codebook {path} not found (safetensors: 'embeddings' "
-                         f"{len(rules.keys)} x {dim}, metadata 'locations'); the published one is not public: give "
+                         f"{len(rules.keys)} x {dim or 'D'}, metadata 'locations'); the published one is not public: give "
                          "yours with --weights or weights.codebook, or run with --random-weights")
     try:
         with safe_open(str(path), framework="pt") as f:

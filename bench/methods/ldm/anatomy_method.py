@@ -1,0 +1,127 @@
+"""The `anatomy_ldm` backend (Vilouras et al. 2025): the `ldm` backend with "{location} {pathology}"
+prompts whose location tokens take their input embeddings from a learned codebook.
+
+Location of a sample: `params.location` when set (e.g. `--set location=right_apical_zone`), else
+`sample.extra["location"]`, else parsed from the phrase. `params.location_tokens` = "codebook"
+uses the placeholder tokens (the method), "words" the plain location names with no codebook (the
+prompt format alone). `params.read_tokens` picks the prompt part whose attention makes the map:
+"location", "pathology" or "both". The codebook file is `weights.codebook` (relative to --weights,
+else to `weights.local_dir`); with --random-weights a seeded random codebook of the right shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...datasets.base import Dataset
+from ...errors import BenchError, SampleError
+from ...samples import Sample
+from ..base import RunContext
+from .anatomy import (
+    build_prompt,
+    explicit_locations,
+    inject_codebook,
+    load_codebook,
+    load_rules,
+    parse_phrase,
+    prompt_positions,
+    random_codebook,
+)
+from .method import LdmMethod
+
+LOCATION_TOKENS = ("codebook", "words")
+READ_TOKENS = ("location", "pathology", "both")
+
+
+class AnatomyLdmMethod(LdmMethod):
+    """Frozen LDM grounding with anatomy-grounded prompts and learned location tokens."""
+
+    def __init__(self, spec: dict, context: RunContext) -> None:
+        super().__init__(spec, context)
+        source = f"adapters/{self.settings.name}.toml"
+        params = spec.get("params", {})
+        self.location = params.get("location", "")
+        self.location_tokens = params.get("location_tokens", "codebook")
+        self.read_tokens = params.get("read_tokens", "both")
+        if self.location_tokens not in LOCATION_TOKENS:
+            raise BenchError(f"{source}: params.location_tokens = {self.location_tokens!r} is not one of "
+                             f"{', '.join(LOCATION_TOKENS)}")
+        if self.read_tokens not in READ_TOKENS:
+            raise BenchError(f"{source}: params.read_tokens = {self.read_tokens!r} is not one of "
+                             f"{', '.join(READ_TOKENS)}")
+        self.rules = load_rules()
+        if self.location:
+            explicit_locations(self.location, self.rules)
+        self.codebook_file = str(spec.get("weights", {}).get("codebook", ""))
+        self.location_ids: dict[str, int] = {}
+        self._parts: dict[str, tuple[str, str]] = {}
+
+    def codebook_path(self) -> Path:
+        """Where the codebook file is looked for."""
+        path = Path(self.codebook_file or "location_codebook.safetensors").expanduser()
+        if path.is_absolute():
+            return path
+        base = self.context.weights or self.settings.local_dir or Path.cwd()
+        return Path(base) / path
+
+    def prepare(self, dataset: Dataset | None = None) -> None:
+        """Check the codebook file first (one line when missing), then build the model and inject it."""
+        if self.models is not None:
+            return
+        use_codebook = self.location_tokens == "codebook"
+        if use_codebook and not self.context.random_weights and not self.codebook_path().is_file():
+            load_codebook(self.codebook_path(), 0, self.rules)
+        super().prepare(dataset)
+        if not use_codebook:
+            return
+        text = self.models.text
+        dim = int(text.model.get_input_embeddings().embedding_dim)
+        if self.context.random_weights:
+            codebook = random_codebook(dim, seed=self.context.seed, rules=self.rules)
+        else:
+            codebook = load_codebook(self.codebook_path(), dim, self.rules)
+        self.location_ids = inject_codebook(text.tokenizer, text.model, codebook)
+        text._cache.clear()
+
+    def finding(self, sample: Sample) -> tuple[tuple[str, ...], str]:
+        """(location keys, pathology) of a sample: explicit location if given, pathology parsed."""
+        try:
+            parsed = parse_phrase(sample.phrase, self.rules)
+            explicit = self.location or sample.extra.get("location")
+            keys = explicit_locations(explicit, self.rules) if explicit else parsed.locations
+        except BenchError as exc:
+            raise SampleError(sample.sample_id, str(exc)) from None
+        return keys, parsed.pathology
+
+    def prompt_for(self, sample: Sample) -> str:
+        keys, pathology = self.finding(sample)
+        text, where = build_prompt(keys, pathology, self.rules, tokens=self.location_tokens == "codebook")
+        prompt = self.settings.prompt.format(phrase=text)
+        self._parts[prompt] = (where, pathology)
+        return prompt
+
+    def tokens_for(self, sample: Sample, prompt: str) -> list[int]:
+        where, pathology = self._parts[prompt]
+        tokenizer = self.models.text.tokenizer
+        prefix = prompt[:prompt.index(where)].strip()
+        shift = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        limit = self.settings.text_max_length
+        positions = [p + shift for p in prompt_positions(tokenizer, where, pathology, limit)[self.read_tokens]
+                     if p + shift < limit - 1]
+        if not positions:
+            raise SampleError(sample.sample_id, f"no {self.read_tokens} token left in {prompt!r}")
+        return positions
+
+    def provenance(self) -> dict:
+        record = super().provenance()
+        record.update({
+            "backend": "anatomy_ldm", "location_tokens": self.location_tokens, "read_tokens": self.read_tokens,
+            "explicit_location": self.location or None,
+            "codebook": ("random (seeded)" if self.context.random_weights else str(self.codebook_path()))
+            if self.location_tokens == "codebook" else None,
+            "locations": list(self.rules.keys),
+        })
+        return record
+
+
+__all__ = ["AnatomyLdmMethod"]
