@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -248,3 +249,55 @@ def test_merge_matches_the_published_float16_arithmetic_for_partial_similarity()
     assert np.abs(merged - ref_merged).max() < 2e-3
     assert np.abs(merged - minmax_half(activation)).max() > 0.1
     assert np.abs(merged - minmax_half(quantise_uint8(product))).max() > 0.1
+
+
+# ---------------------------------------------------------------- cxrbert_ldm+bbm end to end
+
+TINY_CXRBERT = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "grid=8", "architecture=tiny_sd",
+                "text_config=ldm_config/text/tiny_bert.json"]
+
+
+def test_cxrbert_ldm_bbm_random_weights_end_to_end(bench_cli, tmp_path):
+    from bench.heatmap import Heatmap
+
+    out = tmp_path / "run"
+    overrides = [x for item in TINY_CXRBERT for x in ("--set", item)]
+    r = bench_cli("run", "--method", "cxrbert_ldm+bbm", "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
+                  "--limit", "2", "--random-weights", "--out", out, *overrides)
+    assert r.code == 0, r.err
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == "cxrbert_ldm+bbm" and run["n_samples"] == 2
+    assert run["provenance"]["bbm"] is True
+    # pass 1 reads every one of the 4 steps (image bias), pass 2 samples 4 steps with both CFG halves
+    assert run["provenance"]["sample_evals_per_sample"] == 4 + 4 * 2
+    for path in sorted((out / "heatmaps").glob("*.npz")):
+        values = Heatmap.load(path).values
+        assert values.shape == (8, 8)
+        assert np.isfinite(values).all() and values.min() == 0 and values.max() == 1
+
+
+def test_ldm_backend_merges_the_streamed_parts_with_this_merge(tmp_path, monkeypatch):
+    from bench.datasets.phantom import PhantomDataset
+    from bench.method_specs import apply_overrides, load_method_spec
+    from bench.methods import RunContext, backend_class
+    from bench.methods.ldm import bbm
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    spec = apply_overrides(load_method_spec("cxrbert_ldm+bbm"), TINY_CXRBERT)
+    method = backend_class(spec["backend"])(spec, RunContext(random_weights=True))
+    method.prepare()
+    assert method.bbm_merge is bbm.merge
+    seen = []
+
+    def recording_merge(parts, settings):
+        seen.append(parts)
+        return bbm.merge(parts, settings)
+
+    method.bbm_merge = recording_merge
+    dataset = PhantomDataset(options={"n_test": "1", "n_train": "0"})
+    (heatmap,) = method.heatmaps(dataset.samples(), dataset)
+    (parts,) = seen
+    assert tuple(parts.product.shape) == tuple(parts.activation.shape) == (1, 8, 8)
+    merged = merge(parts)[0].numpy()
+    expected = (merged - merged.min()) / (merged.max() - merged.min())
+    assert np.abs(heatmap.values - expected).max() < 1e-6
