@@ -188,6 +188,15 @@ def test_biovil_maps_clamped_not_normalised() -> None:
     assert score(hm, s, proto("vilouras2025"), backend="biovil")["miou"] == pytest.approx(0.5)
 
 
+def test_clip_max_before_min_max() -> None:
+    hm = whole([[0.0, 0.25, 1.0]])
+    s = sample(3, 1, (1, 0, 1, 1))
+    # no clip: t = .1, .2 -> pred {1, 2}: 1/2; t >= .3 -> {2}: 0 -> miou 1/5
+    assert score(hm, s, proto("vilouras2025"))["miou"] == pytest.approx(0.2)
+    # clip at 0.5 then min-max: [0, 0.5, 1]: t = .1 ... .4 -> 1/2; t = .5 -> {2}: 0 -> miou 2/5
+    assert score(hm, s, proto("vilouras2025", clip_max=0.5))["miou"] == pytest.approx(0.4)
+
+
 def test_bilinear_versus_nearest_upsampling() -> None:
     hm = whole([[0.0, 1.0]])
     hm = Heatmap(hm.values, Geometry.whole(1, 4))  # a 1 x 2 map over a 1 x 4 image
