@@ -281,3 +281,29 @@ def test_anatomy_ldm_rejects_unknown_options(bench_cli, tmp_path):
     assert r.code != 0 and "unknown anatomical location 'left_elbow'" in r.err
     r = _run_anatomy(bench_cli, tmp_path / "b", "read_tokens=everything")
     assert r.code != 0 and "params.read_tokens = 'everything'" in r.err
+
+
+def test_location_precedence_spec_then_sample_then_phrase():
+    from bench.errors import SampleError
+    from bench.method_specs import apply_overrides, load_method_spec
+    from bench.methods import RunContext, backend_class
+    from bench.samples import Sample
+
+    def method(*overrides):
+        spec = apply_overrides(load_method_spec("anatomy_ldm"), list(overrides))
+        return backend_class(spec["backend"])(spec, RunContext(random_weights=True))
+
+    box = ((1.0, 1.0, 2.0, 2.0),)
+    plain = Sample("a", "a.png", 8, 8, "Pneumothorax", "left apical pneumothorax", box)
+    annotated = Sample("b", "b.png", 8, 8, "Pneumothorax", "left apical pneumothorax", box,
+                       extra={"location": "left lung"})
+    unreadable = Sample("c", "c.png", 8, 8, "Pneumothorax", "right upper lobe", box)
+    parsed = method()
+    assert parsed.finding(plain) == (("left_apical_zone",), "pneumothorax")
+    assert parsed.finding(annotated) == (("left_lung",), "pneumothorax")
+    with pytest.raises(SampleError, match="sample c: phrase 'right upper lobe' names no pathology"):
+        parsed.finding(unreadable)
+    forced = method("location=right_costophrenic_angle+right_lung")
+    assert forced.finding(annotated) == (("right_costophrenic_angle", "right_lung"), "pneumothorax")
+    words = method("location_tokens=words")
+    assert words.prompt_for(plain) == "left apical zone pneumothorax"
