@@ -158,13 +158,16 @@ def score_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference."),
+    runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference (with --protocols: one or more runs)."),
     group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols and show how numbers and ranks (on --group) move; one or more runs."),
 ) -> None:
-    """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values."""
+    """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
+
+    With --protocols: the runs' stored heatmaps under each protocol, per pathology, with ranks.
+    """
     from . import atomic
     from .compare import compare_runs
     from .report import format_ci, headline_metrics, print_table
