@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.geometry import Geometry
 from bench.gmm_mask import PreviousMask
 from bench.heatmap import Heatmap
-from bench.protocols import FLOAT32_MAX, Protocol, load_protocol, protocol_from_toml
+from bench.protocols import FLOAT32_MAX, Protocol, load_protocol, protocol_from_toml, protocol_names
 from bench.rundir import RunDir
 from bench.runner import score_all
 from bench.samples import Sample
@@ -437,3 +437,11 @@ def test_paper_protocols_on_the_original_grid_take_the_exact_cell_route(name: st
     assert list(fast) == list(ref)
     for key in ref:
         assert fast[key] == pytest.approx(ref[key], abs=1e-9)
+
+
+def test_list_protocols_names_each_with_what_it_reproduces(bench_cli) -> None:
+    r = bench_cli("list", "protocols")
+    assert r.code == 0
+    assert all(name in r.out for name in ("default", *PAPERS))
+    assert r.out.count("reproduces:") == len(protocol_names())
+    assert "Felix-012/generate_to_ground@699364a" in r.out.replace("\n", "").replace("│", "").replace(" ", "")
