@@ -217,7 +217,8 @@ def leaderboard_cmd(
         from .leaderboard_results import add_run
 
         entry = add_run(add, results, name)
-        typer.echo(f"added {add} as {entry}")
+        note = "" if (entry / "example.npz").is_file() else " (no example map: its heatmaps or images are not at hand)"
+        typer.echo(f"added {add} as {entry}{note}")
     built = leaderboard.build(results, reported)
     if check:
         problems = leaderboard.check(built, out)

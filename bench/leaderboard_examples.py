@@ -17,7 +17,7 @@ from .errors import BenchError
 from .heatmap import Heatmap
 from .protocols import Protocol
 from .resample import to_original
-from .rundir import RunDir
+from .rundir import RunDir, safe_name
 from .scoring import apply_policy
 
 THUMBNAIL = 256
@@ -47,19 +47,32 @@ def example_arrays(image: np.ndarray, heatmap: Heatmap, boxes: list, protocol: P
             "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale}
 
 
+def _stored_heatmap(run: RunDir, record: dict, sample_id: str) -> Heatmap | None:
+    """The sample's map from the run's heatmaps/, or from the folder a `bench score` run scored."""
+    if run.heatmap_path(sample_id).is_file():
+        return Heatmap.load(run.heatmap_path(sample_id))
+    scored = record.get("heatmaps")
+    if not scored:
+        return None
+    npz, npy = Path(scored) / f"{safe_name(sample_id)}.npz", Path(scored) / f"{safe_name(sample_id)}.npy"
+    if npz.is_file():
+        return Heatmap.load(npz)
+    if npy.is_file():
+        return Heatmap.from_original(np.load(npy, allow_pickle=False))
+    return None
+
+
 def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bool:
     """Write the run's example to `out`; False (nothing written) when heatmaps or images are missing."""
     from .datasets import get_dataset
     from .errors import SampleError
 
-    if not run.heatmaps.is_dir():
-        return False
     samples = run.read_samples()
     if samples.empty:
         return False
     sample_id = sorted(samples["sample_id"])[0]
-    path = run.heatmap_path(sample_id)
-    if not path.is_file():
+    heatmap = _stored_heatmap(run, record, sample_id)
+    if heatmap is None:
         return False
     config = record.get("config", {}).get("dataset", {})
     try:
@@ -71,7 +84,7 @@ def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bo
     except (BenchError, SampleError, OSError):
         return False
     backend = record.get("config", {}).get("method", {}).get("backend")
-    arrays = example_arrays(image, Heatmap.load(path), [list(b) for b in sample.boxes], protocol, backend)
+    arrays = example_arrays(image, heatmap, [list(b) for b in sample.boxes], protocol, backend)
     row = samples[samples["sample_id"] == sample_id].iloc[0]
 
     def writer(fh) -> None:

@@ -115,6 +115,8 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
     methods = list(ranks(table, board.headline)["method"])
     lines += [f"Protocol `{p.name}` (fingerprint `{board.entries[0].record.get('protocol_fingerprint')}`): "
               f"{p.description}", "",
+              *([f"**Note:** `protocols/{p.name}.toml` has changed since these runs were scored; re-score them "
+                 "with `bench score` and add them again.", ""] if board.stale_protocol else []),
               f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
               f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); `macro` is the mean of "
               "the category means, `micro` the mean over samples.", "",

@@ -45,6 +45,15 @@ class Board:
             raise BenchError(f"two results for {self.dataset} under {self.protocol_name} are named alike")
 
     @property
+    def stale_protocol(self) -> bool:
+        """True when `protocols/NAME.toml` now sets a choice differently from the one the runs used."""
+        from .protocols import load_protocol, protocol_names
+
+        if not self.entries or self.protocol_name not in protocol_names():
+            return False
+        return load_protocol(self.protocol_name).fingerprint() != self.entries[0].record.get("protocol_fingerprint")
+
+    @property
     def metrics(self) -> list[str]:
         return self.protocol.columns if self.protocol else []
 

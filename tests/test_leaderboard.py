@@ -92,6 +92,15 @@ def test_page_holds_the_hand_computed_numbers(board) -> None:
     assert macro.to_dict() == pytest.approx({"good": 0.45, "poor": 0.05})
     index = (out / "README.md").read_text()
     assert "| chestx-ray14 | default | 2 | 1 | good (miou 0.450) | [page](chestx-ray14__default.md) |" in index
+    # these runs used 200 resamples, protocols/default.toml says 10,000
+    assert "`protocols/default.toml` has changed since these runs were scored" in page
+
+
+def test_committed_pages_match_the_protocol_files() -> None:
+    committed = Path(__file__).resolve().parents[1] / "leaderboards"
+    pages = sorted(committed.glob("*__default.md"))
+    assert pages, "no committed default-protocol page"
+    assert all("has changed since these runs were scored" not in p.read_text() for p in pages)
 
 
 def test_reported_rows_stay_in_their_own_table(board) -> None:
@@ -195,3 +204,10 @@ def test_a_phantom_run_enters_with_its_example_overlay(tmp_path: Path, bench_cli
     assert "![box_prior](phantom__n_test-16__n_train-16__default/example-box_prior.png)" in page
     png = tmp_path / "lb" / "phantom__n_test-16__n_train-16__default" / "example-box_prior.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a re-scored run takes its example from the heatmaps it scored
+    scored = tmp_path / "scored"
+    assert bench_cli("score", "--heatmaps", run, "--dataset", "phantom", *SMALL_PHANTOM, "--out", scored).code == 0
+    res = bench_cli("leaderboard", "--add", scored, "--name", "box_prior_rescored", *args)
+    assert res.code == 0 and "no example map" not in res.out
+    with np.load(entry.parent / "box_prior_rescored" / "example.npz") as ex, np.load(entry / "example.npz") as first:
+        assert np.array_equal(ex["heatmap"], first["heatmap"], equal_nan=True)
