@@ -239,6 +239,19 @@ def test_seed_changes_the_noise_of_re_noising_methods(batched_maps) -> None:
     assert not np.allclose(other[0].values, batched_maps[0].values)
 
 
+def test_steps_by_timestep_and_as_coded_runs_read_the_same_maps(batched_maps) -> None:
+    ds = _dataset()
+    by_t = _method("cxrbert_ldm", ["step_timesteps=[251, 1]"], batch_size=3)
+    by_t.prepare()
+    assert by_t.timesteps == [751, 501, 251, 1]
+    coded = _method("cxrbert_ldm", ["as_coded=true"], batch_size=3)
+    for method, evals in ((by_t, 2.0), (coded, 8.0)):
+        maps = method.heatmaps(ds.samples(), ds)
+        assert maps[0].meta["sample_evals"] == evals
+        for a, b in zip(maps, batched_maps):
+            np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-6)
+
+
 def test_inversion_reads_only_what_it_needs() -> None:
     ds = _dataset()
     method = _method("ldm_frozen", batch_size=3)
