@@ -426,3 +426,65 @@ def test_checkpoints_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) ->
     unet = records[("FelixNuetzel/cxr_bert_ldm", "unet_ema/diffusion_pytorch_model.safetensors")]
     assert unet["source"] == "hf-cache" and unet["revision"] == "main" and unet["commit"] == "1" * 40
     assert records[("microsoft/BiomedVLP-CXR-BERT-specialized", "vocab.txt")]["commit"] == "3" * 40
+
+
+#: diffusers ResnetBlock2D parts under their original LDM names
+_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1", "norm2": "out_layers.0",
+           "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+def _original_layout(sd: dict, levels: int, per_block: int) -> dict:
+    """A diffusers U-Net state dict under the original LDM names (`model.diffusion_model.input_blocks...`)."""
+    pre = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.",
+           "time_embedding.linear_2.": "time_embed.2.", "conv_norm_out.": "out.0.", "conv_out.": "out.2.",
+           "mid_block.resnets.0.": "middle_block.0.", "mid_block.attentions.0.": "middle_block.1.",
+           "mid_block.resnets.1.": "middle_block.2."}
+    idx = 1
+    for b in range(levels):
+        for j in range(per_block):
+            pre[f"down_blocks.{b}.resnets.{j}."] = f"input_blocks.{idx}.0."
+            pre[f"down_blocks.{b}.attentions.{j}."] = f"input_blocks.{idx}.1."
+            idx += 1
+        if b < levels - 1:
+            pre[f"down_blocks.{b}.downsamplers.0.conv."] = f"input_blocks.{idx}.0.op."
+            idx += 1
+    idx = 0
+    for b in range(levels):
+        for j in range(per_block + 1):
+            pre[f"up_blocks.{b}.resnets.{j}."] = f"output_blocks.{idx}.0."
+            pre[f"up_blocks.{b}.attentions.{j}."] = f"output_blocks.{idx}.1."
+            if j == per_block and b < levels - 1:
+                pre[f"up_blocks.{b}.upsamplers.0.conv."] = f"output_blocks.{idx}.2.conv."
+            idx += 1
+    out = {}
+    for key, value in sd.items():
+        hit = max((p for p in pre if key.startswith(p)), key=len)
+        rest = key[len(hit):]
+        if ".resnets." in hit or hit.startswith("mid_block.resnets"):
+            head, _, tail = rest.partition(".")
+            rest = f"{_RESNET[head]}.{tail}"
+        out["model.diffusion_model." + pre[hit] + rest] = value.contiguous()
+    return out
+
+
+def test_single_file_unet_with_parts_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    from safetensors.torch import save_file
+
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    ds = _dataset()
+    random = _method("clip_ldm", batch_size=3)
+    expected = random.heatmaps(ds.samples()[:2], ds)
+    checkpoint = tmp_path / "finetuned.safetensors"
+    save_file(_original_layout(random.models.unet.state_dict(), 2, 1), str(checkpoint))
+    snapshot = _cache_snapshot(hub, "stabilityai/stable-diffusion-2-base", "4" * 40)
+    random.models.vae.save_pretrained(snapshot / "vae")
+    random.models.text.model.save_pretrained(snapshot / "text_encoder")
+    shutil.copytree(CONFIG_DIR / "clip_tokenizer", snapshot / "tokenizer")
+    (snapshot / "tokenizer" / "special_tokens_map.json").write_text(json.dumps({"pad_token": "!"}))
+    loaded = _method("clip_ldm", random_weights=False, weights=checkpoint, batch_size=3)
+    got = loaded.heatmaps(ds.samples()[:2], ds)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-6)
+    sources = {c["file"]: c["source"] for c in loaded.provenance()["checkpoints"]}
+    assert sources["finetuned.safetensors"] == "local" and sources["vae/config.json"] == "hf-cache"
