@@ -32,5 +32,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def perf(session: nox.Session) -> None:
-    """Speed measured side by side in one run (ratios, not timed tests)."""
-    session.run(PY, "benchmarks/perf_scoring.py", *session.posargs)
+    """Speed measured side by side in one run (ratios, not timed tests); posargs go to perf_ldm.py."""
+    session.run(PY, "benchmarks/perf_scoring.py")
+    session.run(PY, "benchmarks/perf_ldm.py", *session.posargs)

@@ -1,0 +1,460 @@
+"""Cost of the diffusion methods: U-Net evaluations, capture overhead, memory, on random-weight U-Nets.
+
+Three tables, for each method configuration of adapters/ (ldm_frozen, cxrbert_ldm, cxrbert_ldm+bbm,
+clip_ldm):
+
+1. U-Net sample-evaluations per sample over the full schedules (a counting stand-in for the U-Net):
+   the engine run as the published codes run them (`as_coded`) against the published counts
+   (668, 100, 200, 50), and the engine's own minimal loops against the reference's minimal
+   faithful counts.
+2. Capture overhead: the method's loop on the same steps with the cross-attention capture and its
+   aggregation, and without (plain U-Net forwards of the same batch halves), alternated in one run;
+   printed as the ratio of median wall times (target: under 1.15).
+3. Peak memory per sample (batch 1) of the capturing loop at 10 and at 50 read steps (target: the
+   same, since maps are aggregated as they stream). On CUDA: torch.cuda.max_memory_allocated above
+   the allocation before the loop. On the CPU: peak resident set size above the one before the loop,
+   sampled every millisecond in a fresh process per measurement (so freed memory of an earlier
+   measurement cannot hide a peak); on the CPU only the tiny U-Nets are measured unless --real-memory.
+
+U-Nets: tiny ones (a few layers, the real 64x64 latent and 77 tokens) and real-size ones (the SD-1.5
+and SD-2 UNet2DConditionModel configurations and the MONAI CXR LDM one from bench/methods/ldm_config,
+or the same numbers built in here when that folder is absent), all with random weights, fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.methods.ldm import (
+    AttentionAggregator,
+    Conditioning,
+    CrossAttentionCapture,
+    NoiseSchedule,
+    StepSelection,
+    UNetRunner,
+    cross_attention_layers,
+    invert,
+    noise_gt,
+    sample,
+    sample_generators,
+    scheduler_timesteps,
+    select_layers,
+    trailing_timesteps,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "bench" / "methods" / "ldm_config"
+LATENT = 64
+TOKENS = 77
+READ_TOKENS = [[1, 2, 3, 4, 5]]  # a five-token phrase
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """What drives the cost of one published method (mirrors its adapters/*.toml)."""
+
+    name: str
+    arch: str  # monai_cxr_ldm, sd15, sd2_base
+    process: str  # invert or noise_gt
+    schedule_steps: int
+    read: str  # loop indices "a:b" or the last n "-n:"
+    guidance: float
+    grid: int
+    layers: tuple[str, ...]
+    per_map_minmax: bool
+    bbm: bool
+    published: int
+    faithful: int  # the reference's minimal faithful count
+
+
+DEFAULT_METHODS = [
+    MethodConfig("ldm_frozen", "monai_cxr_ldm", "invert", 300, "120:180", 0.0, 16,
+                 ("down_blocks.2.attentions.1", "middle_block.attention", "up_blocks.0.attentions.1",
+                  "up_blocks.0.attentions.2"), True, False, 668, 360),
+    MethodConfig("cxrbert_ldm", "sd15", "noise_gt", 50, "-40:", 16.0, 64, (), False, False, 100, 40),
+    MethodConfig("cxrbert_ldm+bbm", "sd15", "noise_gt", 50, "-40:", 16.0, 64, (), False, True, 200, 150),
+    MethodConfig("clip_ldm", "sd2_base", "noise_gt", 50, "-40:", 1.0, 64, (), False, False, 50, 40),
+]
+
+
+def methods_from_specs() -> list[MethodConfig]:
+    """The configurations above, with the fields the adapter specs hold taken from them when present."""
+    out = []
+    for m in DEFAULT_METHODS:
+        try:
+            from bench.method_specs import load_method_spec
+
+            p = load_method_spec(m.name)["params"]
+        except Exception:  # the spec is not there: keep the published configuration
+            out.append(m)
+            continue
+        out.append(MethodConfig(
+            m.name, p.get("architecture", m.arch), p.get("process", m.process),
+            int(p.get("num_inference_steps", m.schedule_steps)), str(p.get("steps", m.read)),
+            float(p.get("guidance_scale", m.guidance)), int(p.get("grid", m.grid)),
+            tuple(p.get("layers", m.layers)), bool(p.get("per_map_minmax", m.per_map_minmax)), m.bbm,
+            m.published, m.faithful))
+    return out
+
+
+def parse_read(text: str) -> StepSelection:
+    """"a:b" -> loop indices a..b-1; "-n:" -> the last n steps."""
+    start, _, stop = text.partition(":")
+    if start.startswith("-") and not stop:
+        return StepSelection.last_n(-int(start))
+    return StepSelection.at_indices(range(int(start), int(stop)))
+
+
+# ---------------------------------------------------------------- models and schedules
+
+TINY = {
+    "monai_cxr_ldm": {"spatial_dims": 2, "in_channels": 3, "out_channels": 3, "channels": [16, 32, 32],
+                      "num_res_blocks": 1, "attention_levels": [False, True, True], "with_conditioning": True,
+                      "cross_attention_dim": 1024, "num_head_channels": [0, 32, 32], "norm_num_groups": 8},
+    "sd15": {"block_out_channels": [32, 64], "layers_per_block": 1, "cross_attention_dim": 768,
+             "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+             "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "attention_head_dim": [2, 4],
+             "norm_num_groups": 8, "sample_size": LATENT},
+    "sd2_base": {"block_out_channels": [32, 64], "layers_per_block": 1, "cross_attention_dim": 1024,
+                 "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                 "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "attention_head_dim": [2, 4],
+                 "norm_num_groups": 8, "sample_size": LATENT, "use_linear_projection": True},
+}
+REAL = {  # used when bench/methods/ldm_config is absent (numbers of the published configurations)
+    "monai_cxr_ldm": {"spatial_dims": 2, "in_channels": 3, "out_channels": 3, "channels": [256, 512, 768],
+                      "num_res_blocks": 2, "attention_levels": [False, True, True], "with_conditioning": True,
+                      "cross_attention_dim": 1024, "num_head_channels": [0, 512, 768]},
+    "sd15": {"cross_attention_dim": 768, "sample_size": LATENT},
+    "sd2_base": {"cross_attention_dim": 1024, "attention_head_dim": [5, 10, 20, 20], "use_linear_projection": True,
+                 "sample_size": LATENT},
+}
+REAL_FILES = {"monai_cxr_ldm": "monai_cxr_ldm/unet.json", "sd15": "sd15/unet/config.json",
+              "sd2_base": "sd2_base/unet/config.json"}
+
+
+def unet_config(arch: str, size: str) -> tuple[dict, str]:
+    """(config, where it came from) of a tiny or real-size U-Net."""
+    if size == "tiny":
+        return TINY[arch], "tiny"
+    path = CONFIG_DIR / REAL_FILES[arch]
+    if path.is_file():
+        return json.loads(path.read_text()), str(path.relative_to(CONFIG_DIR.parents[2]))
+    return REAL[arch], "built-in"
+
+
+def build_unet(arch: str, size: str, device: str) -> torch.nn.Module:
+    config, _ = unet_config(arch, size)
+    torch.manual_seed(0)
+    if arch == "monai_cxr_ldm":
+        from monai.networks.nets import DiffusionModelUNet
+
+        unet = DiffusionModelUNet(**config)
+    else:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    return unet.to(device).eval().requires_grad_(False)
+
+
+def latent_channels(arch: str) -> int:
+    return 3 if arch == "monai_cxr_ldm" else 4
+
+
+def context_dim(arch: str, size: str) -> int:
+    return int(unet_config(arch, size)[0].get("cross_attention_dim", 1280))
+
+
+def noise_schedule(arch: str) -> NoiseSchedule:
+    from diffusers import DDIMScheduler
+
+    if arch == "monai_cxr_ldm":
+        s = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
+                          beta_end=0.0205, prediction_type="v_prediction", clip_sample=False)
+    else:
+        s = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                          beta_end=0.012, steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+    return NoiseSchedule.from_scheduler(s)
+
+
+def full_timesteps(m: MethodConfig) -> list[int]:
+    """The loop's timesteps in loop order (inversion ascending, the others descending)."""
+    if m.process == "invert":
+        return trailing_timesteps(1000, m.schedule_steps)[::-1]
+    from diffusers import DDIMScheduler
+
+    return scheduler_timesteps(DDIMScheduler(num_train_timesteps=1000, steps_offset=1), m.schedule_steps)
+
+
+def window(m: MethodConfig, steps: int) -> list[int]:
+    """`steps` consecutive timesteps the method reads (from the start of its read window)."""
+    full = full_timesteps(m)
+    first = parse_read(m.read).resolve(full)[0]
+    if m.process == "invert":
+        return full[first:first + steps]
+    return full[-steps:] if steps <= len(full) else full
+
+
+# ---------------------------------------------------------------- 1. evaluations per sample
+
+def count_evals(m: MethodConfig, as_coded: bool) -> float:
+    """Sample-evaluations per sample over the full schedule, the U-Net replaced by a counter."""
+    runner = UNetRunner(lambda latents, t, context: torch.zeros_like(latents))
+    schedule = noise_schedule(m.arch)
+    cond = Conditioning(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+    shape = (latent_channels(m.arch), 4, 4)
+    z0 = torch.zeros(1, *shape)
+    full = full_timesteps(m)
+    if m.process == "invert":
+        invert(runner, schedule, z0, cond, full, parse_read(m.read), guidance=m.guidance, as_coded=as_coded)
+    elif not m.bbm:
+        noise_gt(runner, schedule, z0, cond, full, parse_read(m.read), sample_generators([0]),
+                 guidance=m.guidance, as_coded=as_coded)
+    else:  # pass 1 reads every step (image bias, product), pass 2 samples with CFG and reads every step
+        noise_gt(runner, schedule, z0, cond, full, StepSelection.every(), sample_generators([0]),
+                 guidance=m.guidance, as_coded=as_coded)
+        sample(runner, schedule, shape, cond, full, StepSelection.every(), sample_generators([0]),
+               guidance=m.guidance, as_coded=as_coded)
+    return runner.sample_evals
+
+
+# ---------------------------------------------------------------- 2/3. the method's loop on a U-Net
+
+class Setup:
+    """A U-Net with the inputs and layers one method configuration needs."""
+
+    def __init__(self, m: MethodConfig, unet: torch.nn.Module, size: str, device: str) -> None:
+        self.m, self.unet, self.device = m, unet, device
+        g = torch.Generator().manual_seed(0)
+        dim = context_dim(m.arch, size)
+        self.cond = Conditioning(torch.randn(1, TOKENS, dim, generator=g).to(device),
+                                 torch.randn(1, TOKENS, dim, generator=g).to(device))
+        self.shape = (latent_channels(m.arch), LATENT, LATENT)
+        self.z0 = torch.randn(1, *self.shape, generator=g).to(device)
+        self.schedule = noise_schedule(m.arch)
+        every = cross_attention_layers(unet)
+        try:
+            self.layers = select_layers(every, list(m.layers) or None)
+        except ValueError:  # a tiny U-Net lacks the named layers: take those at the method's grid
+            self.layers = select_layers(every, None, downsampling=LATENT // m.grid)
+
+    def _sinks(self, m: MethodConfig) -> list:
+        return [AttentionAggregator(1, READ_TOKENS, per_map_minmax=m.per_map_minmax, grid=m.grid)]
+
+    def run(self, steps: int, capture: bool) -> float:
+        """Seconds for the method's loop over `steps` read steps, with or without capture."""
+        m, runner = self.m, UNetRunner(self.unet)
+        timesteps = window(m, steps)
+        every = StepSelection.every()
+
+        def hooks(sinks: list):
+            return CrossAttentionCapture(self.unet, self.layers, sinks) if capture else nullcontext()
+
+        sync()
+        start = time.perf_counter()
+        with torch.no_grad():
+            if m.bbm:
+                from bench.methods.ldm.bbm import BbmCollector
+
+                bbm = BbmCollector(1, READ_TOKENS, grid=m.grid)
+                with hooks(bbm.pass1_sinks) as cap:
+                    noise_gt(runner, self.schedule, self.z0, self.cond, timesteps, every,
+                             sample_generators([0], self.device), capture=cap, guidance=m.guidance)
+                with hooks(bbm.pass2_sinks) as cap:
+                    sample(runner, self.schedule, self.shape, self.cond, timesteps, every,
+                           sample_generators([1], self.device), capture=cap, guidance=m.guidance)
+                if capture:
+                    bbm.maps()
+            else:
+                sinks = self._sinks(m)
+                with hooks(sinks) as cap:
+                    if m.process == "invert":
+                        invert(runner, self.schedule, self.z0, self.cond, timesteps, every, capture=cap,
+                               guidance=m.guidance)
+                    else:
+                        noise_gt(runner, self.schedule, self.z0, self.cond, timesteps, every,
+                                 sample_generators([0], self.device), capture=cap, guidance=m.guidance)
+                if capture:
+                    sinks[0].result()
+        sync()
+        return time.perf_counter() - start
+
+
+def sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def overhead(setup: Setup, steps: int, repeats: int, warm_up: bool) -> tuple[float, float]:
+    """(median plain seconds, median capture seconds), the two alternated (after one warm-up each)."""
+    if warm_up:
+        setup.run(1, False)
+        setup.run(1, True)
+    plain, hooked = [], []
+    for i in range(repeats):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for capture in order:
+            (hooked if capture else plain).append(setup.run(steps, capture))
+    return statistics.median(plain), statistics.median(hooked)
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the system (glibc), so the pre-loop RSS is a steady baseline."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(setup: Setup, steps: int) -> int:
+    """Bytes above the pre-loop level at the peak of one capturing loop of `steps` read steps."""
+    setup.run(1, True)  # warm-up: lazily created buffers and thread pools are not the loop's cost
+    gc.collect()
+    _trim_heap()
+    if setup.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        setup.run(steps, True)
+        return torch.cuda.max_memory_allocated() - base
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    setup.run(steps, True)
+    done.set()
+    thread.join()
+    return max(peak[0], _rss_bytes()) - base
+
+
+def memory_child(name: str, size: str, steps: int, device: str) -> None:
+    """Entry point of a fresh process measuring one (method, size, steps): prints the bytes."""
+    m = next(x for x in methods_from_specs() if x.name == name)
+    setup = Setup(m, build_unet(m.arch, size, device), size, device)
+    print(json.dumps({"bytes": peak_memory(setup, steps)}))
+
+
+def memory_in_fresh_process(name: str, size: str, steps: int, device: str) -> int:
+    cmd = [sys.executable, __file__, "--memory-child", f"{name},{size},{steps}", "--device", device]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return int(json.loads(out.strip().splitlines()[-1])["bytes"])
+
+
+# ---------------------------------------------------------------- printing
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny U-Nets only")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--steps", type=int, default=None, help="timed read steps per loop [tiny 2; real: 1 on cpu, 5 on cuda]")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions of each variant [tiny 3; real: 1 on cpu, 5 on cuda]")
+    parser.add_argument("--real-memory", action="store_true", help="also measure memory of the real-size U-Nets on the cpu (slow: 60 forwards each)")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the method configurations")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        name, size, steps = args.memory_child.split(",")
+        memory_child(name, size, int(steps), args.device)
+        return
+
+    cuda = args.device.startswith("cuda")
+    methods = methods_from_specs()
+    if args.methods:
+        wanted = set(args.methods.split(","))
+        methods = [m for m in methods if m.name in wanted]
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, fp32, "
+          f"latent {LATENT}x{LATENT}, {TOKENS} tokens, random weights")
+
+    rows = []
+    for m in methods:
+        coded, minimal = count_evals(m, True), count_evals(m, False)
+        rows.append([m.name, m.process + (" + sample" if m.bbm else ""), m.published, int(coded),
+                     "yes" if coded == m.published else "NO", m.faithful, int(minimal)])
+    table("U-Net sample-evaluations per sample (full schedules)",
+          ["method", "process", "published", "engine as coded", "match", "reference minimal", "engine minimal"], rows)
+
+    sizes = ["tiny"] if args.quick else ["tiny", "real"]
+    timing_rows, memory_rows = [], []
+    for size in sizes:
+        slow = size == "real" and not cuda  # one cold forward per U-Net, then one timed loop of each variant
+        steps = args.steps or (1 if slow else (2 if size == "tiny" else 5))
+        repeats = args.repeats or (1 if slow else (3 if size == "tiny" else 5))
+        built: dict[str, torch.nn.Module] = {}
+        for m in methods:
+            if m.arch not in built:
+                built.clear()
+                gc.collect()
+                t = time.perf_counter()
+                built[m.arch] = build_unet(m.arch, size, args.device)
+                params = sum(p.numel() for p in built[m.arch].parameters()) / 1e6
+                print(f"{size} {m.arch}: {params:.1f} M parameters from {unet_config(m.arch, size)[1]} "
+                      f"(built in {time.perf_counter() - t:.0f} s)", flush=True)
+                if slow:
+                    Setup(m, built[m.arch], size, args.device).run(1, False)
+            setup = Setup(m, built[m.arch], size, args.device)
+            plain, hooked = overhead(setup, steps, repeats, warm_up=not slow)
+            timing_rows.append([size, m.name, len(setup.layers), steps, repeats, f"{plain:.3f}", f"{hooked:.3f}",
+                                f"{hooked / plain:.3f}", "yes" if hooked / plain < 1.15 else "NO"])
+            print(f"  {m.name}: plain {plain:.3f} s, capture {hooked:.3f} s", flush=True)
+            if size == "real" and not (cuda or args.real_memory):
+                continue
+            if cuda:
+                at10, at50 = peak_memory(setup, 10), peak_memory(setup, 50)
+            else:
+                del setup
+                at10 = memory_in_fresh_process(m.name, size, 10, args.device)
+                at50 = memory_in_fresh_process(m.name, size, 50, args.device)
+            memory_rows.append([size, m.name, mib(at10), mib(at50), f"{(at50 - at10) / 2**20:+.1f}",
+                                f"{(at50 - at10) / 40 / 2**20:+.2f}"])
+
+    table("Capture overhead: the method's loop with capture and aggregation against plain forwards (median s)",
+          ["unet", "method", "layers", "steps", "repeats", "plain", "capture", "ratio", "< 1.15"], timing_rows)
+    how = ("torch.cuda.max_memory_allocated above the allocation before the loop" if cuda else
+           "peak RSS above the RSS before the loop, sampled every 1 ms, one fresh process per cell")
+    table(f"Peak memory per sample of the capturing loop, MiB ({how})",
+          ["unet", "method", "10 steps", "50 steps", "difference", "per extra step"], memory_rows)
+    if any(m.bbm for m in methods):
+        print("\n+bbm keeps the pass-1 start-token map of every (step, layer) for pass 2, so its memory may grow "
+              "with the steps; the others keep one running sum per sample.")
+
+
+if __name__ == "__main__":
+    main()
