@@ -14,7 +14,14 @@ REQUIRED = ("name", "backend", "description")
 
 
 def method_names() -> list[str]:
-    return spec_names("adapters")
+    """Every method name: the specs, and `<spec>+bbm` for specs offering Bimodal Bias Merging."""
+    names = []
+    for name in spec_names("adapters"):
+        names.append(name)
+        spec, _ = load_spec("adapters", name)
+        if spec.get("params", {}).get("bbm") is False:
+            names.append(name + BBM_SUFFIX)
+    return names
 
 
 BBM_SUFFIX = "+bbm"

@@ -18,7 +18,7 @@ import torch
 from bench.datasets.base import Dataset
 from bench.errors import BenchError
 from bench.heatmap import Heatmap
-from bench.method_specs import apply_overrides, load_method_spec
+from bench.method_specs import apply_overrides, load_method_spec, method_names
 from bench.methods import RunContext, backend_class
 from bench.methods.ldm.aggregate import TokenSelection
 from bench.methods.ldm.lexicon import content_words
@@ -181,6 +181,8 @@ def test_bbm_suffix_switches_the_option_on() -> None:
     spec = load_method_spec("cxrbert_ldm+bbm")
     assert spec["name"] == "cxrbert_ldm+bbm" and spec["params"]["bbm"] is True
     assert load_method_spec("cxrbert_ldm")["params"]["bbm"] is False
+    names = method_names()
+    assert {"ldm_frozen+bbm", "clip_ldm+bbm", "cxrbert_ldm+bbm"} <= set(names) and "biovil+bbm" not in names
     with pytest.raises(BenchError, match="'biovil' has no Bimodal Bias Merging option"):
         load_method_spec("biovil+bbm")
     with pytest.raises(BenchError, match="unknown method 'nope'"):
@@ -265,6 +267,17 @@ def test_inversion_reads_only_what_it_needs() -> None:
     assert record["steps_read"] == [3, 4] and record["timesteps"] == 10
     assert record["layers"] == ["down_blocks.2.attentions.0.transformer_blocks.0.attn2",
                                 "middle_block.attention.transformer_blocks.0.attn2"]
+
+
+def test_bbm_on_an_inversion_method_pairs_steps_by_timestep() -> None:
+    ds = _dataset()
+    method = _method("ldm_frozen+bbm", ["resize=256", "crop=256"], batch_size=3)
+    maps = method.heatmaps(ds.samples(), ds)
+    # pass 1 reads all 10 inversion steps (unconditional drive + conditional read), pass 2 samples 10 steps
+    # with guidance 16 (both halves): 20 + 20 sample-evals
+    assert [m.meta["sample_evals"] for m in maps] == [40.0, 40.0, 40.0]
+    assert all(m.values.shape == (32, 32) and np.isfinite(m.values).all() for m in maps)
+    assert method.provenance()["bbm"] is True
 
 
 # ------------------------------------------------------------------ weights

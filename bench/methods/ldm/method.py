@@ -245,9 +245,12 @@ class LdmMethod(Method):
         product = BbmProduct(image_maps, n, tokens, grid=grid, half=s.read_half)
         text_bias = AttentionAggregator(n, tokens, half=s.read_half, grid=grid)
         generators = sample_generators([seed + 1 for seed in seeds], self.device)
+        if s.process == "invert":  # pair pass-1 and pass-2 maps of the same timestep
+            last = len(self.timesteps) - 1
+            image_maps.maps = {(last - i, layer): m for (i, layer), m in image_maps.maps.items()}
         empty = torch.empty((n, *latent_shape), device=self.device)
         second = self._run("sample", [product, text_bias], empty, empty, conditioning, generators,
-                           StepSelection.every())
+                           StepSelection.every(), guidance=s.bbm_guidance_scale)
         size = tuple(activation.shape[-2:])
         stored = [upsample_nearest(m.double(), size) for m in image_maps.maps.values()]
         image_bias = torch.stack(stored).mean(0)

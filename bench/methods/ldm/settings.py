@@ -18,7 +18,8 @@ PROCESSES = ("invert", "noise_gt", "sample")
 SPACINGS = ("scheduler", "trailing")
 HALVES = ("cond", "uncond", "cond_minus_uncond")
 #: fields a spec may leave out, with the value they then take
-OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False}
+OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False,
+            "bbm_guidance_scale": 16.0}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
 
@@ -74,6 +75,7 @@ class LdmSettings:
     otsu: bool
     seed: int
     bbm: bool
+    bbm_guidance_scale: float
     as_coded: bool
     unet: Component = field(default_factory=Component)
     vae: Component = field(default_factory=Component)
@@ -190,6 +192,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         otsu=need("otsu", bool),
         seed=need("seed", int),
         bbm=need("bbm", bool),
+        bbm_guidance_scale=need("bbm_guidance_scale", float),
         as_coded=need("as_coded", bool),
         unet=_component(weights.get("unet"), "unet", source),
         vae=_component(weights.get("vae"), "vae", source),
