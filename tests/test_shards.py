@@ -175,3 +175,21 @@ def test_launch_environment_picks_shards_and_main_merges(bench_cli, tmp_path: Pa
     _same_run(launched, whole)
     run = json.loads((launched / "run.json").read_text())
     assert [s["n_samples"] for s in run["shards"]] == [5, 5]
+
+
+def test_shard_skips_carry_into_the_merge(bench_cli, tmp_path: Path) -> None:
+    from test_bad_input import _rows, _tree
+
+    root = _tree(tmp_path / "mimic", _rows((10, 10, 0, 20)))
+    args = ["run", "--method", "oracle_gaussian", "--dataset", "ms-cxr", "--data-root", str(root)]
+    assert bench_cli(*args, "--out", tmp_path / "whole", "--skip-bad").code == 0
+    sharded = tmp_path / "sharded"
+    for i in range(3):
+        assert bench_cli(*args, "--out", sharded, "--skip-bad", "--shard", f"{i}/3").code == 0
+    # the bad sample was recorded by its shard: the merge needs no --skip-bad and checks nothing again
+    r = bench_cli(*args, "--out", sharded)
+    assert r.code == 0, r.err
+    whole = json.loads((tmp_path / "whole" / "run.json").read_text())
+    merged = json.loads((sharded / "run.json").read_text())
+    assert len(whole["skipped"]) == 1 and merged["skipped"] == whole["skipped"]
+    assert (sharded / "samples.csv").read_bytes() == (tmp_path / "whole" / "samples.csv").read_bytes()
