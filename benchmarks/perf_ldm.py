@@ -382,7 +382,8 @@ def mib(n: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny U-Nets only")
+    parser.add_argument("--quick", action="store_true", help="tiny U-Nets only (same as --sizes tiny)")
+    parser.add_argument("--sizes", default="tiny,real", help="U-Net sizes to time: tiny, real or both [tiny,real]")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--steps", type=int, default=None, help="timed read steps per loop [tiny 2; real: 1 on cpu, 5 on cuda]")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions of each variant [tiny 3; real: 1 on cpu, 5 on cuda]")
@@ -411,7 +412,7 @@ def main() -> None:
     table("U-Net sample-evaluations per sample (full schedules)",
           ["method", "process", "published", "engine as coded", "match", "reference minimal", "engine minimal"], rows)
 
-    sizes = ["tiny"] if args.quick else ["tiny", "real"]
+    sizes = ["tiny"] if args.quick else [s for s in ("tiny", "real") if s in args.sizes.split(",")]
     timing_rows, memory_rows = [], []
     for size in sizes:
         slow = size == "real" and not cuda  # one cold forward per U-Net, then one timed loop of each variant
