@@ -226,9 +226,9 @@ class _Finder:
     def files(self, comp: Component, names: list, what: str) -> list[WeightFile]:
         folder = self.folder_for(comp)
         if folder is None and "/" not in comp.repo:
-            raise BenchError(f"{self.settings.name}: the {what} checkpoint {comp.repo or '(unnamed)'} is not on the "
-                             f"Hugging Face Hub; pass its folder with --weights PATH or set weights.local_dir"
-                             f"{self._hint()}")
+            raise BenchError(f"{self.settings.name} needs its {what} checkpoint ({comp.repo or 'unnamed'}), which is not "
+                             f"on the Hugging Face Hub: pass its folder or file with --weights PATH or set "
+                             f"weights.local_dir{self._hint()}")
         if folder is not None and not folder.is_dir():
             raise BenchError(f"{self.settings.name}: weights folder {folder} does not exist{self._hint()}")
         found = resolve_files(comp.repo or "local", comp.revision, names, folder,
