@@ -20,9 +20,10 @@ from bench.errors import BenchError
 from bench.heatmap import Heatmap
 from bench.method_specs import apply_overrides, load_method_spec, method_names
 from bench.methods import RunContext, backend_class
+from bench.methods.ldm import scheduler_timesteps, trailing_timesteps
 from bench.methods.ldm.aggregate import TokenSelection
 from bench.methods.ldm.lexicon import content_words
-from bench.methods.ldm.loading import CONFIG_DIR
+from bench.methods.ldm.loading import CONFIG_DIR, diffusers_scheduler
 from bench.methods.ldm.method import LdmMethod, sample_seed
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
 from bench.methods.ldm.tokens import legacy_word_starts, select_tokens, word_weights
@@ -167,8 +168,14 @@ def test_specs_carry_the_published_choices() -> None:
     assert (frozen.process, frozen.guidance_scale, frozen.sigma, frozen.otsu, frozen.per_map_minmax) == (
         "invert", 0.0, 2.5, True, True)
     assert (frozen.scale_factor, frozen.timestep_spacing, frozen.num_inference_steps) == (0.3, "trailing", 300)
+    inversion = sorted(trailing_timesteps(1000, frozen.num_inference_steps))
+    read = frozen.step_selection().resolve(inversion)
+    assert len(inversion) == 334 and (inversion[read[0]], inversion[read[-1]]) == (360, 537)
     nutzel = parse_settings(load_method_spec("cxrbert_ldm"))
-    assert nutzel.step_selection().resolve(list(range(50))) == list(range(10, 50))
+    scheduler = diffusers_scheduler(json.loads((CONFIG_DIR / "sd15" / "scheduler" / "scheduler_config.json").read_text()))
+    timesteps = scheduler_timesteps(scheduler, nutzel.num_inference_steps)
+    read = nutzel.step_selection().resolve(timesteps)
+    assert read == list(range(10, 50)) and (timesteps[0], timesteps[read[0]], timesteps[-1]) == (981, 781, 1)
     assert (nutzel.tokens, nutzel.guidance_scale, nutzel.seed, nutzel.latent, nutzel.layers) == (
         "lexical", 16.0, 4200, "resample", ())
     assert nutzel.unet.subfolder == "unet_ema" and nutzel.text_encoder == "cxr_bert"
@@ -265,6 +272,7 @@ def test_inversion_reads_only_what_it_needs() -> None:
     assert (maps[0].values == 0).any() and maps[0].values.max() == pytest.approx(1.0)
     record = method.provenance()
     assert record["steps_read"] == [3, 4] and record["timesteps"] == 10
+    assert record["timesteps_read"] == [399, 499]  # trailing stride 100: 99, 199, ..., 999 walked upwards
     assert record["layers"] == ["down_blocks.2.attentions.0.transformer_blocks.0.attn2",
                                 "middle_block.attention.transformer_blocks.0.attn2"]
 

@@ -262,7 +262,9 @@ class LdmMethod(Method):
             "backend": "ldm", "random_weights": self.context.random_weights, "model_format": s.model_format,
             "architecture": s.architecture, "text_encoder": s.text_encoder, "process": s.process,
             "timesteps": len(self.timesteps) if self.models else None,
-            "steps_read": [i for i in s.step_selection().resolve(self._loop_timesteps())] if self.models else None,
+            "steps_read": s.step_selection().resolve(self._loop_timesteps()) if self.models else None,
+            "timesteps_read": ([self._loop_timesteps()[i] for i in s.step_selection().resolve(self._loop_timesteps())]
+                               if self.models else None),
             "layers": [layer.name for layer in self.layers] if self.models else None,
             "tokens": s.tokens, "token_alignment": s.token_alignment, "bbm": s.bbm,
             "seed_policy": "crc32(spec seed:run seed:sample id) per sample", "spec_seed": s.seed,
