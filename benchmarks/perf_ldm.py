@@ -450,9 +450,12 @@ def main() -> None:
           ["unet", "method", "layers", "steps", "repeats", "plain", "capture", "ratio", "< 1.15"], timing_rows)
     how = ("torch.cuda.max_memory_allocated above the allocation before the loop" if cuda else
            "peak RSS above the RSS before the loop, sampled every 1 ms, one fresh process per cell")
-    table(f"Peak memory per sample of the capturing loop, MiB ({how})",
-          ["unet", "method", "10 steps", "50 steps", "difference", "per extra step"], memory_rows)
-    if any(m.bbm for m in methods):
+    if memory_rows:
+        table(f"Peak memory per sample of the capturing loop, MiB ({how})",
+              ["unet", "method", "10 steps", "50 steps", "difference", "per extra step"], memory_rows)
+    else:
+        print("\nMemory: not measured (real-size U-Nets on the cpu need --real-memory)")
+    if memory_rows and any(m.bbm for m in methods):
         print("\n+bbm keeps the pass-1 start-token map of every (step, layer) for pass 2, so its memory may grow "
               "with the steps; the others keep one running sum per sample.")
 
