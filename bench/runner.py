@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -84,9 +84,11 @@ def versions() -> dict[str, str]:
     """Versions of the harness and of the numeric packages that touched the numbers."""
     out = {"cxr-grounding-bench": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "pandas": pd.__version__}
-    for mod in ("torch", "diffusers", "transformers", "health_multimodal", "monai", "scipy", "sklearn"):
-        if mod in sys.modules:
-            out[mod] = getattr(sys.modules[mod], "__version__", "unknown")
+    for dist in ("torch", "diffusers", "transformers", "hi-ml-multimodal", "monai", "scipy", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
     return out
 
 
