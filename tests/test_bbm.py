@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
+from tiny_unets import CONTEXT_DIM, LATENT, TOKENS, one_thread, tiny_diffusers_unet, tiny_monai_unet  # noqa: F401
 
 from bench.methods.ldm import (
     Conditioning,
@@ -33,43 +34,9 @@ from bench.methods.ldm.bbm import (
     ssim,
 )
 
-LATENT = 16
-TOKENS = 7
-CONTEXT_DIM = 32
 STEPS = 4
 ACTIVATION_LAST = 3
 PHRASE_TOKENS = [[1, 2], [3, 4, 5]]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _diffusers_unet():
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=LATENT, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CONTEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=8,
-    ).eval()
-
-
-def _monai_unet():
-    from monai.networks.nets import DiffusionModelUNet
-
-    torch.manual_seed(1)
-    return DiffusionModelUNet(
-        spatial_dims=2, in_channels=3, out_channels=3, channels=(16, 32, 32), attention_levels=(False, True, True),
-        num_res_blocks=1, num_head_channels=(0, 8, 32), with_conditioning=True, cross_attention_dim=CONTEXT_DIM,
-        norm_num_groups=8,
-    ).eval()
 
 
 def _sd_scheduler():
@@ -146,7 +113,7 @@ def _run_two_passes(unet, channels: int):
 
 @pytest.mark.parametrize("model", ["diffusers", "monai"])
 def test_streaming_bbm_equals_the_published_computation_on_all_stored_maps(model):
-    unet, channels = (_diffusers_unet(), 4) if model == "diffusers" else (_monai_unet(), 3)
+    unet, channels = (tiny_diffusers_unet(), 4) if model == "diffusers" else (tiny_monai_unet(), 3)
     collector, att1, att2, n_layers = _run_two_passes(unet, channels)
     assert att1.shape[1:3] == att2.shape[1:3] == (STEPS, n_layers)
     streamed = collector.maps()

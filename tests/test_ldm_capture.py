@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from tiny_unets import CONTEXT_DIM, LATENT, TOKENS, one_thread, tiny_diffusers_unet, tiny_monai_unet  # noqa: F401
 from torch import nn
 
 from bench.methods.ldm import (
@@ -37,84 +38,20 @@ from bench.methods.ldm import (
     trailing_timesteps,
 )
 
-LATENT = 16
-TOKENS = 7
-CONTEXT_DIM = 32
-
-
-class _Rearrange(nn.Module):
-    """Reshape-only stand-in for einops' Rearrange, for the two patterns MONAI's attention blocks use.
-
-    einops is an optional MONAI dependency that its attention blocks need; where it is not
-    installed the MONAI models of these tests are built with this stand-in.
-    """
-
-    def __init__(self, pattern: str, **sizes: int) -> None:
-        super().__init__()
-        if pattern == "b h (l d) -> b l h d":
-            self.heads = sizes["l"]
-        elif pattern == "b l h d -> b h (l d)":
-            self.heads = None
-        else:
-            raise NotImplementedError(pattern)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.heads is not None:
-            b, n, c = x.shape
-            return x.view(b, n, self.heads, c // self.heads).transpose(1, 2)
-        b, heads, n, d = x.shape
-        return x.transpose(1, 2).reshape(b, n, heads * d)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest, and steadiest on a shared machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def diffusers_unet() -> nn.Module:
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=LATENT, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CONTEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=8,
-    ).eval()
-
-
-def _monai_unet(flash: bool) -> nn.Module:
-    from monai.networks.blocks import crossattention, selfattention
-    from monai.networks.nets import DiffusionModelUNet
-
-    with pytest.MonkeyPatch.context() as patch:
-        try:
-            import einops  # noqa: F401
-        except ImportError:
-            patch.setattr(crossattention, "Rearrange", _Rearrange)
-            patch.setattr(selfattention, "Rearrange", _Rearrange)
-        torch.manual_seed(1)
-        return DiffusionModelUNet(
-            spatial_dims=2, in_channels=3, out_channels=3, channels=(16, 32, 32),
-            attention_levels=(False, True, True), num_res_blocks=1, num_head_channels=(0, 8, 32),
-            with_conditioning=True, cross_attention_dim=CONTEXT_DIM, norm_num_groups=8,
-            use_flash_attention=flash,
-        ).eval()
+    return tiny_diffusers_unet()
 
 
 @pytest.fixture(scope="module")
 def monai_unet() -> nn.Module:
-    return _monai_unet(flash=True)
+    return tiny_monai_unet(flash=True)
 
 
 @pytest.fixture(scope="module")
 def monai_unet_explicit() -> nn.Module:
-    return _monai_unet(flash=False)
+    return tiny_monai_unet(flash=False)
 
 
 def _sd_scheduler(prediction_type: str = "epsilon"):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_unets import one_thread  # noqa: F401
 
 from bench.datasets.base import Dataset
 from bench.errors import BenchError
@@ -37,14 +38,6 @@ TINY = {
                    "architecture=tiny_monai", "text_config=ldm_config/text/tiny_clip.json",
                    'layers=["down_blocks.2.attentions.0", "middle_block.attention"]'],
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

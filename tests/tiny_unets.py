@@ -1,0 +1,45 @@
+"""Tiny random-weight U-Nets (diffusers and MONAI) shared by the diffusion-engine tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+LATENT = 16
+TOKENS = 7
+CONTEXT_DIM = 32
+
+
+def tiny_diffusers_unet() -> nn.Module:
+    """A two-level UNet2DConditionModel with cross-attention at 16x16 and 8x8 (2 and 4 heads)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=LATENT, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=CONTEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=8,
+    ).eval()
+
+
+def tiny_monai_unet(flash: bool = False) -> nn.Module:
+    """A three-level MONAI DiffusionModelUNet with cross-attention on its two lower levels."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    torch.manual_seed(1)
+    return DiffusionModelUNet(
+        spatial_dims=2, in_channels=3, out_channels=3, channels=(16, 32, 32), attention_levels=(False, True, True),
+        num_res_blocks=1, num_head_channels=(0, 8, 32), with_conditioning=True, cross_attention_dim=CONTEXT_DIM,
+        norm_num_groups=8, use_flash_attention=flash,
+    ).eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions run fastest, and steadiest on a shared machine, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
