@@ -20,6 +20,9 @@ def num(value: float) -> str:
 
 
 def ci(mean: float, low: float, high: float) -> str:
+    """'mean [low, high]'; a dash alone when the mean is undefined (no sample has a value)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
     return f"{num(mean)} [{num(low)}, {num(high)}]"
 
 
@@ -68,8 +71,9 @@ def _paired(board: Board, table: pd.DataFrame) -> list[str]:
 def _per_pathology(board: Board, table: pd.DataFrame, methods: list[str]) -> list[str]:
     lines = []
     order = groups(table)
-    ns = table.groupby("group")["n"].max()
     for metric in board.metrics:
+        # samples with a value (fewer than the group's size for a metric that can be undefined, e.g. distance)
+        ns = table[table["metric"] == metric].groupby("group")["n"].max()
         lines += [f"### {metric}", ""]
         rows = [[g, str(int(ns[g])), *[_cell(table, m, g, metric) for m in methods]] for g in order]
         lines += md_table(["category", "n", *methods], rows) + [""]

@@ -149,3 +149,28 @@ def bounding_rect(pred: np.ndarray, inclusive: bool = True) -> np.ndarray:
     end = 1 if inclusive else 0
     out[rows[0]:rows[-1] + end, cols[0]:cols[-1] + end] = True
     return out
+
+
+def rect_centre(mask: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) centre of a mask's bounding rectangle in pixel-index coordinates; None when empty.
+
+    The rectangle runs from the first to the last foreground row and column, both included, so a
+    single pixel at column 3 has centre x = 3.0.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (cols[0] + cols[-1]) / 2.0, (rows[0] + rows[-1]) / 2.0
+
+
+def centre_distance(pred: np.ndarray, g: np.ndarray) -> float:
+    """Euclidean distance in pixels between the bounding-rectangle centres of a binary prediction and G.
+
+    The `distance` of Nützel et al. and Dombrowski et al.; NaN when either mask is empty (no
+    rectangle to take a centre of).
+    """
+    a, b = rect_centre(pred), rect_centre(g)
+    if a is None or b is None:
+        return float("nan")
+    return float(np.hypot(a[0] - b[0], a[1] - b[1]))

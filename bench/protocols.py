@@ -19,11 +19,13 @@ from .metrics import DEFAULT_THRESHOLDS
 from .specs import load_spec, spec_names
 
 METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
-                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned")
+                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")
 #: `auc_roc` is exact unless `auc = "binned"`; `auc_roc_binned` is always the AUC over `auc_bins` thresholds
 #: (Vilouras et al.'s torcheval AUC), so a protocol can report both side by side.
 #: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
-MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg")
+#: `distance` (centre of the mask's bounding rectangle to the centre of the GT's, NaN for samples with several
+#: boxes) is averaged over the samples that have a value.
+MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "distance")
 FLOAT32_MAX = 3.4028234663852886e38
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -31,6 +33,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "interpolation": ("nearest", "bilinear"),
     "outside": ("zero", "exclude"),
     "normalise": ("minmax", "none"),
+    "precision": ("float64", "float16"),
     "threshold_op": (">", ">="),
     "cnr_variance": ("population", "sample"),
     "cnr_boxes": ("union", "per_box"),
@@ -49,10 +52,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 # TOML section of each field (the file groups related choices; the object is flat)
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
-    "values": ("clip_min", "clip_max", "normalise", "backend"),
+    "values": ("clip_min", "clip_max", "normalise", "precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "cnr_variance", "cnr_boxes", "cnr_zero_variance", "auc",
                 "auc_bins", "binary_mask", "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
-    "samples": ("split", "grouping", "drop_boxes", "model_input"),
+    "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
@@ -61,7 +64,8 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 # options added after the first protocol files: hashed only when set away from their default, so the
 # fingerprints of protocols that do not use them stay what they were
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
-                  "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input")
+                  "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
+                  "precision", "require_category_in_phrase")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class ValuePolicy:
     clip_min: float | None = None
     clip_max: float | None = None
     normalise: str = "minmax"
+    precision: str = "float64"
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Protocol:
     clip_min: float | None = None
     clip_max: float | None = None
     normalise: str = "minmax"
+    precision: str = "float64"
     backend_values: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
     metrics: tuple[str, ...] = METRIC_BASES[:6]
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
@@ -107,6 +113,7 @@ class Protocol:
     grouping: str = "phrase"
     drop_boxes: str = "none"
     model_input: int = 512
+    require_category_in_phrase: bool = False
     groups: tuple[str, ...] = ("macro", "micro")
     bootstrap_resamples: int = 10_000
     ci_level: float = 0.95
@@ -134,6 +141,9 @@ class Protocol:
             self._check_policy(policy, f"values.backend.{backend}")
 
     def _check_combinations(self) -> None:
+        for key in ("gt_antialias", "gmm_majority", "require_category_in_phrase"):
+            if not isinstance(getattr(self, key), bool):
+                raise BenchError(f"protocol {self.name}: {key} must be true or false")
         needs_mask = [m for m in self.metrics if m in MASK_METRICS]
         if needs_mask and self.binary_mask == "none":
             raise BenchError(f"protocol {self.name}: metric {needs_mask[0]!r} needs binary_mask = \"gmm\"")
@@ -191,7 +201,7 @@ class Protocol:
         base = {"clip_min": self.clip_min, "clip_max": self.clip_max, "normalise": self.normalise}
         if backend is not None and backend in self.backend_values:
             base.update(self.backend_values[backend])
-        return ValuePolicy(**base)
+        return ValuePolicy(**base, precision=self.precision)
 
     def fingerprint(self) -> str:
         """Hash of every choice that changes a number (name and wording excluded)."""

@@ -6,7 +6,8 @@ from typing import Sequence
 
 import pandas as pd
 
-HEADLINE = ("miou", "cnr", "auc_roc", "pointing_game")
+#: `miou_fgbg` is the "mIoU" of Nützel et al. and Dombrowski et al.: a different metric, shown under its own name
+HEADLINE = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game")
 
 
 def headline_metrics(columns: Sequence[str]) -> list[str]:
@@ -26,7 +27,7 @@ def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str
     aggs = [g for g in ("macro", "micro", "weighted") if g in set(summary["group"])]
     for group in cats + aggs:
         part = summary[summary["group"] == group].set_index("metric")
-        rows.append([group, str(int(part["n"].iloc[0]))] +
+        rows.append([group, str(int(part["n"].max()))] +
                     [format_ci(part.at[m, "mean"], part.at[m, "ci_low"], part.at[m, "ci_high"]) for m in metrics])
     return rows
 
@@ -44,7 +45,9 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
                          no_wrap=not (last and wrap_last))
     for i, row in enumerate(rows):
         table.add_row(*row, end_section=separator_before is not None and i == separator_before - 1)
-    Console(width=max(100, 24 * len(header))).print(table)
+    widths = [max([len(str(h)), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(header)]
+    wide = 3 * len(header) + 1 + sum(widths[:-1]) + (min(widths[-1], 60) if wrap_last else widths[-1])
+    Console(width=max(100, wide, len(title))).print(table)
 
 
 def print_summary(title: str, summary: pd.DataFrame, columns: Sequence[str]) -> None:

@@ -49,7 +49,11 @@ def check_values(heatmap: Heatmap, sample_id: str) -> None:
 
 
 def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
-    """Clip, then min-max over the finite values (a constant map becomes all zeros); NaN stays NaN."""
+    """Clip, then min-max over the finite values (a constant map becomes all zeros); NaN stays NaN.
+
+    Under `precision = "float16"` the result is rounded to the nearest half-precision value, as a
+    map stored in float16 after its min-max (Nützel et al.) is; ties at the maximum become possible.
+    """
     v = np.array(values, dtype=np.float64)
     if policy.clip_min is not None or policy.clip_max is not None:
         v = np.clip(v, policy.clip_min, policy.clip_max)
@@ -57,6 +61,8 @@ def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
         finite = np.isfinite(v)
         lo, hi = v[finite].min(), v[finite].max()
         v = (v - lo) / (hi - lo) if hi > lo else np.where(finite, 0.0, np.nan)
+    if policy.precision == "float16":
+        v = v.astype(np.float16).astype(np.float64)
     return v
 
 
@@ -110,7 +116,7 @@ def _cnr_columns(per_box: Callable[[], list[float]], union: Callable[[], float],
 
 
 def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequence[np.ndarray]],
-                  binary: np.ndarray | None, protocol: Protocol) -> dict[str, float]:
+                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1) -> dict[str, float]:
     scores: dict[str, float] = OrderedDict()
     inf = protocol.zero_variance_value
     for metric in protocol.metrics:
@@ -137,6 +143,9 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
         elif metric in ("bbox_iou_fg", "bbox_miou_fgbg"):
             rect = dense.bounding_rect(binary, inclusive=protocol.bbox_rect == "inclusive")
             scores[metric] = dense.iou_fg(rect, gt) if metric == "bbox_iou_fg" else dense.miou_fgbg(rect, gt)
+        elif metric == "distance":
+            # one centre per sample: undefined (NaN) when the finding has several boxes, as published
+            scores["distance"] = dense.centre_distance(binary, gt) if n_boxes == 1 else float("nan")
     return scores
 
 
@@ -176,7 +185,7 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     if binary is not None and not binary.any() and protocol.on_empty_mask == "zero":
         return OrderedDict((c, 0.0) for c in protocol.columns)
     masks = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
-    return _finish(_dense_scores(h, gt, masks, binary, protocol), protocol)
+    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes)), protocol)
 
 
 def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
@@ -226,25 +235,32 @@ def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | N
 
 
 def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample]:
-    """The protocol's sample set: its split, grouped per phrase or per (image, category).
+    """The protocol's sample set: its split, grouped per phrase or per (image, category), then filtered.
 
     Grouping per category unites the boxes of every phrase of one finding on one image and keeps
     the first phrase, as the (dicom_id, category) unit of Nützel et al. and Dombrowski et al.
+    `require_category_in_phrase` keeps a sample only when the category name (lower case) occurs in
+    one of its phrases (Dombrowski et al.'s `--filter_bad_impressions`).
     """
     chosen = [s for s in samples if protocol.split == "all" or s.split == protocol.split]
     if protocol.grouping == "phrase":
-        return chosen
-    merged: OrderedDict[tuple[str, str], Sample] = OrderedDict()
-    for s in chosen:
-        key = (s.image_path, s.category)
-        if key not in merged:
-            merged[key] = s
-            continue
-        first = merged[key]
-        boxes = first.boxes + tuple(b for b in s.boxes if b not in first.boxes)
-        merged[key] = Sample(first.sample_id, first.image_path, first.width, first.height, first.category,
-                             first.phrase, boxes, first.split, first.extra)
-    return list(merged.values())
+        groups = [(s, [s.phrase]) for s in chosen]
+    else:
+        merged: OrderedDict[tuple[str, str], tuple[Sample, list[str]]] = OrderedDict()
+        for s in chosen:
+            key = (s.image_path, s.category)
+            if key not in merged:
+                merged[key] = (s, [s.phrase])
+                continue
+            first, phrases = merged[key]
+            boxes = first.boxes + tuple(b for b in s.boxes if b not in first.boxes)
+            merged[key] = (Sample(first.sample_id, first.image_path, first.width, first.height, first.category,
+                                  first.phrase, boxes, first.split, first.extra), phrases + [s.phrase])
+        groups = list(merged.values())
+    if protocol.require_category_in_phrase:
+        groups = [(s, phrases) for s, phrases in groups
+                  if any(s.category.lower() in p.lower() for p in phrases)]
+    return [s for s, _ in groups]
 
 
 __all__ = ["ExcludedSample", "apply_policy", "check_values", "prepare_values", "protocol_sample", "score",

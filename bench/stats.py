@@ -2,6 +2,11 @@
 
 Resampling is stratified by category (each category keeps its size), which is what makes a
 macro mean's interval meaningful; 10,000 resamples, percentile intervals, a fixed seed.
+
+A metric may be undefined for some samples (NaN, e.g. `distance` on a finding with several
+boxes). Such values are left out of every mean, in the observed table and in each resample: a
+category's mean is over its samples with a value, micro is over all samples with a value, and
+weighted gives each such sample the size of its category. Tables without NaN take the plain route.
 """
 
 from __future__ import annotations
@@ -39,6 +44,16 @@ class Resampler:
         boot = np.stack([self.counts[c] @ values[self.index[c]] / len(self.index[c]) for c in self.categories], axis=1)
         return observed, boot
 
+    def category_sums(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Sums and counts of the non-NaN values: observed (C, M) twice, then resampled (B, C, M) twice."""
+        present = ~np.isnan(values)
+        filled = np.where(present, values, 0.0)
+        obs_sum = np.stack([filled[self.index[c]].sum(axis=0) for c in self.categories])
+        obs_count = np.stack([present[self.index[c]].sum(axis=0) for c in self.categories]).astype(np.float64)
+        boot_sum = np.stack([self.counts[c] @ filled[self.index[c]] for c in self.categories], axis=1)
+        boot_count = np.stack([self.counts[c] @ present[self.index[c]] for c in self.categories], axis=1)
+        return obs_sum, obs_count, boot_sum, boot_count.astype(np.float64)
+
 
 def _group_weights(group: str, sizes: np.ndarray) -> np.ndarray:
     """Weights over categories: macro equal, micro by size, weighted by size squared (Nützel et al.)."""
@@ -51,6 +66,44 @@ def _group_weights(group: str, sizes: np.ndarray) -> np.ndarray:
     else:
         raise ValueError(f"unknown summary group {group!r}")
     return w / w.sum()
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """A group mean from per-category sums and counts of present values; category axis is -2.
+
+    macro: mean of the category means that exist; micro: all present values; weighted: each
+    present value weighted by its category's size (sum_c n_c^2 mean_c / sum_c n_c^2 without NaN).
+    """
+    if group == "macro":
+        means = _divide(sums, counts)
+        with np.errstate(invalid="ignore"):
+            present = counts > 0
+            return _divide(np.where(present, means, 0.0).sum(axis=-2), present.sum(axis=-2).astype(np.float64))
+    if group == "micro":
+        return _divide(sums.sum(axis=-2), counts.sum(axis=-2))
+    if group == "weighted":
+        w = sizes.astype(np.float64)[:, None]
+        return _divide((w * sums).sum(axis=-2), (w * counts).sum(axis=-2))
+    raise ValueError(f"unknown summary group {group!r}")
+
+
+def _nan_interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over the resamples that have a value."""
+    alpha = (1.0 - level) / 2.0
+    if np.isnan(boot).all(axis=0).any():
+        lo = np.full(boot.shape[1:], np.nan)
+        hi = np.full(boot.shape[1:], np.nan)
+        some = ~np.isnan(boot).all(axis=0)
+        lo[some] = np.nanquantile(boot[:, some], alpha, axis=0)
+        hi[some] = np.nanquantile(boot[:, some], 1.0 - alpha, axis=0)
+        return lo, hi
+    return np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1.0 - alpha, axis=0)
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +128,10 @@ def summarise(
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     values = table[list(metrics)].to_numpy(dtype=np.float64)
     res = Resampler.draw(table["category"].tolist(), resamples, seed)
-    observed, boot = res.category_means(values)
     sizes = np.array([len(res.index[c]) for c in res.categories])
+    if np.isnan(values).any():
+        return _summarise_present(res, values, metrics, groups, sizes, level)
+    observed, boot = res.category_means(values)
     rows = []
     lows, highs = _interval(boot, level)
     for ci, cat in enumerate(res.categories):
@@ -91,6 +146,24 @@ def summarise(
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str], groups: Sequence[str],
+                       sizes: np.ndarray, level: float) -> pd.DataFrame:
+    """`summarise` for tables with NaN: means over present values; `n` counts them."""
+    obs_sum, obs_count, boot_sum, boot_count = res.category_sums(values)
+    observed = _divide(obs_sum, obs_count)
+    lows, highs = _nan_interval(_divide(boot_sum, boot_count), level)
+    rows = []
+    for ci, cat in enumerate(res.categories):
+        for mi, m in enumerate(metrics):
+            rows.append((cat, m, observed[ci, mi], lows[ci, mi], highs[ci, mi], int(obs_count[ci, mi])))
+    for group in groups:
+        obs = _group_from_sums(group, obs_sum, obs_count, sizes)
+        lo, hi = _nan_interval(_group_from_sums(group, boot_sum, boot_count, sizes), level)
+        for mi, m in enumerate(metrics):
+            rows.append((group, m, obs[mi], lo[mi], hi[mi], int(obs_count[:, mi].sum())))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[str] = ("macro", "micro")) -> pd.DataFrame:
     """Observed means without resampling: one row per (group, metric) with mean and sample count.
 
@@ -101,8 +174,18 @@ def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[st
         return pd.DataFrame(columns=["group", "metric", "mean", "n"])
     names = sorted(set(table["category"]))
     by_cat = table.groupby("category")[list(metrics)]
-    observed = by_cat.mean().loc[names].to_numpy(np.float64)
     sizes = by_cat.size().loc[names].to_numpy()
+    if table[list(metrics)].isna().to_numpy().any():
+        sums = by_cat.sum(min_count=0).loc[names].to_numpy(np.float64)
+        counts = by_cat.count().loc[names].to_numpy(np.float64)
+        observed = _divide(sums, counts)
+        rows = [(c, m, observed[ci, mi], int(counts[ci, mi])) for ci, c in enumerate(names)
+                for mi, m in enumerate(metrics)]
+        for group in groups:
+            obs = _group_from_sums(group, sums, counts, sizes)
+            rows.extend((group, m, obs[mi], int(counts[:, mi].sum())) for mi, m in enumerate(metrics))
+        return pd.DataFrame(rows, columns=["group", "metric", "mean", "n"])
+    observed = by_cat.mean().loc[names].to_numpy(np.float64)
     rows = [(c, m, observed[ci, mi], int(sizes[ci])) for ci, c in enumerate(names) for mi, m in enumerate(metrics)]
     for group in groups:
         obs = _group_weights(group, sizes) @ observed
@@ -126,15 +209,25 @@ def paired_difference(
     the resampled difference falls on the other side of zero, with the +1 correction.
     """
     res = Resampler.draw(categories, resamples, seed)
-    observed, boot = res.category_means(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    delta = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     sizes = np.array([len(res.index[c]) for c in res.categories])
-    w = _group_weights(group, sizes)
-    diff = w @ observed
-    dist = np.einsum("c,bcm->bm", w, boot)
-    lo, hi = _interval(dist, level)
-    below = ((dist <= 0).sum(axis=0) + 1) / (resamples + 1)
-    above = ((dist >= 0).sum(axis=0) + 1) / (resamples + 1)
+    if np.isnan(delta).any():
+        obs_sum, obs_count, boot_sum, boot_count = res.category_sums(delta)
+        diff = _group_from_sums(group, obs_sum, obs_count, sizes)
+        dist = _group_from_sums(group, boot_sum, boot_count, sizes)
+        lo, hi = _nan_interval(dist, level)
+    else:
+        observed, boot = res.category_means(delta)
+        w = _group_weights(group, sizes)
+        diff = w @ observed
+        dist = np.einsum("c,bcm->bm", w, boot)
+        lo, hi = _interval(dist, level)
+    valid = (~np.isnan(dist)).sum(axis=0)
+    below = ((dist <= 0).sum(axis=0) + 1) / (valid + 1)
+    above = ((dist >= 0).sum(axis=0) + 1) / (valid + 1)
     p = np.minimum(1.0, 2.0 * np.minimum(below, above))
-    same = np.all(np.isclose(dist, 0.0), axis=0) & np.isclose(diff, 0.0)
+    with np.errstate(invalid="ignore"):
+        same = np.all(np.isclose(dist, 0.0) | np.isnan(dist), axis=0) & np.isclose(diff, 0.0)
     p = np.where(same, 1.0, p)
+    p = np.where(np.isnan(diff), np.nan, p)
     return diff, lo, hi, p

@@ -22,23 +22,28 @@ GOOD_RUN = {"atelectasis": [0.2, 0.4], "effusion": [0.6]}  # macro 0.45, micro 0
 POOR_RUN = {"atelectasis": [0.1, 0.1], "effusion": [0.0]}  # macro 0.05; minus good: macro -0.4
 
 
-def make_run(root: Path, method: str, values: dict[str, list[float]], **record) -> Path:
-    """A finished run directory (no heatmaps) whose every metric column holds the given values."""
+def make_run(root: Path, method: str, values: dict[str, list[float]], protocol=PROTOCOL,
+             undefined: tuple[str, str] | None = None, **record) -> Path:
+    """A finished run directory (no heatmaps) whose every metric column holds the given values.
+
+    `undefined` = (category, metric): that metric is NaN on that category's samples.
+    """
     rows = []
     for cat, vals in values.items():
         for i, v in enumerate(vals):
+            scores = {c: (np.nan if (cat, c) == undefined else v) for c in protocol.columns}
             rows.append({"sample_id": f"{cat}-{i}", "category": cat, "phrase": cat, "split": "test", "width": 10,
-                         "height": 10, "boxes": "[[1, 1, 4, 4]]", **{c: v for c in PROTOCOL.columns}})
+                         "height": 10, "boxes": "[[1, 1, 4, 4]]", **scores})
     table = pd.DataFrame(rows)
     run = RunDir(root)
     root.mkdir(parents=True)
     run.write_table(run.samples_csv, table)
-    run.write_table(run.summary_csv, summarise(table, PROTOCOL.columns, PROTOCOL.groups, 200, 0.95, 0))
+    run.write_table(run.summary_csv, summarise(table, protocol.columns, protocol.groups, 200, 0.95, 0))
     run.write_run({"status": "complete",
                    "config": {"method": {"name": method, "backend": method},
                               "dataset": {"name": "chestx-ray14", "options": {}, "data_root": "/data/sites/nih"}},
-                   "method": method, "overrides": [], "dataset": "chestx-ray14", "protocol": PROTOCOL.to_dict(),
-                   "protocol_fingerprint": PROTOCOL.fingerprint(), "random_weights": False, "limit": None,
+                   "method": method, "overrides": [], "dataset": "chestx-ray14", "protocol": protocol.to_dict(),
+                   "protocol_fingerprint": protocol.fingerprint(), "random_weights": False, "limit": None,
                    "skipped": [], "versions": {"cxr-grounding-bench": "0.1.0"}, **record})
     return root
 
@@ -211,3 +216,20 @@ def test_a_phantom_run_enters_with_its_example_overlay(tmp_path: Path, bench_cli
     assert res.code == 0 and "no example map" not in res.out
     with np.load(entry.parent / "box_prior_rescored" / "example.npz") as ex, np.load(entry / "example.npz") as first:
         assert np.array_equal(ex["heatmap"], first["heatmap"], equal_nan=True)
+
+
+def test_a_metric_undefined_on_a_category_shows_a_dash_and_its_own_count(tmp_path: Path) -> None:
+    from bench import leaderboard
+    from bench.leaderboard_results import add_run
+
+    nutzel = dataclasses.replace(load_protocol("nutzel2025"), bootstrap_resamples=200)
+    add_run(make_run(tmp_path / "runs" / "good", "good", GOOD_RUN, nutzel, ("effusion", "distance")),
+            tmp_path / "results")
+    leaderboard.write(leaderboard.build(tmp_path / "results", tmp_path / "none"), tmp_path / "lb")
+    page = (tmp_path / "lb" / "chestx-ray14__nutzel2025.md").read_text()
+    distance = page.split("### distance")[1].split("###")[0]
+    # atelectasis 0.2, 0.4; effusion has no distance: macro and micro are the atelectasis mean over 2 samples
+    assert "| effusion | 0 | — |" in distance and "| atelectasis | 2 | 0.300 [" in distance
+    assert "| macro | 2 | 0.300 [" in distance
+    cnr = page.split("### cnr")[1].split("###")[0]
+    assert "| effusion | 1 | 0.600 [" in cnr and "| macro | 3 | 0.450 [" in cnr

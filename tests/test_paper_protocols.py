@@ -24,7 +24,7 @@ from bench.samples import Sample
 from bench.scoring import ExcludedSample, score, score_cells, score_dense, select_samples
 from bench.stats import group_means, summarise
 
-PAPERS = ("vilouras2024", "vilouras2025", "nutzel2025", "dombrowski2024")
+PAPERS = ("vilouras2024", "vilouras2025", "nutzel2025", "dombrowski2024", "dombrowski2024_filtered")
 
 
 def proto(name: str, **changes) -> Protocol:
@@ -53,7 +53,7 @@ def test_paper_protocol_files_load_and_say_what_they_reproduce(name: str) -> Non
 
 
 def test_paper_protocol_choices() -> None:
-    v24, v25, nu, do = (load_protocol(n) for n in PAPERS)
+    v24, v25, nu, do, filtered = (load_protocol(n) for n in PAPERS)
     assert (v24.eval_grid, v24.interpolation, v24.outside, v24.drop_boxes) == ("original", "nearest", "exclude", "label_crop")
     assert (v24.cnr_boxes, v24.cnr_variance, v24.threshold_op) == ("per_box", "population", ">")
     assert {"auc_roc", "auc_roc_binned", "miou"} <= set(v24.columns) and v24.auc_bins == 5
@@ -71,6 +71,11 @@ def test_paper_protocol_choices() -> None:
     assert nu.groups == ("macro", "micro", "weighted") and "weighted" not in do.groups
     assert (nu.on_empty_mask, do.on_empty_mask) == ("zero", "score")
     assert "cnr_abs" in do.columns and "cnr_abs" not in nu.columns
+    assert (nu.precision, do.precision) == ("float16", "float64") and "distance" in nu.columns + do.columns
+    # Table 7 of Dombrowski et al.: the same protocol on a filtered sample set
+    assert dataclasses.replace(filtered, name=do.name, description=do.description,
+                               require_category_in_phrase=False) == do
+    assert filtered.require_category_in_phrase and not any(p.require_category_in_phrase for p in (v24, v25, nu, do))
 
 
 def test_bad_protocol_options_are_one_line_errors() -> None:
@@ -269,13 +274,44 @@ def test_g2g_metrics_on_a_blob_hand_computed() -> None:
     assert got["miou_fgbg"] == pytest.approx((5 / 9 + 27 / 31) / 2)
     # the plus's bounding rectangle (inclusive) is the blob
     assert got["bbox_iou_fg"] == 1.0 and got["bbox_miou_fgbg"] == 1.0
-    # signed CNR, sample variance, union mask
-    inside, outside = [1.0] * 8 + [0.6], [0.0] * 26 + [0.2]
+    # signed CNR, sample variance, union mask, on the float16 map: 0.6 -> 0.60009765625, 0.2 -> 0.199951171875
+    inside, outside = [1.0] * 8 + [0.60009765625], [0.0] * 26 + [0.199951171875]
     expected = (np.mean(inside) - np.mean(outside)) / np.sqrt(statistics.variance(inside) + statistics.variance(outside))
     assert got["cnr"] == pytest.approx(expected)
     population = (np.mean(inside) - np.mean(outside)) / np.sqrt(statistics.pvariance(inside) + statistics.pvariance(outside))
     assert score(whole(blob_map()), BLOB, crop6("nutzel2025", cnr_variance="population"))["cnr"] == pytest.approx(population)
     assert got["auc_roc"] == 1.0 and got["pointing_game"] == 1.0
+    assert got["distance"] == 0.0  # the plus's rectangle and the GT share their centre (2, 2)
+    exact = score(whole(blob_map()), BLOB, crop6("nutzel2025", precision="float64"))["cnr"]
+    inside[-1], outside[-1] = 0.6, 0.2
+    assert exact == pytest.approx((np.mean(inside) - np.mean(outside))
+                                  / np.sqrt(statistics.variance(inside) + statistics.variance(outside)))
+
+
+def test_distance_between_rectangle_centres_hand_computed() -> None:
+    # predicted rectangle: the plus, rows/cols 1-3, centre (2, 2); GT box at cols 3-5 of row 4: centre (4, 4)
+    shifted = sample(6, 6, (3, 4, 3, 1))
+    assert score(whole(blob_map()), shifted, crop6("nutzel2025"))["distance"] == pytest.approx(np.hypot(2, 2))
+    # a finding with two boxes has no single centre: NaN, as published
+    two = sample(6, 6, (1, 1, 3, 3), (5, 0, 1, 1))
+    assert np.isnan(score(whole(blob_map()), two, crop6("nutzel2025"))["distance"])
+    assert np.isnan(dense.centre_distance(np.zeros((3, 3), bool), np.eye(3, dtype=bool)))  # empty prediction
+    one = np.zeros((4, 5), bool)
+    one[0, 4] = True
+    assert dense.centre_distance(one, np.eye(4, 5, dtype=bool)) == pytest.approx(np.hypot(4 - 1.5, 0 - 1.5))
+
+
+def test_float16_maps_tie_at_the_top() -> None:
+    # 0.99995 and 1.0 are the same half-precision number: the first maximum in row-major order wins
+    v = np.zeros((4, 4))
+    v[0, 0], v[2, 2] = 0.99995, 1.0
+    s = sample(4, 4, (2, 2, 1, 1))
+    default = load_protocol("default")
+    half = dataclasses.replace(default, precision="float16")
+    assert score(whole(v), s, default)["pointing_game"] == 1.0
+    assert score(whole(v), s, half)["pointing_game"] == 0.0
+    fast, ref = score_cells(whole(v), s, half), score_dense(whole(v), s, half)
+    assert all(fast[k] == pytest.approx(ref[k], abs=1e-12) for k in ref)
 
 
 def test_g2g_majority_and_off_by_one_rectangle_options() -> None:
@@ -294,9 +330,9 @@ def test_empty_gmm_mask_zero_versus_scored() -> None:
     v[2:4, 2:4] = 1.0
     s = sample(6, 6, (2, 2, 2, 2))
     nu = score(whole(v), s, crop6("nutzel2025"))
-    assert all(value == 0.0 for value in nu.values())  # AUC 0 and top-1 0 too, as published
+    assert all(value == 0.0 for value in nu.values())  # AUC 0, top-1 0 and distance 0 too, as published
     do = score(whole(v), s, crop6("dombrowski2024"))
-    assert do["iou_fg"] == 0.0 and do["bbox_iou_fg"] == 0.0
+    assert do["iou_fg"] == 0.0 and do["bbox_iou_fg"] == 0.0 and np.isnan(do["distance"])
     assert do["miou_fgbg"] == pytest.approx((0 + 32 / 36) / 2)  # background IoU only
     assert do["auc_roc"] == 1.0 and do["pointing_game"] == 1.0
     assert score(whole(v), s, crop6("nutzel2025", on_empty_mask="score"))["auc_roc"] == 1.0
@@ -426,6 +462,20 @@ def test_sample_units_and_split() -> None:
     per_finding = select_samples(rows, load_protocol("nutzel2025"))
     assert [s.sample_id for s in per_finding] == ["a1", "b", "t"]
     assert per_finding[0].boxes == ((0.0, 0.0, 2.0, 2.0), (5.0, 5.0, 2.0, 2.0)) and per_finding[0].phrase == "left"
+
+
+def test_filter_keeps_findings_whose_text_names_the_category() -> None:
+    rows = [sample(10, 10, (0, 0, 2, 2), sid="a1", image="i1", category="edema", phrase="mild vascular congestion"),
+            sample(10, 10, (5, 5, 2, 2), sid="a2", image="i1", category="edema", phrase="Pulmonary EDEMA"),
+            sample(10, 10, (1, 1, 2, 2), sid="b", image="i1", category="lung opacity", phrase="left lung opacity"),
+            sample(10, 10, (1, 1, 2, 2), sid="c", image="i2", category="lung opacity", phrase="opacity at the base"),
+            sample(10, 10, (1, 1, 2, 2), sid="d", image="i3", category="pneumonia", phrase="pneumonia?")]
+    kept = select_samples(rows, load_protocol("dombrowski2024_filtered"))
+    # the (i1, edema) finding is kept, with both boxes, because one of its texts names it
+    assert [s.sample_id for s in kept] == ["a1", "b", "d"] and len(kept[0].boxes) == 2
+    assert [s.sample_id for s in select_samples(rows, load_protocol("dombrowski2024"))] == ["a1", "b", "c", "d"]
+    per_phrase = select_samples(rows, proto("vilouras2024", require_category_in_phrase=True))
+    assert [s.sample_id for s in per_phrase] == ["a2", "b", "d"]
 
 
 @pytest.mark.parametrize("name", ["vilouras2024", "vilouras2025"])

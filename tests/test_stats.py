@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import Resampler, paired_difference, summarise
+from bench.stats import Resampler, _summarise_present, group_means, paired_difference, summarise
 
 
 def _table() -> pd.DataFrame:
@@ -72,3 +72,60 @@ def test_paired_difference_detects_shift_and_not_noise() -> None:
     assert lo[0] < 0 < hi[0] and p[0] > 0.05
     _, _, _, p = paired_difference(base, base, cats, resamples=100)
     assert p[0] == 1.0
+
+
+def test_undefined_values_are_left_out_of_every_mean() -> None:
+    # a: 1, NaN, 3 -> 2 over 2 values; b: NaN, 4 -> 4 over 1 value
+    table = pd.DataFrame({"category": ["a", "a", "a", "b", "b"], "d": [1.0, np.nan, 3.0, np.nan, 4.0],
+                          "m": [1.0, 1.0, 1.0, 0.0, 0.0]})
+    s = summarise(table, ["d", "m"], groups=("macro", "micro", "weighted"), resamples=300).set_index(["group", "metric"])
+    assert s.at[("a", "d"), "mean"] == 2.0 and s.at[("b", "d"), "mean"] == 4.0
+    assert s.at[("macro", "d"), "mean"] == pytest.approx(3.0)
+    assert s.at[("micro", "d"), "mean"] == pytest.approx(8 / 3)
+    # each present value weighted by its category's size: (3 * (1 + 3) + 2 * 4) / (3 * 2 + 2 * 1)
+    assert s.at[("weighted", "d"), "mean"] == pytest.approx(20 / 8)
+    assert (s.at[("a", "d"), "n"], s.at[("b", "d"), "n"], s.at[("micro", "d"), "n"]) == (2, 1, 3)
+    # a metric without NaN in the same table keeps its plain means and counts
+    assert s.at[("weighted", "m"), "mean"] == pytest.approx(9 / 13) and s.at[("micro", "m"), "n"] == 5
+    # b has one value: every resample draws it or a NaN; its interval is that value
+    assert s.at[("b", "d"), "ci_low"] == 4.0 and s.at[("b", "d"), "ci_high"] == 4.0
+    means = group_means(table, ["d"], ("macro", "micro", "weighted")).set_index("group")
+    assert (means.at["macro", "mean"], means.at["micro", "mean"]) == (pytest.approx(3.0), pytest.approx(8 / 3))
+    assert means.at["weighted", "mean"] == pytest.approx(2.5) and means.at["micro", "n"] == 3
+
+
+def test_nan_route_equals_plain_route_without_nan() -> None:
+    rng = np.random.default_rng(8)
+    cats = np.array(["x"] * 13 + ["y"] * 30 + ["z"] * 7)
+    values = rng.normal(size=(50, 3))
+    plain = summarise(pd.DataFrame({"category": cats, "p": values[:, 0], "q": values[:, 1], "r": values[:, 2]}),
+                      ["p", "q", "r"], ("macro", "micro", "weighted"), resamples=700, seed=4)
+    res = Resampler.draw(cats.tolist(), 700, 4)
+    sizes = np.array([len(res.index[c]) for c in res.categories])
+    present = _summarise_present(res, values, ["p", "q", "r"], ("macro", "micro", "weighted"), sizes, 0.95)
+    pd.testing.assert_frame_equal(plain, present, check_exact=False, rtol=0, atol=1e-12)
+
+
+def test_nan_bootstrap_matches_direct_resampling() -> None:
+    rng = np.random.default_rng(2)
+    cats = np.array(["x"] * 15 + ["y"] * 25)
+    vals = rng.normal(size=40)
+    vals[[1, 4, 20, 33]] = np.nan
+    s = summarise(pd.DataFrame({"category": cats, "d": vals}), ["d"], ("macro", "micro"), resamples=1500, seed=9)
+    res = Resampler.draw(cats.tolist(), 1500, 9)
+    draws = {c: [np.repeat(vals[res.index[c]], k) for k in res.counts[c]] for c in ("x", "y")}
+    macro = np.array([(np.nanmean(a) + np.nanmean(b)) / 2 for a, b in zip(draws["x"], draws["y"])])
+    micro = np.array([np.nanmean(np.concatenate([a, b])) for a, b in zip(draws["x"], draws["y"])])
+    rows = s.set_index("group")
+    assert rows.at["macro", "ci_low"] == pytest.approx(np.quantile(macro, 0.025), abs=1e-12)
+    assert rows.at["micro", "ci_high"] == pytest.approx(np.quantile(micro, 0.975), abs=1e-12)
+    assert rows.at["micro", "mean"] == pytest.approx(np.nanmean(vals)) and rows.at["micro", "n"] == 36
+
+
+def test_paired_difference_on_the_samples_both_runs_score() -> None:
+    cats = ["c"] * 4 + ["d"] * 4
+    a = np.array([[1.0], [np.nan], [3.0], [5.0], [2.0], [2.0], [np.nan], [2.0]])
+    b = np.array([[0.0], [9.0], [1.0], [np.nan], [1.0], [1.0], [1.0], [1.0]])
+    # c: differences 1, 2 -> 1.5; d: 1, 1, 1 -> 1; macro 1.25
+    diff, lo, hi, p = paired_difference(a, b, cats, resamples=500)
+    assert diff[0] == pytest.approx(1.25) and lo[0] >= 1.0 and hi[0] <= 1.5 and p[0] < 0.01
