@@ -64,7 +64,8 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     summaries = []
     labels = _labels(runs)
     for label, t in zip(labels, tables):
-        s = summarise(t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
+        s = summarise(t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed,
+                      protocol.weighted_nan)
         summaries.append(s.assign(run=label))
     diffs = []
     ref = tables[0][columns].to_numpy(np.float64)

@@ -47,6 +47,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "grouping": ("phrase", "category"),
     "split": ("test", "train", "val", "all"),
     "drop_boxes": ("none", "label_crop"),
+    "weighted_nan": ("skip", "zero"),
 }
 
 # TOML section of each field (the file groups related choices; the object is flat)
@@ -56,7 +57,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics", "thresholds", "threshold_op", "cnr_variance", "cnr_boxes", "cnr_zero_variance", "auc",
                 "auc_bins", "binary_mask", "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
     "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase"),
-    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed"),
+    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
 _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
@@ -65,7 +66,7 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 # fingerprints of protocols that do not use them stay what they were
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
-                  "precision", "require_category_in_phrase")
+                  "precision", "require_category_in_phrase", "weighted_nan")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class Protocol:
     bootstrap_resamples: int = 10_000
     ci_level: float = 0.95
     seed: int = 0
+    weighted_nan: str = "skip"
     notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -235,7 +235,7 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
     if table.empty:
         raise BenchError("every sample was skipped; nothing to summarise")
     summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                        protocol.ci_level, protocol.seed)
+                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"

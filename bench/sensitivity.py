@@ -181,7 +181,7 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
         here = [m for m in metrics if m in protocol.columns]
         groups = list(dict.fromkeys([rank_group, *protocol.groups]))
         for label, table in zip(labels, common):
-            means = group_means(table, here, groups)
+            means = group_means(table, here, groups, protocol.weighted_nan)
             parts.append(means.assign(protocol=protocol.name, run=label))
     long = pd.concat(parts, ignore_index=True)
     order = {m: i for i, m in enumerate(metrics)}

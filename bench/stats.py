@@ -74,11 +74,14 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np.ndarray,
+                     weighted_nan: str = "skip") -> np.ndarray:
     """A group mean from per-category sums and counts of present values; category axis is -2.
 
     macro: mean of the category means that exist; micro: all present values; weighted: each
     present value weighted by its category's size (sum_c n_c^2 mean_c / sum_c n_c^2 without NaN).
+    `weighted_nan = "zero"` divides the weighted sum by sum_c n_c^2 whatever is missing, as the
+    published Weighted_Average does (pandas skips NaN in the sum, not in the total weight).
     """
     if group == "macro":
         means = _divide(sums, counts)
@@ -89,6 +92,8 @@ def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np
         return _divide(sums.sum(axis=-2), counts.sum(axis=-2))
     if group == "weighted":
         w = sizes.astype(np.float64)[:, None]
+        if weighted_nan == "zero":
+            return (w * sums).sum(axis=-2) / float((w * w).sum())
         return _divide((w * sums).sum(axis=-2), (w * counts).sum(axis=-2))
     raise ValueError(f"unknown summary group {group!r}")
 
@@ -118,11 +123,13 @@ def summarise(
     resamples: int = 10_000,
     level: float = 0.95,
     seed: int = 0,
+    weighted_nan: str = "skip",
 ) -> pd.DataFrame:
     """Long-form summary: one row per (group, metric) with mean, CI bounds and sample count.
 
     `table` has a `category` column and the metric columns. Groups are every category name,
-    then the requested aggregate groups (`macro`, `micro`, `weighted`).
+    then the requested aggregate groups (`macro`, `micro`, `weighted`); `weighted_nan` as in
+    `_group_from_sums`.
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -130,7 +137,7 @@ def summarise(
     res = Resampler.draw(table["category"].tolist(), resamples, seed)
     sizes = np.array([len(res.index[c]) for c in res.categories])
     if np.isnan(values).any():
-        return _summarise_present(res, values, metrics, groups, sizes, level)
+        return _summarise_present(res, values, metrics, groups, sizes, level, weighted_nan)
     observed, boot = res.category_means(values)
     rows = []
     lows, highs = _interval(boot, level)
@@ -147,7 +154,7 @@ def summarise(
 
 
 def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str], groups: Sequence[str],
-                       sizes: np.ndarray, level: float) -> pd.DataFrame:
+                       sizes: np.ndarray, level: float, weighted_nan: str = "skip") -> pd.DataFrame:
     """`summarise` for tables with NaN: means over present values; `n` counts them."""
     obs_sum, obs_count, boot_sum, boot_count = res.category_sums(values)
     observed = _divide(obs_sum, obs_count)
@@ -157,14 +164,15 @@ def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str
         for mi, m in enumerate(metrics):
             rows.append((cat, m, observed[ci, mi], lows[ci, mi], highs[ci, mi], int(obs_count[ci, mi])))
     for group in groups:
-        obs = _group_from_sums(group, obs_sum, obs_count, sizes)
-        lo, hi = _nan_interval(_group_from_sums(group, boot_sum, boot_count, sizes), level)
+        obs = _group_from_sums(group, obs_sum, obs_count, sizes, weighted_nan)
+        lo, hi = _nan_interval(_group_from_sums(group, boot_sum, boot_count, sizes, weighted_nan), level)
         for mi, m in enumerate(metrics):
             rows.append((group, m, obs[mi], lo[mi], hi[mi], int(obs_count[:, mi].sum())))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[str] = ("macro", "micro")) -> pd.DataFrame:
+def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[str] = ("macro", "micro"),
+                weighted_nan: str = "skip") -> pd.DataFrame:
     """Observed means without resampling: one row per (group, metric) with mean and sample count.
 
     The same groups as `summarise` (every category, then `macro`, `micro`, `weighted`), for
@@ -182,7 +190,7 @@ def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[st
         rows = [(c, m, observed[ci, mi], int(counts[ci, mi])) for ci, c in enumerate(names)
                 for mi, m in enumerate(metrics)]
         for group in groups:
-            obs = _group_from_sums(group, sums, counts, sizes)
+            obs = _group_from_sums(group, sums, counts, sizes, weighted_nan)
             rows.extend((group, m, obs[mi], int(counts[:, mi].sum())) for mi, m in enumerate(metrics))
         return pd.DataFrame(rows, columns=["group", "metric", "mean", "n"])
     observed = by_cat.mean().loc[names].to_numpy(np.float64)

@@ -426,6 +426,19 @@ def test_weighted_average_is_class_count_squared() -> None:
     assert summary.at["macro", "mean"] == pytest.approx(0.50)
 
 
+def test_weighted_average_over_undefined_values_fixed_or_as_published() -> None:
+    # distance of A: 3, NaN (n_A = 2); of B: 1, 1, 1 (n_B = 3). Published: pandas sums x_i n_c(i) over
+    # present values, (3*2 + 3*1*3) = 15, and divides by every sample's weight, 2*2 + 3*3 = 13.
+    table = pd.DataFrame({"category": ["A", "A", "B", "B", "B"], "distance": [3.0, np.nan, 1.0, 1.0, 1.0]})
+    fixed = group_means(table, ["distance"], ("weighted",)).set_index("group")["mean"]
+    assert fixed["weighted"] == pytest.approx(15 / (2 + 9))
+    published = group_means(table, ["distance"], ("weighted",), "zero").set_index("group")["mean"]
+    assert published["weighted"] == pytest.approx(15 / 13)
+    boot = summarise(table, ["distance"], ("weighted",), 200, weighted_nan="zero").set_index("group")
+    assert boot.at["weighted", "mean"] == pytest.approx(15 / 13)
+    assert load_protocol("nutzel2025").weighted_nan == "skip"
+
+
 def test_group_means_weighted_without_resampling() -> None:
     table = pd.DataFrame({"category": ["A"] * 2 + ["B"] * 6, "cnr": [1.0, 1.0] + [0.0] * 6})
     means = group_means(table, ["cnr"], ("macro", "micro", "weighted")).set_index("group")["mean"]
