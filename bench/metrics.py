@@ -135,6 +135,15 @@ def miou_fgbg(pred: np.ndarray, g: np.ndarray) -> float:
     return (iou_fg(pred, g) + iou_fg(~pred, ~g)) / 2.0
 
 
+def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(first row, last row, first column, last column) of a mask's foreground, ends included; None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
 def bounding_rect(pred: np.ndarray, inclusive: bool = True) -> np.ndarray:
     """The filled bounding rectangle of a binary mask's foreground (empty for an empty mask).
 
@@ -142,12 +151,12 @@ def bounding_rect(pred: np.ndarray, inclusive: bool = True) -> np.ndarray:
     are used as exclusive ends, so the rectangle loses its last row and column.
     """
     out = np.zeros_like(pred, dtype=bool)
-    rows = np.flatnonzero(pred.any(axis=1))
-    cols = np.flatnonzero(pred.any(axis=0))
-    if rows.size == 0:
+    extent = _extent(pred)
+    if extent is None:
         return out
+    r0, r1, c0, c1 = extent
     end = 1 if inclusive else 0
-    out[rows[0]:rows[-1] + end, cols[0]:cols[-1] + end] = True
+    out[r0:r1 + end, c0:c1 + end] = True
     return out
 
 
@@ -157,11 +166,11 @@ def rect_centre(mask: np.ndarray) -> tuple[float, float] | None:
     The rectangle runs from the first to the last foreground row and column, both included, so a
     single pixel at column 3 has centre x = 3.0.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    extent = _extent(mask)
+    if extent is None:
         return None
-    return (cols[0] + cols[-1]) / 2.0, (rows[0] + rows[-1]) / 2.0
+    r0, r1, c0, c1 = extent
+    return (c0 + c1) / 2.0, (r0 + r1) / 2.0
 
 
 def centre_distance(pred: np.ndarray, g: np.ndarray) -> float:

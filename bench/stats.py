@@ -11,6 +11,7 @@ weighted gives each such sample the size of its category. Tables without NaN tak
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -84,10 +85,9 @@ def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np
     published Weighted_Average does (pandas skips NaN in the sum, not in the total weight).
     """
     if group == "macro":
-        means = _divide(sums, counts)
-        with np.errstate(invalid="ignore"):
-            present = counts > 0
-            return _divide(np.where(present, means, 0.0).sum(axis=-2), present.sum(axis=-2).astype(np.float64))
+        present = counts > 0
+        means = np.where(present, _divide(sums, counts), 0.0)
+        return _divide(means.sum(axis=-2), present.sum(axis=-2).astype(np.float64))
     if group == "micro":
         return _divide(sums.sum(axis=-2), counts.sum(axis=-2))
     if group == "weighted":
@@ -99,16 +99,11 @@ def _group_from_sums(group: str, sums: np.ndarray, counts: np.ndarray, sizes: np
 
 
 def _nan_interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over the resamples that have a value."""
+    """Percentile interval over the resamples that have a value (NaN where none has)."""
     alpha = (1.0 - level) / 2.0
-    if np.isnan(boot).all(axis=0).any():
-        lo = np.full(boot.shape[1:], np.nan)
-        hi = np.full(boot.shape[1:], np.nan)
-        some = ~np.isnan(boot).all(axis=0)
-        lo[some] = np.nanquantile(boot[:, some], alpha, axis=0)
-        hi[some] = np.nanquantile(boot[:, some], 1.0 - alpha, axis=0)
-        return lo, hi
-    return np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1.0 - alpha, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN, as it should
+        return np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1.0 - alpha, axis=0)
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
