@@ -250,8 +250,10 @@ def test_steps_by_timestep_and_as_coded_runs_read_the_same_maps(batched_maps) ->
     for method, evals in ((by_t, 2.0), (coded, 8.0)):
         maps = method.heatmaps(ds.samples(), ds)
         assert maps[0].meta["sample_evals"] == evals
+        # the as-coded run pushes both guidance halves through the U-Net: other batches, so float32
+        # sums may differ in the last bits, as between batch sizes
         for a, b in zip(maps, batched_maps):
-            np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-5)
 
 
 def test_inversion_reads_only_what_it_needs() -> None:
