@@ -17,7 +17,7 @@ from .errors import BenchError
 from .heatmap import Heatmap
 from .protocols import Protocol
 from .resample import to_original
-from .rundir import RunDir, safe_name
+from .rundir import RunDir, record_backend, safe_name
 from .scoring import apply_policy
 
 THUMBNAIL = 256
@@ -83,7 +83,7 @@ def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bo
         image = dataset.load_image(sample)
     except (BenchError, SampleError, OSError):
         return False
-    backend = record.get("config", {}).get("method", {}).get("backend")
+    backend = record_backend(record)
     arrays = example_arrays(image, heatmap, [list(b) for b in sample.boxes], protocol, backend)
     row = samples[samples["sample_id"] == sample_id].iloc[0]
 

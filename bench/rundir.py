@@ -21,6 +21,16 @@ def safe_name(sample_id: str) -> str:
     return _UNSAFE.sub("_", sample_id)
 
 
+def record_backend(record: dict | None) -> str | None:
+    """The method backend whose maps a run holds, from a model run's config or a rescored run's record.
+
+    Protocols may have per-backend value policies (BioViL maps clamped, not min-maxed, under
+    vilouras2024), so a re-scored run must carry its source's backend on.
+    """
+    record = record or {}
+    return record.get("backend") or ((record.get("config") or {}).get("method") or {}).get("backend")
+
+
 class RunDir:
     """Paths and atomic reads/writes of one run directory."""
 

@@ -30,7 +30,7 @@ from .method_specs import apply_overrides, load_method_spec
 from .methods import RunContext, backend_class
 from .progress import progress_bar
 from .protocols import Protocol, load_protocol
-from .rundir import RunDir, safe_name
+from .rundir import RunDir, record_backend, safe_name
 from .samples import Sample, validate_sample
 from .scoring import ExcludedSample, check_values, score, select_samples
 from .stats import summarise
@@ -453,12 +453,13 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     if previous is None and rundir.root.exists() and any(rundir.root.iterdir()):
         raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
     rundir.remove_stale_temporaries()
-    backend = ((source or {}).get("config") or {}).get("method", {}).get("backend")
+    backend = record_backend(source)
     table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend)
     record = {
         "status": "running",
         "config": config,
         "method": (source or {}).get("method", "external"),
+        "backend": backend,
         "overrides": (source or {}).get("overrides", []),
         "dataset": dataset_name,
         "protocol": protocol.to_dict(),

@@ -27,7 +27,7 @@ from .compare import LoadedRun, load_run
 from .datasets import get_dataset
 from .errors import BenchError
 from .protocols import Protocol, load_protocol
-from .rundir import RunDir, safe_name
+from .rundir import RunDir, record_backend, safe_name
 from .runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
 from .stats import group_means
 
@@ -103,11 +103,12 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
     chosen = validate_all([s for s in chosen if safe_name(s.sample_id) in available], True, skipped)
     if not chosen:
         raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
-    backend = (config.get("method") or {}).get("backend")
+    backend = record_backend(run.record)
     table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend)
     record = {
         "status": "running",
         "method": run.record.get("method", "external"),
+        "backend": backend,
         "dataset": name,
         "protocol": protocol.to_dict(),
         "protocol_fingerprint": protocol.fingerprint(),

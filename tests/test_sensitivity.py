@@ -114,3 +114,29 @@ def test_sensitivity_errors_are_one_line(bench_cli, tmp_path: Path, protocols: s
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     r = bench_cli("compare", "--protocols", "default", "--group", "pneumonia", run)
     assert r.code == 2 and "cannot rank on group 'pneumonia'" in r.err
+
+
+def test_rescored_runs_keep_the_backend_value_policy(bench_cli, tmp_path: Path) -> None:
+    """A run re-scored with `bench score` and then under another protocol keeps its method's value policy.
+
+    Under vilouras2024 BioViL maps are clamped at 0 and not min-maxed: maps that never exceed 0.4 then
+    have no pixel above the 0.5 threshold, where a min-maxed copy would.
+    """
+    run = tmp_path / "cosine"
+    assert bench_cli("run", "--method", "oracle_gaussian", "--dataset", "phantom", *PHANTOM, "--out", run).code == 0
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["method"]["backend"] = "biovil"
+    (run / "run.json").write_text(json.dumps(record))
+    for path in (run / "heatmaps").glob("*.npz"):
+        heatmap = Heatmap.load(path)
+        Heatmap(0.4 * heatmap.values, heatmap.geometry, heatmap.meta).save(path)
+    again = tmp_path / "again"
+    r = bench_cli("score", "--heatmaps", run, "--dataset", "phantom", *PHANTOM, "--out", again)
+    assert r.code == 0, r.err
+    assert json.loads((again / "run.json").read_text())["backend"] == "biovil"
+    assert bench_cli("compare", "--protocols", "vilouras2024", run, again).code == 0
+    direct = pd.read_csv(run / "rescored" / "vilouras2024" / "samples.csv")
+    chained = pd.read_csv(again / "rescored" / "vilouras2024" / "samples.csv")
+    assert (direct["iou@0.5"] == 0).all() and direct["iou@0.1"].gt(0).all()
+    pd.testing.assert_frame_equal(direct, chained)
+    assert json.loads((again / "rescored" / "vilouras2024" / "run.json").read_text())["backend"] == "biovil"
