@@ -9,7 +9,7 @@ import pandas as pd
 
 from .errors import BenchError
 from .leaderboard_results import Entry
-from .protocols import Protocol
+from .protocols import LOWER_IS_BETTER, Protocol
 from .report import headline_metrics
 from .stats import paired_difference
 
@@ -84,12 +84,12 @@ def groups(table: pd.DataFrame) -> list[str]:
 
 
 def ranks(table: pd.DataFrame, metrics: list[str], group: str = "macro") -> pd.DataFrame:
-    """Rank of every method per metric on `group` (1 = highest mean, ties share the best rank),
-    and the mean rank; rows ordered by mean rank, then name."""
+    """Rank of every method per metric on `group` (1 = best mean: highest, lowest for `distance`; ties
+    share the best rank), and the mean rank; rows ordered by mean rank, then name."""
     part = table[table["group"] == group].pivot(index="method", columns="metric", values="mean")
     out = pd.DataFrame(index=part.index)
     for m in metrics:
-        out[m] = part[m].rank(ascending=False, method="min").astype(int)
+        out[m] = part[m].rank(ascending=m in LOWER_IS_BETTER, method="min").astype(int)
     out["mean_rank"] = out[metrics].mean(axis=1)
     out = out.reset_index().sort_values(["mean_rank", "method"], kind="mergesort").reset_index(drop=True)
     return out
@@ -104,7 +104,8 @@ def paired_against_best(board: Board, table: pd.DataFrame, group: str = "macro")
     by_name = {e.name: e for e in board.entries}
     agg = table[table["group"] == group]
     for metric in board.headline:
-        part = agg[agg["metric"] == metric].sort_values(["mean", "method"], ascending=[False, True], kind="mergesort")
+        part = agg[agg["metric"] == metric].sort_values(["mean", "method"], ascending=[metric in LOWER_IS_BETTER, True],
+                                                        kind="mergesort")
         best = part["method"].iloc[0]
         ref = by_name[best].samples.set_index("sample_id")
         for method in sorted(by_name):

@@ -14,15 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import BenchError
-from .protocols import METRIC_BASES
+from .protocols import METRIC_BASES, protocol_names
 
 COLUMNS = ["paper", "table", "dataset", "protocol", "method_reported", "method", "category", "metric", "value",
            "spread_kind", "spread", "ci_low", "ci_high", "source_url", "note"]
 REQUIRED = ("paper", "table", "dataset", "protocol", "method_reported", "category", "metric", "value",
             "spread_kind", "source_url")
 
-#: the paper protocols a reported number can be attached to (protocols/NAME.toml), and ours
-PROTOCOLS = ("default", "vilouras2024", "vilouras2025", "nutzel2025", "dombrowski2024")
+#: the protocols a reported number can be attached to: every protocols/NAME.toml
+PROTOCOLS = tuple(protocol_names())
 DATASETS = ("ms-cxr", "vindr-cxr", "chestx-ray14")
 #: our method names a paper's method can map to (empty when none does)
 METHODS = ("biovil", "biovil_t", "ldm_frozen", "clip_ldm", "cxrbert_ldm", "cxrbert_ldm+bbm", "anatomy_ldm")

@@ -7,7 +7,7 @@ already scored under a protocol with the same fingerprint is used as it is.
 
 Within each protocol the methods are compared on their common samples (the protocols differ in
 sample units, splits and dropped samples), per pathology and per aggregate group, and ranked on
-one aggregate group (higher is better for every metric).
+one aggregate group (higher is better, except for `distance`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from . import atomic
 from .compare import LoadedRun, load_run
 from .datasets import get_dataset
 from .errors import BenchError
-from .protocols import Protocol, load_protocol
+from .protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from .rundir import RunDir, record_backend, safe_name
 from .runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
 from .stats import group_means
@@ -189,8 +189,9 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
     long = long.sort_values("metric", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
     long["rank"] = pd.NA
     ranked = long["group"] == rank_group
-    long.loc[ranked, "rank"] = (long[ranked].groupby(["protocol", "metric"])["mean"]
-                                .rank(method="min", ascending=False).astype(int))
+    for metric, part in long[ranked].groupby("metric"):
+        long.loc[part.index, "rank"] = (part.groupby("protocol")["mean"]
+                                        .rank(method="min", ascending=metric in LOWER_IS_BETTER).astype(int))
     return long[COLUMNS], rescored
 
 

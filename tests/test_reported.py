@@ -40,9 +40,11 @@ def test_committed_reported_folder_loads_and_documents_every_paper_protocol() ->
 
 def test_a_valid_row_is_read_with_numbers(tmp_path: Path) -> None:
     rows = [GOOD, {**GOOD, "metric": "iou@0.3", "spread_kind": "bootstrap_ci", "spread": "", "ci_low": "0.1",
-                   "ci_high": "0.4", "method": "", "category": "macro"}]
+                   "ci_high": "0.4", "method": "", "category": "macro"},
+            {**GOOD, "protocol": "dombrowski2024_filtered", "table": "Table 7", "metric": "miou_fgbg"}]
     table = read_reported_file(write_rows(tmp_path / "paper.csv", rows))
-    assert table["value"].tolist() == [0.25, 0.25]
+    assert table["value"].tolist() == [0.25, 0.25, 0.25]
+    assert table["protocol"].tolist() == ["vilouras2024", "vilouras2024", "dombrowski2024_filtered"]
     assert table.loc[0, "spread"] == 0.125
     assert (table.loc[1, "ci_low"], table.loc[1, "ci_high"]) == (0.1, 0.4)
     assert table.loc[1, "method"] == ""

@@ -63,6 +63,12 @@ def test_ranks_move_between_protocols_and_repeat_is_read_back(bench_cli, tmp_pat
     assert 0.0 < default.at["external", "mean"] < 0.5 and 0.0 < g2g.at["external", "mean"] < 0.5
     assert (default.at["uniform", "rank"], default.at["external", "rank"]) == (1, 2)
     assert (g2g.at["uniform", "rank"], g2g.at["external", "rank"]) == (2, 1)
+    # distance (box centres, in pixels) is the one metric where lower is better
+    r = bench_cli("compare", "--protocols", "nutzel2025", "--metric", "distance", uniform, low, "--out", tmp_path / "d")
+    assert r.code == 0, r.err
+    dist = _macro(pd.read_csv(tmp_path / "d" / "sensitivity.csv"), "nutzel2025", "distance")
+    assert dist["mean"].nunique() == 2
+    assert dist["rank"].astype(int).to_dict() == dist["mean"].rank(method="min").astype(int).to_dict()
     # the per-pathology numbers are the category means of the cached rescored samples
     rescored = pd.read_csv(low / "rescored" / "nutzel2025" / "samples.csv")
     assert len(rescored) == 8 and "miou_fgbg" in rescored.columns and "miou" not in rescored.columns
