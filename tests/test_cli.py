@@ -218,3 +218,27 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
     for name in ("samples.csv", "summary.csv"):
         assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
     assert not list(out.rglob("*.tmp"))
+
+
+def test_box_prior_leaves_an_evaluated_train_sample_out_of_its_own_prior() -> None:
+    """Under a protocol that scores every split, a train sample's prior is the mean of the *other* train
+    masks of its category; a test sample's is the mean of all of them (4 x 4 grid, 8 x 8 images)."""
+    from bench.method_specs import load_method_spec
+    from bench.methods import RunContext, backend_class
+    from bench.samples import Sample
+
+    def s(sid: str, split: str, box: tuple) -> Sample:
+        return Sample(sid, "x.png", 8, 8, "c", "p", (box,), split)
+
+    a, b, t = s("a", "train", (0, 0, 4, 4)), s("b", "train", (4, 4, 4, 4)), s("t", "test", (0, 0, 8, 8))
+    spec = load_method_spec("box_prior")
+    spec["params"]["grid"] = 4
+    method = backend_class("box_prior")(spec, RunContext(all_samples=[a, b, t], eval_samples=[a, b, t]))
+    method.prepare(None)
+    maps = {m_s.sample_id: m.values for m_s, m in zip([a, b, t], method.heatmaps([a, b, t], None))}
+    top_left = np.zeros((4, 4))
+    top_left[:2, :2] = 1
+    np.testing.assert_array_equal(maps["a"], top_left[::-1, ::-1])  # b's box only
+    np.testing.assert_array_equal(maps["b"], top_left)               # a's box only
+    np.testing.assert_array_equal(maps["t"], (top_left + top_left[::-1, ::-1]) / 2)
+    assert method.provenance()["fit"] == "train split, evaluated train samples left out of their own prior"

@@ -107,6 +107,28 @@ def test_binned_auc_beside_exact_auc_audit_numbers() -> None:
     assert got_pad["auc_roc_binned"] == pytest.approx(got["auc_roc_binned"], abs=1e-12)
 
 
+def test_binned_auc_is_exact_auc_of_the_quantised_map_over_non_negative_pixels() -> None:
+    """Audit equivalence: torcheval's 5-bin AUC = sklearn's AUC on the number of thresholds passed,
+    over pixels >= 0 only (negative scores fall in neither class), on both scoring routes."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:400]
+    heat = np.exp(-(((xx - 250) / 60.0) ** 2 + ((yy - 150) / 50.0) ** 2)) + 0.15 * rng.random((300, 400))
+    heat = (heat - heat.min()) / (heat.max() - heat.min())
+    heat[:50] -= 2.0
+    gt = np.zeros((300, 400), dtype=bool)
+    gt[100:200, 200:320] = True
+    levels = (heat[..., None] >= np.linspace(0, 1, 5)).sum(-1)
+    kept = heat >= 0
+    expected = roc_auc_score(gt[kept], levels[kept])
+    assert expected == pytest.approx(0.964219, abs=1e-6)  # the audit's printed value
+    s = sample(400, 300, (200, 100, 120, 100))
+    p = proto("vilouras2024", normalise="none", drop_boxes="none")
+    for route in (score_dense, score_cells):
+        assert route(whole(heat), s, p)["auc_roc_binned"] == pytest.approx(expected, abs=1e-9)
+
+
 def test_binned_auc_hand_computed_and_auc_option() -> None:
     # levels (thresholds 0, .25, .5, .75, 1 reached with >=): 0.1 -> 1, 0.2 -> 1, 0.3 -> 2, 0.9 -> 4
     # positives {0.2, 0.9} -> {1, 4}, negatives {0.1, 0.3} -> {1, 2}: pairs 0.5 + 0 + 1 + 1 = 2.5 of 4

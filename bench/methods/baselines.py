@@ -49,7 +49,8 @@ class BoxPrior(Method):
     """Per-category mean of GT box masks over the train split, on a normalised image grid.
 
     Datasets without a train split get a leave-one-out prior: each sample's map is the mean of
-    the other evaluated samples of its category, so no sample sees its own boxes.
+    the other evaluated samples of its category. A protocol that also scores the train split leaves
+    each train sample out of its own prior the same way, so no sample ever sees its own boxes.
     """
 
     def prepare(self, dataset: Dataset) -> None:
@@ -57,6 +58,7 @@ class BoxPrior(Method):
         train = [s for s in self.context.all_samples if s.split == "train"]
         self.leave_one_out = not train
         source = list(self.context.eval_samples) if self.leave_one_out else train
+        evaluated = {s.sample_id for s in self.context.eval_samples}
         self.sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros((self.grid, self.grid)))
         self.counts: dict[str, int] = defaultdict(int)
         self.own: dict[str, np.ndarray] = {}
@@ -64,7 +66,7 @@ class BoxPrior(Method):
             mask = self._mask(s)
             self.sums[s.category] += mask
             self.counts[s.category] += 1
-            if self.leave_one_out:
+            if s.sample_id in evaluated:
                 self.own[s.sample_id] = mask
         self.total = sum(self.sums.values(), np.zeros((self.grid, self.grid)))
         self.total_count = sum(self.counts.values())
@@ -89,7 +91,8 @@ class BoxPrior(Method):
                 for s in samples]
 
     def provenance(self) -> dict:
-        return {"fit": "leave-one-out over evaluated samples" if self.leave_one_out else "train split",
+        fit = "train split" + (", evaluated train samples left out of their own prior" if self.own else "")
+        return {"fit": "leave-one-out over evaluated samples" if self.leave_one_out else fit,
                 "fit_samples": {k: v for k, v in sorted(self.counts.items())}}
 
 
