@@ -201,6 +201,36 @@ def test_bad_spec_values_are_one_line_errors(override: str, message: str) -> Non
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["cxrbert_ldm", "ldm_frozen"])
+def test_every_attention_runs_fused_and_only_read_layers_are_swapped(name: str) -> None:
+    """The fused SDPA path everywhere (diffusers AttnProcessor2_0, MONAI use_flash_attention); inside a
+    capture only the hooked cross-attention layers leave it, and they return to it afterwards."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+    from monai.networks.blocks.crossattention import CrossAttentionBlock
+    from monai.networks.blocks.selfattention import SABlock
+
+    from bench.methods.ldm.capture import CrossAttentionCapture
+
+    method = _method(name)
+    method.prepare()
+    unet = method.models.unet
+    hooked = {layer.name for layer in method.layers}
+
+    def fused() -> dict[str, bool]:
+        if name == "cxrbert_ldm":
+            return {n: isinstance(m.processor, AttnProcessor2_0) for n, m in unet.named_modules()
+                    if isinstance(m, Attention)}
+        return {n: m.use_flash_attention and "forward" not in m.__dict__ for n, m in unet.named_modules()
+                if isinstance(m, (CrossAttentionBlock, SABlock))}
+
+    before = fused()
+    assert len(before) > len(hooked) and all(before.values())
+    with CrossAttentionCapture(unet, method.layers, []):
+        inside = fused()
+    assert {n for n, ok in inside.items() if not ok} == hooked
+    assert fused() == before
+
+
 def test_unknown_layer_name_is_reported_before_any_sample() -> None:
     with pytest.raises(BenchError, match="no cross-attention layer is named 'mid_block.attentions.9'"):
         _method("cxrbert_ldm", ['layers=["mid_block.attentions.9"]']).prepare()

@@ -89,9 +89,12 @@ def _diffusers_class(kind: str):
 
 
 def _monai_unet(config: dict) -> nn.Module:
+    """A MONAI U-Net on PyTorch's fused attention (SDPA) unless the config says otherwise: the capture
+    hooks compute their own softmax on the layers and steps they read, every other attention stays fused.
+    The flag adds no parameter, so checkpoints load the same."""
     from monai.networks.nets import DiffusionModelUNet
 
-    return DiffusionModelUNet(**config)
+    return DiffusionModelUNet(**{"use_flash_attention": True, **config})
 
 
 def _monai_autoencoder(config: dict) -> nn.Module:

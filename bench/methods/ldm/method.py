@@ -105,8 +105,11 @@ class LdmMethod(Method):
         models.unet.to(self.device)
         models.vae.to(self.device)
         models.text.model.to(self.device)
-        if s.model_format == "diffusers" and hasattr(models.unet, "set_default_attn_processor"):
-            models.unet.set_default_attn_processor()
+        if s.model_format == "diffusers":
+            # every attention on the fused SDPA processor; the capture swaps in its own only where it reads
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            models.unet.set_attn_processor(AttnProcessor2_0())
         self.schedule = NoiseSchedule.from_scheduler(models.scheduler)
         if s.timestep_spacing == "trailing":
             self.timesteps = trailing_timesteps(self.schedule.num_train_timesteps, s.num_inference_steps)
