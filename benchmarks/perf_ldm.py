@@ -54,6 +54,7 @@ from bench.methods.ldm import (
     select_layers,
     trailing_timesteps,
 )
+from bench.methods.ldm.loading import monai_unet, use_fused_attention
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "bench" / "methods" / "ldm_config"
 LATENT = 64
@@ -155,16 +156,16 @@ def unet_config(arch: str, size: str) -> tuple[dict, str]:
 
 
 def build_unet(arch: str, size: str, device: str) -> torch.nn.Module:
+    """A random-weight U-Net with the attention set-up the methods run with (fused SDPA everywhere)."""
     config, _ = unet_config(arch, size)
     torch.manual_seed(0)
     if arch == "monai_cxr_ldm":
-        from monai.networks.nets import DiffusionModelUNet
-
-        unet = DiffusionModelUNet(**config)
+        unet = monai_unet(config)
     else:
         from diffusers import UNet2DConditionModel
 
         unet = UNet2DConditionModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+        use_fused_attention(unet)
     return unet.to(device).eval().requires_grad_(False)
 
 

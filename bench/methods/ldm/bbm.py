@@ -135,17 +135,18 @@ class BbmCollector:
     start-token maps at native resolution, whatever the number of steps.
 
     samples: samples per call. tokens: per-sample positions of the phrase tokens read (A, text bias,
-    product). activation_steps: pass-1 steps that make A (the others only feed the image bias and
-    the product); both loops must read every step. layers: layer names read (None = all hooked).
-    start_token: position of [CLS] / SOS.
+    product), or position -> weight mappings. activation_steps: pass-1 steps that make A (the others
+    only feed the image bias and the product); both loops must read every step. layers: layer names
+    read (None = all hooked). start_token: position of [CLS] / SOS. per_map_minmax: min-max every
+    (step, layer) map of A before it is summed (a method's own option; the biases stay raw).
     """
 
     def __init__(self, samples: int, tokens: Sequence[Sequence[int]] | None, grid: Grid = 64,
                  activation_steps: StepSelection | None = None, layers: Sequence[str] | None = None,
-                 half: str = "cond", start_token: int = 0) -> None:
+                 half: str = "cond", start_token: int = 0, per_map_minmax: bool = False) -> None:
         start = [[start_token]] * samples
         self.activation = AttentionAggregator(samples, tokens, half=half, grid=grid, steps=activation_steps,
-                                              layers=layers)
+                                              layers=layers, per_map_minmax=per_map_minmax)
         self.image_maps = MapStore(samples, start, half=half, layers=layers)
         self.image_bias = AttentionAggregator(samples, start, half=half, grid=grid, layers=layers)
         self.product = BbmProduct(self.image_maps, samples, tokens, grid=grid, half=half, layers=layers)
@@ -160,6 +161,12 @@ class BbmCollector:
     def pass2_sinks(self) -> list[Sink]:
         """Sinks for the sampling pass."""
         return [self.product, self.text_bias]
+
+    def pair_by_timestep(self, steps: int) -> None:
+        """After an inversion pass 1 (timesteps ascending) and before the sampling pass 2 (descending):
+        re-key the stored start-token maps so the product pairs maps of the same timestep."""
+        last = steps - 1
+        self.image_maps.maps = {(last - i, layer): m for (i, layer), m in self.image_maps.maps.items()}
 
     def maps(self) -> BbmMaps:
         """The four streamed maps, float64 numpy."""

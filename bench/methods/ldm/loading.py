@@ -88,13 +88,21 @@ def _diffusers_class(kind: str):
     return {"unet": UNet2DConditionModel, "vae": AutoencoderKL}[kind]
 
 
-def _monai_unet(config: dict) -> nn.Module:
+def monai_unet(config: dict) -> nn.Module:
     """A MONAI U-Net on PyTorch's fused attention (SDPA) unless the config says otherwise: the capture
     hooks compute their own softmax on the layers and steps they read, every other attention stays fused.
     The flag adds no parameter, so checkpoints load the same."""
     from monai.networks.nets import DiffusionModelUNet
 
     return DiffusionModelUNet(**{"use_flash_attention": True, **config})
+
+
+def use_fused_attention(unet: nn.Module) -> None:
+    """Put every attention of a diffusers U-Net on the fused SDPA processor (MONAI U-Nets are built so)."""
+    if hasattr(unet, "set_attn_processor"):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        unet.set_attn_processor(AttnProcessor2_0())
 
 
 def _monai_autoencoder(config: dict) -> nn.Module:
@@ -191,7 +199,7 @@ def _random_models(settings: LdmSettings, seed: int) -> LoadedModels:
             vae = _diffusers_class("vae").from_config(_read_json(arch / "vae" / "config.json"))
             scheduler = diffusers_scheduler(_read_json(arch / "scheduler" / "scheduler_config.json"))
         else:
-            unet = _monai_unet(_read_json(arch / "unet.json"))
+            unet = monai_unet(_read_json(arch / "unet.json"))
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         text_model = _text_model(settings.text_encoder, text_config)
@@ -338,7 +346,7 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
         tok_folder = finder.files(settings.text, tok_names, "tokenizer")[0].path.parent
 
         if settings.model_format == "monai":
-            unet = _monai_unet(_read_json(arch / "unet.json"))
+            unet = monai_unet(_read_json(arch / "unet.json"))
             _load_state(unet, unet_file.path, "U-Net")
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
             _load_state(vae, vae_file.path, "autoencoder")
@@ -404,4 +412,5 @@ def checkpoint_records(models: LoadedModels) -> list[dict]:
 
 
 __all__ = ["CONFIG_DIR", "LoadedModels", "architecture_dir", "checkpoint_records", "cross_attention_dim",
-           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler", "snapshot_commit"]
+           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler", "monai_unet", "snapshot_commit",
+           "use_fused_attention"]

@@ -20,7 +20,6 @@ the batch it runs in.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,10 +30,11 @@ from ...errors import BenchError, SampleError
 from ...heatmap import Heatmap
 from ...samples import Sample
 from ..base import Method, RunContext
-from .aggregate import AttentionAggregator, BbmProduct, MapStore, upsample_nearest
+from .aggregate import AttentionAggregator
+from .bbm import BbmCollector, BbmMaps
 from .capture import CrossAttentionCapture
 from .layers import cross_attention_layers, select_layers
-from .loading import LoadedModels, checkpoint_records, load_models
+from .loading import LoadedModels, checkpoint_records, load_models, use_fused_attention
 from .postprocess import postprocess
 from .preprocess import crop_geometry, image_tensor, latent_source, posterior
 from .process import Conditioning, ProcessResult, UNetRunner, invert, noise_gt, sample, sample_generators
@@ -43,32 +43,14 @@ from .settings import LdmSettings, parse_settings
 from .steps import StepSelection
 from .tokens import select_tokens, word_weights
 
-
-@dataclass
-class BbmParts:
-    """Per-sample maps (samples, H, W) on the aggregation grid that Bimodal Bias Merging combines.
-
-    activation: pass-1 map of the selected tokens on the read steps (A, before min-max).
-    image_bias: pass-1 start-token maps, mean over every step and layer (P_img).
-    text_bias: pass-2 selected-token maps, mean over every step and layer (P_txt).
-    product: mean over (step, layer) of P_img @ mean_n P_txt_n (P_mult).
-    """
-
-    activation: torch.Tensor
-    image_bias: torch.Tensor
-    text_bias: torch.Tensor
-    product: torch.Tensor
-
-
-BbmMerge = Callable[[BbmParts, LdmSettings], torch.Tensor]
+#: merges the four streamed maps of `BbmCollector.maps()` (`BbmMaps`) into (samples, H, W) maps
+BbmMerge = Callable[[BbmMaps, LdmSettings], torch.Tensor]
 
 
 def default_bbm_merge() -> BbmMerge:
-    """The merge of `bench.methods.ldm.bbm` (`merge(parts, settings) -> (samples, H, W)`)."""
-    try:
-        from . import bbm
-    except ImportError:
-        raise BenchError("Bimodal Bias Merging is not available in this installation (bench.methods.ldm.bbm)") from None
+    """The merge of `bench.methods.ldm.bbm` (`merge(maps, settings) -> (samples, H, W)`)."""
+    from . import bbm
+
     return bbm.merge
 
 
@@ -105,11 +87,8 @@ class LdmMethod(Method):
         models.unet.to(self.device)
         models.vae.to(self.device)
         models.text.model.to(self.device)
-        if s.model_format == "diffusers":
-            # every attention on the fused SDPA processor; the capture swaps in its own only where it reads
-            from diffusers.models.attention_processor import AttnProcessor2_0
-
-            models.unet.set_attn_processor(AttnProcessor2_0())
+        # every attention on the fused SDPA path; the capture swaps in its own only where it reads
+        use_fused_attention(models.unet)
         self.schedule = NoiseSchedule.from_scheduler(models.scheduler)
         if s.timestep_spacing == "trailing":
             self.timesteps = trailing_timesteps(self.schedule.num_train_timesteps, s.num_inference_steps)
@@ -199,22 +178,14 @@ class LdmMethod(Method):
         n = len(seeds)
         grid = s.grid or None
         steps = s.step_selection()
-        activation = AttentionAggregator(n, tokens, half=s.read_half, per_map_minmax=s.per_map_minmax, grid=grid,
-                                         steps=steps)
-        sinks: list = [activation]
-        image_maps = None
-        if s.bbm:
-            image_maps = MapStore(n, half=s.read_half)
-            sinks.append(image_maps)
         generators = sample_generators(seeds, self.device)
-        first = self._run(s.process, sinks, mean, std, conditioning, generators,
-                          StepSelection.every() if s.bbm else steps)
-        evals = first.sample_evals
-        result = activation.result()
-        if s.bbm:
-            parts, second = self._bbm_pass(image_maps, tokens, seeds, conditioning, grid, result, mean.shape[1:])
-            evals += second.sample_evals
-            result = self.bbm_merge(parts, s)
+        if not s.bbm:
+            activation = AttentionAggregator(n, tokens, half=s.read_half, per_map_minmax=s.per_map_minmax,
+                                             grid=grid, steps=steps)
+            first = self._run(s.process, [activation], mean, std, conditioning, generators, steps)
+            result, evals = activation.result(), first.sample_evals
+        else:
+            result, evals = self._bbm(tokens, seeds, conditioning, grid, mean, std, generators)
         maps = [row.detach().cpu().double().numpy() for row in result]
         return maps, evals / n
 
@@ -240,24 +211,23 @@ class LdmMethod(Method):
             return sample(self.runner, self.schedule, shape, conditioning, timesteps, steps, generators, capture,
                           guidance=guidance, read_halves=halves, init_noise_sigma=sigma0, as_coded=s.as_coded)
 
-    def _bbm_pass(self, image_maps: MapStore, tokens: list, seeds: list[int], conditioning: Conditioning,
-                  grid: int | None, activation: torch.Tensor, latent_shape) -> tuple[BbmParts, ProcessResult]:
-        """Pass 2 (sampling from seeded noise with guidance) and the four maps BBM merges."""
+    def _bbm(self, tokens: list, seeds: list[int], conditioning: Conditioning, grid: int | None,
+             mean: torch.Tensor, std: torch.Tensor, generators: list[torch.Generator]) -> tuple[torch.Tensor, float]:
+        """Both BBM passes streamed into a `BbmCollector` (pass 1: the spec's process over every step;
+        pass 2: sampling from seeded noise with guidance), merged; and the sample-evals of both."""
         s = self.settings
         n = len(seeds)
-        product = BbmProduct(image_maps, n, tokens, grid=grid, half=s.read_half)
-        text_bias = AttentionAggregator(n, tokens, half=s.read_half, grid=grid)
-        generators = sample_generators([seed + 1 for seed in seeds], self.device)
-        if s.process == "invert":  # pair pass-1 and pass-2 maps of the same timestep
-            last = len(self.timesteps) - 1
-            image_maps.maps = {(last - i, layer): m for (i, layer), m in image_maps.maps.items()}
-        empty = torch.empty((n, *latent_shape), device=self.device)
-        second = self._run("sample", [product, text_bias], empty, empty, conditioning, generators,
-                           StepSelection.every(), guidance=s.bbm_guidance_scale)
-        size = tuple(activation.shape[-2:])
-        stored = [upsample_nearest(m.double(), size) for m in image_maps.maps.values()]
-        image_bias = torch.stack(stored).mean(0)
-        return BbmParts(activation, image_bias, text_bias.result(), product.result()), second
+        collector = BbmCollector(n, tokens, grid=grid, activation_steps=s.step_selection(), half=s.read_half,
+                                 per_map_minmax=s.per_map_minmax)
+        first = self._run(s.process, collector.pass1_sinks, mean, std, conditioning, generators,
+                          StepSelection.every())
+        if s.process == "invert":
+            collector.pair_by_timestep(len(self.timesteps))
+        empty = torch.empty((n, *mean.shape[1:]), device=self.device)
+        second = self._run("sample", collector.pass2_sinks, empty, empty, conditioning,
+                           sample_generators([seed + 1 for seed in seeds], self.device), StepSelection.every(),
+                           guidance=s.bbm_guidance_scale)
+        return self.bbm_merge(collector.maps(), s), first.sample_evals + second.sample_evals
 
     def provenance(self) -> dict:
         s = self.settings
@@ -281,4 +251,4 @@ class LdmMethod(Method):
         return record
 
 
-__all__ = ["BbmMerge", "BbmParts", "LdmMethod", "default_bbm_merge", "sample_seed"]
+__all__ = ["BbmMerge", "LdmMethod", "default_bbm_merge", "sample_seed"]
