@@ -98,10 +98,13 @@ def _block_up(m: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(np.repeat(m, size // m.shape[0], axis=0), size // m.shape[1], axis=1)
 
 
-def _sample_map(record: Record, half: str, sample_i: int, tokens: list[int] | None) -> np.ndarray:
-    """Head-mean, token-mean map of one sample in one half, the slow way."""
+def _sample_map(record: Record, half: str, sample_i: int, tokens) -> np.ndarray:
+    """Head-mean, token-mean map of one sample in one half, the slow way; `tokens` a list of positions
+    or a {position: weight} mapping (a weighted mean)."""
     row = record.layout.halves.index(half) * record.layout.samples + sample_i
     per_token = record.probs[row].mean(axis=0)  # (h, w, tokens)
+    if isinstance(tokens, dict):
+        return sum(w * per_token[..., t] for t, w in tokens.items()) / sum(tokens.values())
     chosen = list(range(per_token.shape[-1])) if tokens is None else list(tokens)
     if not chosen:
         return np.full(per_token.shape[:2], np.nan)
@@ -289,15 +292,19 @@ TOKEN_SETS = {
     "prompt": [[1, 2, 3, 4, 5]] * 3,
     "subset": [[1, 2, 3]] * 3,
     "per_sample": [[1], [2, 5], [0, 3, 4, 6]],
+    # equal weight per word, whatever its number of sub-tokens (Dombrowski's per-word mean)
+    "word_weighted": [{1: 1.0, 2: 0.5, 3: 0.5}, {2: 1.0}, {0: 1 / 3, 4: 1 / 3, 5: 1 / 3, 6: 1.0}],
 }
 
 
-@pytest.fixture(scope="module")
-def diffusers_noise_run(diffusers_unet):
-    """One noise_gt run (3 samples, both halves read, 3 steps, all 7 layers) feeding many aggregators."""
+@pytest.fixture(scope="module", params=["diffusers", "monai"])
+def diffusers_noise_run(request, diffusers_unet, monai_unet):
+    """One noise_gt run (3 samples, both halves read, 3 steps, all 7 layers) feeding many aggregators,
+    on the tiny diffusers U-Net and on the tiny MONAI one."""
+    unet, channels = (diffusers_unet, 4) if request.param == "diffusers" else (monai_unet, 3)
     schedule = NoiseSchedule.from_scheduler(_sd_scheduler())
     timesteps = scheduler_timesteps(_sd_scheduler(), 3)
-    layers = cross_attention_layers(diffusers_unet)
+    layers = cross_attention_layers(unet)
     native_layers = [layer.name for layer in layers if layer.resolution(LATENT) == (8, 8)]
     configs = {}
     for tokens_name, tokens in TOKEN_SETS.items():
@@ -316,9 +323,9 @@ def diffusers_noise_run(diffusers_unet):
         for key, cfg in configs.items()
     }
     recorder = Recorder()
-    clean = torch.randn(3, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(6))
-    with torch.no_grad(), CrossAttentionCapture(diffusers_unet, layers, [recorder, *aggregators.values()]) as cap:
-        noise_gt(UNetRunner(diffusers_unet), schedule, clean, _conditioning(3), timesteps, StepSelection.every(),
+    clean = torch.randn(3, channels, LATENT, LATENT, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), CrossAttentionCapture(unet, layers, [recorder, *aggregators.values()]) as cap:
+        noise_gt(UNetRunner(unet), schedule, clean, _conditioning(3), timesteps, StepSelection.every(),
                  sample_generators([1, 2, 3]), capture=cap, read_halves=("uncond", "cond"))
     return configs, aggregators, recorder
 
@@ -335,7 +342,9 @@ def test_streaming_aggregate_equals_brute_force(diffusers_noise_run):
         assert got.shape == expected.shape, key
         assert np.abs(got - expected).max() < 1e-6, key
     assert aggregators[("all", False, "cond", None)].result().shape == (3, 8, 8)
-    assert len(aggregators[("all", False, "cond", None)].read) == 3 * 4
+    native = configs[("all", False, "cond", None)]["layers"]
+    assert len(native) in (3, 4)  # the 8x8 layers: 3 of the MONAI U-Net, 4 of the diffusers one
+    assert len(aggregators[("all", False, "cond", None)].read) == 3 * len(native)
     assert len(aggregators["weighted"].read) == 2 * 7
 
 
@@ -349,7 +358,7 @@ def test_aggregate_variants_differ(diffusers_noise_run):
     assert torch.allclose(aggregators[("all", False, "cond", 16)].result(), torch.tensor(1 / TOKENS).double(),
                           atol=1e-6)
     keys = [("prompt", False, "cond", 16), ("subset", False, "cond", 16), ("per_sample", False, "cond", 16),
-            ("prompt", True, "cond", 16), ("prompt", False, "uncond", 16)]
+            ("prompt", True, "cond", 16), ("prompt", False, "uncond", 16), ("word_weighted", False, "cond", 16)]
     maps = [aggregators[k].result() for k in keys]
     for i in range(len(maps)):
         for j in range(i + 1, len(maps)):
