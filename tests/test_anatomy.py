@@ -227,10 +227,32 @@ TINY_MONAI = ["resize=64", "crop=64", "num_inference_steps=10", "steps=3:5", "gr
               'layers=["down_blocks.2.attentions.0", "middle_block.attention"]']
 
 
-def _run_anatomy(bench_cli, out: Path, *extra: str):
+def _run_anatomy(bench_cli, out: Path, *extra: str, method: str = "anatomy_ldm"):
     overrides = [x for item in [*TINY_MONAI, *extra] for x in ("--set", item)]
-    return bench_cli("run", "--method", "anatomy_ldm", "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
+    return bench_cli("run", "--method", method, "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
                      "--limit", "2", "--random-weights", "--out", out, *overrides)
+
+
+def test_anatomy_ldm_with_bbm_runs_both_passes(bench_cli, tmp_path):
+    from bench.heatmap import Heatmap
+
+    # the tiny U-Net's 2x2 maps are smaller than BBM's SSIM window: one line, nothing left behind
+    r = _run_anatomy(bench_cli, tmp_path / "small", method="anatomy_ldm+bbm")
+    assert r.code != 0 and "SSIM" in r.err and "params.grid" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "small").exists()
+    out = tmp_path / "bbm"
+    r = _run_anatomy(bench_cli, out, "grid=8", "bbm_guidance_scale=4.0", "token_weighting=word",
+                     method="anatomy_ldm+bbm")
+    assert r.code == 0, r.err
+    run = json.loads((out / "run.json").read_text())
+    assert run["provenance"]["bbm"] is True
+    assert run["config"]["method"]["params"]["bbm_guidance_scale"] == 4.0
+    for path in (out / "heatmaps").glob("*.npz"):
+        heatmap = Heatmap.load(path)
+        assert np.isfinite(heatmap.values).all() and heatmap.values.max() == pytest.approx(1.0)
+        # pass 1 inverts every one of the 10 steps (1 unconditional drive + 1 conditional read each),
+        # pass 2 samples 10 steps with guidance (both halves): 20 + 20
+        assert heatmap.meta["sample_evals"] == 40.0
 
 
 def test_anatomy_ldm_random_weights_end_to_end(bench_cli, tmp_path):

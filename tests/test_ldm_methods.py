@@ -302,6 +302,18 @@ def test_inversion_reads_only_what_it_needs() -> None:
                                 "middle_block.attention.transformer_blocks.0.attn2"]
 
 
+def test_bbm_on_a_method_without_guidance_adds_a_guided_sampling_pass() -> None:
+    """clip_ldm reads one conditional pass (guidance 1); +bbm adds pass 2 at the BBM guidance (both halves)."""
+    ds = _dataset()
+    method = _method("clip_ldm+bbm", batch_size=3)
+    maps = method.heatmaps(ds.samples(), ds)
+    # pass 1: 4 conditional re-noised steps, all read; pass 2: 4 sampling steps with both halves
+    assert [m.meta["sample_evals"] for m in maps] == [12.0, 12.0, 12.0]
+    assert all(m.values.shape == (8, 8) and np.isfinite(m.values).all() for m in maps)
+    plain = _method("clip_ldm", batch_size=3).heatmaps(ds.samples(), ds)
+    assert all(np.abs(a.values - b.values).max() > 1e-3 for a, b in zip(maps, plain))
+
+
 def test_bbm_on_an_inversion_method_pairs_steps_by_timestep() -> None:
     ds = _dataset()
     method = _method("ldm_frozen+bbm", ["resize=256", "crop=256"], batch_size=3)

@@ -31,7 +31,7 @@ from ...heatmap import Heatmap
 from ...samples import Sample
 from ..base import Method, RunContext
 from .aggregate import AttentionAggregator
-from .bbm import BbmCollector, BbmMaps
+from .bbm import SSIM_WINDOW, BbmCollector, BbmMaps
 from .capture import CrossAttentionCapture
 from .layers import cross_attention_layers, select_layers
 from .loading import LoadedModels, checkpoint_records, load_models, use_fused_attention
@@ -217,6 +217,10 @@ class LdmMethod(Method):
         pass 2: sampling from seeded noise with guidance), merged; and the sample-evals of both."""
         s = self.settings
         n = len(seeds)
+        side = s.grid or min(self.layers[0].resolution(tuple(mean.shape[-2:])))
+        if side < SSIM_WINDOW:
+            raise BenchError(f"adapters/{s.name}.toml: BBM compares maps with a {SSIM_WINDOW}x{SSIM_WINDOW} SSIM "
+                             f"window, but its maps are {side}x{side}; set params.grid to {SSIM_WINDOW} or more")
         collector = BbmCollector(n, tokens, grid=grid, activation_steps=s.step_selection(), half=s.read_half,
                                  per_map_minmax=s.per_map_minmax)
         first = self._run(s.process, collector.pass1_sinks, mean, std, conditioning, generators,
