@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -147,3 +148,21 @@ def test_training_script_rejects_bad_sizes(capsys: pytest.CaptureFixture) -> Non
         train_main(["--out", "x", "--size", "30"])
     assert exc.value.code == 2
     assert "--size must be a multiple of 4" in capsys.readouterr().err
+
+
+def test_bench_run_phantom_ldm_offline_writes_a_leaderboard_ready_run(bench_cli, tmp_path: Path) -> None:
+    """What a new user runs: the shipped weights, no download, a complete run directory with real weights."""
+    out = tmp_path / "run"
+    r = bench_cli("run", "--method", "phantom_ldm", "--dataset", "phantom", "-O", "n_test=8", "-O", "n_train=8",
+                  "--out", out)
+    assert r.code == 0, r.err
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["random_weights"] is False and run["skipped"] == []
+    assert run["provenance"]["sample_evals_per_sample"] == 10.0  # 10 re-noised steps, conditional half only
+    assert sorted(c["file"] for c in run["provenance"]["checkpoints"]) == [
+        "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors"]
+    assert {c["source"] for c in run["provenance"]["checkpoints"]} == {"package"}
+    samples = pd.read_csv(out / "samples.csv")
+    assert len(samples) == 8 and samples[["miou", "cnr", "auc_roc", "pointing_game"]].notna().all().all()
+    assert samples["auc_roc"].mean() > 0.6
