@@ -118,6 +118,73 @@ def test_token_strategies_on_bert_tokenizer(bert_tokenizer) -> None:
             == select_tokens("lexical", bert_tokenizer, "small left pleural effusion") == [1, 2, 3, 4])
 
 
+class _FakeSpacy:
+    """A stand-in for `spacy` whose pipeline tags by a word list: words split on spaces and hyphens,
+    "." and "-" punctuation; each parse is recorded."""
+
+    POS = {"left": "ADJ", "sided": "VERB", "pleural": "ADJ", "effusion": "NOUN", "small": "ADJ"}
+
+    def __init__(self, **pos: str) -> None:
+        self.pos = {**self.POS, **pos}
+        self.parsed: list[str] = []
+
+    def load(self, name: str):
+        if name != "en_core_sci_scibert":
+            raise OSError(f"[E050] Can't find model '{name}'")
+        return self.parse
+
+    def parse(self, text: str):
+        import re
+        from types import SimpleNamespace
+
+        self.parsed.append(text)
+        return [SimpleNamespace(text=m.group(), idx=m.start(), is_punct=m.group() in ".-",
+                                pos_=self.pos.get(m.group(), "DET" if m.group() not in ".-" else "PUNCT"))
+                for m in re.finditer(r"[a-z]+|[.-]", text)]
+
+
+def test_spacy_tagger_runs_the_published_procedure(bert_tokenizer, monkeypatch) -> None:
+    import sys
+
+    from bench.methods.ldm.lexicon import make_tagger
+
+    fake = _FakeSpacy()
+    monkeypatch.setitem(sys.modules, "spacy", fake)
+    tagger = make_tagger("spacy:en_core_sci_scibert")
+    phrase = "the left-sided pleural effusion."
+    words, kept = tagger(phrase)
+    # parsed, punctuation dropped, re-joined with spaces and parsed again
+    assert fake.parsed == [phrase, "the left sided pleural effusion"]
+    assert [(w.text, w.start, w.end) for w in words] == [("the", 0, 3), ("left", 4, 8), ("sided", 9, 14),
+                                                        ("pleural", 15, 22), ("effusion", 23, 31)]
+    assert kept == [1, 2, 3, 4]
+    # [CLS] the left - sided pleural effusion . [SEP]: first sub-token of each kept word
+    assert select_tokens("lexical", bert_tokenizer, phrase, tagger=tagger) == [2, 4, 5, 6]
+    with pytest.raises(BenchError, match="spaCy has no model 'en_core_sci_sm' installed"):
+        make_tagger("spacy:en_core_sci_sm")
+    monkeypatch.setitem(sys.modules, "spacy", None)  # not installed
+    with pytest.raises(BenchError, match="needs spaCy: pip install scispacy"):
+        make_tagger("spacy:en_core_sci_scibert")
+    with pytest.raises(BenchError, match="params.lexical_tagger 'scispacy' is not one of builtin, spacy:<model>"):
+        _method("cxrbert_ldm", ["lexical_tagger=scispacy"])
+
+
+def test_the_method_reads_the_tokens_its_tagger_keeps(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "spacy", _FakeSpacy())
+    ds = _dataset()
+    method = _method("cxrbert_ldm", ["lexical_tagger=spacy:en_core_sci_scibert"], batch_size=3)
+    maps = method.heatmaps(ds.samples()[:1], ds)
+    # "small left pleural effusion" with the tiny BERT vocabulary: every word is kept by the fake tagger
+    builtin = _method("cxrbert_ldm", batch_size=3).heatmaps(ds.samples()[:1], ds)
+    assert maps[0].meta["tokens"] == builtin[0].meta["tokens"] == [1, 2, 3, 4]
+    assert method.provenance()["lexical_tagger"] == "spacy:en_core_sci_scibert"
+    monkeypatch.setitem(sys.modules, "spacy", _FakeSpacy(small="DET"))
+    again = _method("cxrbert_ldm", ["lexical_tagger=spacy:en_core_sci_scibert"], batch_size=3)
+    assert again.heatmaps(ds.samples()[:1], ds)[0].meta["tokens"] == [2, 3, 4]
+
+
 def test_token_strategies_on_clip_tokenizer(clip_tokenizer) -> None:
     phrase = "left-sided pleural effusion."
     assert clip_tokenizer.convert_ids_to_tokens(clip_tokenizer(phrase)["input_ids"]) == [

@@ -34,6 +34,7 @@ from .aggregate import AttentionAggregator
 from .bbm import SSIM_WINDOW, BbmCollector, BbmMaps
 from .capture import CrossAttentionCapture
 from .layers import cross_attention_layers, select_layers
+from .lexicon import make_tagger
 from .loading import LoadedModels, checkpoint_records, load_models, use_fused_attention
 from .postprocess import postprocess
 from .preprocess import crop_geometry, image_tensor, latent_source, posterior
@@ -103,6 +104,7 @@ class LdmMethod(Method):
         if s.bbm and s.grid == 0 and len({layer.downsampling for layer in self.layers}) > 1:
             raise BenchError(f"adapters/{s.name}.toml: BBM over layers of several resolutions needs params.grid")
         self.runner = UNetRunner(models.unet)
+        self.tagger = make_tagger(s.lexical_tagger) if s.tokens == "lexical" else None
         self.models = models
         if s.bbm and self.bbm_merge is None:
             self.bbm_merge = default_bbm_merge()
@@ -124,7 +126,7 @@ class LdmMethod(Method):
         s = self.settings
         tokenizer = self.models.text.tokenizer
         tokens = select_tokens(s.tokens, tokenizer, prompt, sample.category, s.text_max_length,
-                               s.token_alignment, s.token_indices)
+                               s.token_alignment, s.token_indices, tagger=self.tagger)
         if not tokens:
             raise SampleError(sample.sample_id, f"token strategy {s.tokens!r} selects no token of {prompt!r}")
         if s.token_weighting == "word":
@@ -244,6 +246,7 @@ class LdmMethod(Method):
                                if self.models else None),
             "layers": [layer.name for layer in self.layers] if self.models else None,
             "tokens": s.tokens, "token_alignment": s.token_alignment, "bbm": s.bbm,
+            **({"lexical_tagger": s.lexical_tagger} if s.tokens == "lexical" else {}),
             "seed_policy": "crc32(spec seed:run seed:sample id) per sample", "spec_seed": s.seed,
             "run_seed": self.context.seed,
             "sample_evals_per_sample": float(np.mean(self.sample_evals)) if self.sample_evals else None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BenchError
+from .lexicon import spacy_model
 from .steps import StepSelection
 from .tokens import ALIGNMENTS, STRATEGIES, WEIGHTINGS
 
@@ -19,7 +20,7 @@ SPACINGS = ("scheduler", "trailing")
 HALVES = ("cond", "uncond", "cond_minus_uncond")
 #: fields a spec may leave out, with the value they then take
 OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False,
-            "bbm_guidance_scale": 16.0}
+            "bbm_guidance_scale": 16.0, "lexical_tagger": "builtin"}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
 
@@ -67,6 +68,7 @@ class LdmSettings:
     token_alignment: str
     token_indices: tuple[int, ...]
     token_weighting: str
+    lexical_tagger: str
     per_map_minmax: bool
     grid: int
     output_size: int
@@ -184,6 +186,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         token_alignment=need("token_alignment", str, ALIGNMENTS),
         token_indices=tuple(int(i) for i in need("token_indices", list)),
         token_weighting=need("token_weighting", str, WEIGHTINGS),
+        lexical_tagger=need("lexical_tagger", str),
         per_map_minmax=need("per_map_minmax", bool),
         grid=need("grid", int),
         output_size=need("output_size", int),
@@ -211,6 +214,10 @@ def parse_settings(spec: dict) -> LdmSettings:
         raise BenchError(f"{source}: params.grid and params.output_size must be 0 (native) or positive")
     if not any(isinstance(x, (int, str)) and not isinstance(x, bool) for x in settings.layers) and settings.layers:
         raise BenchError(f"{source}: params.layers must list layer names or indices")
+    try:
+        spacy_model(settings.lexical_tagger)
+    except BenchError as exc:
+        raise BenchError(f"{source}: params.{exc}") from None
     if "{phrase}" not in settings.prompt:
         raise BenchError(f"{source}: params.prompt must contain {{phrase}}")
     settings.step_selection()

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import BenchError
-from .lexicon import content_words
+from .lexicon import Tagger, content_words
 
 STRATEGIES = ("all", "keywords", "lexical", "start", "indices")
 ALIGNMENTS = ("offsets", "legacy")
@@ -90,9 +90,11 @@ def legacy_word_starts(tokenizer, text: str) -> list[int]:
     return [1, *(np.cumsum(counts) + 1).tolist()]
 
 
-def lexical_positions(tokenizer, text: str, max_length: int, alignment: str = "offsets") -> list[int]:
-    """First sub-token of every content word, aligned by offsets or by the published legacy indexing."""
-    words, kept = content_words(text)
+def lexical_positions(tokenizer, text: str, max_length: int, alignment: str = "offsets",
+                      tagger: Tagger | None = None) -> list[int]:
+    """First sub-token of every content word (`tagger`, default the built-in rule), aligned by offsets
+    or by the published legacy indexing."""
+    words, kept = (tagger or content_words)(text)
     if alignment == "legacy":
         starts = legacy_word_starts(tokenizer, text)
         chosen = {starts[i] for i in kept if i < len(starts)}
@@ -128,14 +130,15 @@ def word_weights(tokenizer, text: str, positions: Sequence[int], max_length: int
 
 def select_tokens(strategy: str, tokenizer, text: str, category: str = "", max_length: int = 77,
                   alignment: str = "offsets", indices: Sequence[int] = (),
-                  keywords: dict[str, Sequence[str]] | None = None) -> list[int]:
-    """Context positions of `text` that `strategy` averages (may be empty: no token qualifies)."""
+                  keywords: dict[str, Sequence[str]] | None = None, tagger: Tagger | None = None) -> list[int]:
+    """Context positions of `text` that `strategy` averages (may be empty: no token qualifies);
+    `tagger` finds the content words of `lexical` (default: the built-in rule)."""
     if strategy == "all":
         return non_special_positions(tokenizer, text, max_length)
     if strategy == "keywords":
         return keyword_positions(tokenizer, text, category, max_length, keywords)
     if strategy == "lexical":
-        return lexical_positions(tokenizer, text, max_length, alignment)
+        return lexical_positions(tokenizer, text, max_length, alignment, tagger)
     if strategy == "start":
         return [0]
     if strategy == "indices":
