@@ -193,3 +193,17 @@ def test_shard_skips_carry_into_the_merge(bench_cli, tmp_path: Path) -> None:
     merged = json.loads((sharded / "run.json").read_text())
     assert len(whole["skipped"]) == 1 and merged["skipped"] == whole["skipped"]
     assert (sharded / "samples.csv").read_bytes() == (tmp_path / "whole" / "samples.csv").read_bytes()
+
+
+def test_each_launched_process_takes_its_own_gpu(monkeypatch) -> None:
+    from bench.shards import Launch, launch_from_env, process_device
+
+    for name in LAUNCH_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the second GPU of the second machine
+    launch = launch_from_env()
+    assert launch == Launch(rank=3, world_size=4, local_rank=1)
+    assert process_device("cuda", launch) == "cuda:1"
+    assert process_device("cuda:0", launch) == "cuda:0" and process_device("cpu", launch) == "cpu"
