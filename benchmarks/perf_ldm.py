@@ -14,7 +14,8 @@ clip_ldm):
    same, since maps are aggregated as they stream). On CUDA: torch.cuda.max_memory_allocated above
    the allocation before the loop. On the CPU: peak resident set size above the one before the loop,
    sampled every millisecond in a fresh process per measurement (so freed memory of an earlier
-   measurement cannot hide a peak); on the CPU only the tiny U-Nets are measured unless --real-memory.
+   measurement cannot hide a peak), with glibc's mmap threshold fixed (otherwise heap fragmentation,
+   not live memory, sets the peak); on the CPU only the tiny U-Nets are measured unless --real-memory.
 
 U-Nets: tiny ones (a few layers, the real 64x64 latent and 77 tokens) and real-size ones (the SD-1.5
 and SD-2 UNet2DConditionModel configurations and the MONAI CXR LDM one from bench/methods/ldm_config,
@@ -360,9 +361,16 @@ def memory_child(name: str, size: str, steps: int, device: str) -> None:
     print(json.dumps({"bytes": peak_memory(setup, steps)}))
 
 
+#: glibc raises its mmap threshold after the first large free, so later large temporaries come from the
+#: heap, where the small maps a loop keeps pin their pages; a fixed threshold (and trim) hands every
+#: freed large block back, so the RSS follows the memory that is live
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+
 def memory_in_fresh_process(name: str, size: str, steps: int, device: str) -> int:
     cmd = [sys.executable, __file__, "--memory-child", f"{name},{size},{steps}", "--device", device]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = {**os.environ, **MALLOC_ENV}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return int(json.loads(out.strip().splitlines()[-1])["bytes"])
 
 
@@ -450,7 +458,8 @@ def main() -> None:
     table("Capture overhead: the method's loop with capture and aggregation against plain forwards (median s)",
           ["unet", "method", "layers", "steps", "repeats", "plain", "capture", "ratio", "< 1.15"], timing_rows)
     how = ("torch.cuda.max_memory_allocated above the allocation before the loop" if cuda else
-           "peak RSS above the RSS before the loop, sampled every 1 ms, one fresh process per cell")
+           "peak RSS above the RSS before the loop, sampled every 1 ms, one fresh process per cell, "
+           "glibc mmap threshold 64 KiB")
     if memory_rows:
         table(f"Peak memory per sample of the capturing loop, MiB ({how})",
               ["unet", "method", "10 steps", "50 steps", "difference", "per extra step"], memory_rows)
