@@ -454,6 +454,7 @@ def main() -> None:
                 at50 = memory_in_fresh_process(m.name, size, 50, args.device)
             memory_rows.append([size, m.name, mib(at10), mib(at50), f"{(at50 - at10) / 2**20:+.1f}",
                                 f"{(at50 - at10) / 40 / 2**20:+.2f}"])
+            print(f"  {m.name}: peak {mib(at10)} MiB at 10 read steps, {mib(at50)} MiB at 50", flush=True)
 
     table("Capture overhead: the method's loop with capture and aggregation against plain forwards (median s)",
           ["unet", "method", "layers", "steps", "repeats", "plain", "capture", "ratio", "< 1.15"], timing_rows)
