@@ -25,9 +25,9 @@ METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
 #: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
 #: `distance` (centre of the mask's bounding rectangle to the centre of the GT's, NaN for samples with several
 #: boxes) is averaged over the samples that have a value.
+MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "distance")
 #: metrics where a smaller value is better (every other metric: larger is better)
 LOWER_IS_BETTER = ("distance",)
-MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "distance")
 FLOAT32_MAX = 3.4028234663852886e38
 
 _CHOICES: dict[str, tuple[str, ...]] = {

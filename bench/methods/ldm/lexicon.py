@@ -116,5 +116,4 @@ def make_tagger(name: str) -> Tagger:
 
 
 __all__ = ["CONTENT_POS", "FUNCTION_WORDS", "SpacyTagger", "TAGGERS", "Tagger", "Word", "content_words",
-           "is_content_word", "make_tagger", "spacy_model",
-           "split_words"]
+           "is_content_word", "make_tagger", "spacy_model", "split_words"]

@@ -187,7 +187,7 @@ class LdmMethod(Method):
             first = self._run(s.process, [activation], mean, std, conditioning, generators, steps)
             result, evals = activation.result(), first.sample_evals
         else:
-            result, evals = self._bbm(tokens, seeds, conditioning, grid, mean, std, generators)
+            result, evals = self._bbm(tokens, seeds, conditioning, grid, steps, mean, std, generators)
         maps = [row.detach().cpu().double().numpy() for row in result]
         return maps, evals / n
 
@@ -214,7 +214,8 @@ class LdmMethod(Method):
                           guidance=guidance, read_halves=halves, init_noise_sigma=sigma0, as_coded=s.as_coded)
 
     def _bbm(self, tokens: list, seeds: list[int], conditioning: Conditioning, grid: int | None,
-             mean: torch.Tensor, std: torch.Tensor, generators: list[torch.Generator]) -> tuple[torch.Tensor, float]:
+             steps: StepSelection, mean: torch.Tensor, std: torch.Tensor,
+             generators: list[torch.Generator]) -> tuple[torch.Tensor, float]:
         """Both BBM passes streamed into a `BbmCollector` (pass 1: the spec's process over every step;
         pass 2: sampling from seeded noise with guidance), merged; and the sample-evals of both."""
         s = self.settings
@@ -223,7 +224,7 @@ class LdmMethod(Method):
         if side < SSIM_WINDOW:
             raise BenchError(f"adapters/{s.name}.toml: BBM compares maps with a {SSIM_WINDOW}x{SSIM_WINDOW} SSIM "
                              f"window, but its maps are {side}x{side}; set params.grid to {SSIM_WINDOW} or more")
-        collector = BbmCollector(n, tokens, grid=grid, activation_steps=s.step_selection(), half=s.read_half,
+        collector = BbmCollector(n, tokens, grid=grid, activation_steps=steps, half=s.read_half,
                                  per_map_minmax=s.per_map_minmax)
         first = self._run(s.process, collector.pass1_sinks, mean, std, conditioning, generators,
                           StepSelection.every())
