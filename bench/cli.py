@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import BenchError
+from .core.errors import BenchError
 
 app = typer.Typer(
     add_completion=False,
@@ -34,10 +34,10 @@ def _options(items: List[str]) -> dict[str, str]:
 @app.command("list")
 def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocols")) -> None:
     """List the registered methods, datasets or protocols with a one-line description."""
-    from .report import print_table
+    from .reporting.report import print_table
 
     if what == "methods":
-        from .method_specs import load_method_spec, method_names
+        from .methods.specs import load_method_spec, method_names
 
         rows = [[n, load_method_spec(n).get("kind", "method"), load_method_spec(n)["description"]] for n in method_names()]
         print_table("methods", ["name", "kind", "description"], rows, wrap_last=True)
@@ -47,7 +47,7 @@ def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocol
         rows = [[n, dataset_class(n).description] for n in sorted(DATASETS)]
         print_table("datasets", ["name", "description"], rows, wrap_last=True)
     elif what == "protocols":
-        from .protocols import load_protocol, protocol_names
+        from .evaluation.protocols import load_protocol, protocol_names
 
         protocols = [load_protocol(n) for n in protocol_names()]
         rows = [[p.name, f"{p.description}\nreproduces: {p.reproduces}"] for p in protocols]
@@ -66,7 +66,7 @@ def dataset_cmd(
     """Write the dataset's sample list: sample_id, image_path, width, height, category, phrase, boxes, split."""
     import pandas as pd
 
-    from . import atomic
+    from .core import atomic
     from .datasets import get_dataset
 
     ds = get_dataset(name, data_root, _options(option))
@@ -108,8 +108,8 @@ def run_cmd(
     recomputing them. Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) each process takes the
     shard of its rank and its own GPU for --device cuda, and the main process merges when all are done.
     """
-    from .runner import RunRequest, ShardResult, run
-    from .shards import parse_shard
+    from .running.runner import RunRequest, ShardResult, run
+    from .running.shards import parse_shard
 
     result = run(RunRequest(method=method, dataset=dataset, protocol=protocol, data_root=data_root,
                             dataset_options=_options(option), out=out, limit=limit, device=device,
@@ -126,8 +126,8 @@ def run_cmd(
 
 
 def _report(result, title: str) -> None:
-    from .protocols import Protocol
-    from .report import print_summary
+    from .evaluation.protocols import Protocol
+    from .reporting.report import print_summary
 
     protocol = Protocol.from_dict(result.record["protocol"])
     if result.record.get("random_weights"):
@@ -150,7 +150,7 @@ def score_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
 ) -> None:
     """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run)."""
-    from .runner import score_folder
+    from .running.runner import score_folder
 
     result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad)
     _report(result, f"{result.record['method']} on {dataset} ({protocol} protocol)")
@@ -168,12 +168,12 @@ def compare_cmd(
 
     With --protocols: the runs' stored heatmaps under each protocol, per pathology, with ranks.
     """
-    from . import atomic
-    from .compare import compare_runs
-    from .report import format_ci, headline_metrics, print_table
+    from .core import atomic
+    from .reporting.compare import compare_runs
+    from .reporting.report import format_ci, headline_metrics, print_table
 
     if protocols is not None:
-        from .sensitivity import compare_protocols
+        from .reporting.sensitivity import compare_protocols
 
         compare_protocols(runs, protocols, metric or None, group, out)
         return
@@ -211,10 +211,10 @@ def leaderboard_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
 ) -> None:
     """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder."""
-    from . import leaderboard
+    from .leaderboard import build as leaderboard
 
     if add is not None:
-        from .leaderboard_results import add_run
+        from .leaderboard.results import add_run
 
         entry = add_run(add, results, name)
         note = "" if (entry / "example.npz").is_file() else " (no example map: its heatmaps or images are not at hand)"

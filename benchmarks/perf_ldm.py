@@ -96,7 +96,7 @@ def methods_from_specs() -> list[MethodConfig]:
     out = []
     for m in DEFAULT_METHODS:
         try:
-            from bench.method_specs import load_method_spec
+            from bench.methods.specs import load_method_spec
 
             p = load_method_spec(m.name)["params"]
         except Exception:  # the spec is not there: keep the published configuration

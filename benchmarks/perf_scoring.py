@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pandas as pd
 
+from bench.core.geometry import Geometry
+from bench.core.heatmap import Heatmap
 from bench.datasets import get_dataset
-from bench.geometry import Geometry
-from bench.heatmap import Heatmap
-from bench.protocols import load_protocol
-from bench.scoring import score_cells, score_dense
-from bench.stats import summarise
+from bench.evaluation.protocols import load_protocol
+from bench.evaluation.scoring import score_cells, score_dense
+from bench.evaluation.stats import summarise
 
 
 def main() -> None:

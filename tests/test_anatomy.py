@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.methods.ldm.anatomy import (
     Codebook,
     build_prompt,
@@ -234,7 +234,7 @@ def _run_anatomy(bench_cli, out: Path, *extra: str, method: str = "anatomy_ldm")
 
 
 def test_anatomy_ldm_with_bbm_runs_both_passes(bench_cli, tmp_path):
-    from bench.heatmap import Heatmap
+    from bench.core.heatmap import Heatmap
 
     # the tiny U-Net's 2x2 maps are smaller than BBM's SSIM window: one line, nothing left behind
     r = _run_anatomy(bench_cli, tmp_path / "small", method="anatomy_ldm+bbm")
@@ -256,7 +256,7 @@ def test_anatomy_ldm_with_bbm_runs_both_passes(bench_cli, tmp_path):
 
 
 def test_anatomy_ldm_random_weights_end_to_end(bench_cli, tmp_path):
-    from bench.heatmap import Heatmap
+    from bench.core.heatmap import Heatmap
 
     parsed, explicit = tmp_path / "parsed", tmp_path / "explicit"
     r = _run_anatomy(bench_cli, parsed)
@@ -306,10 +306,10 @@ def test_anatomy_ldm_rejects_unknown_options(bench_cli, tmp_path):
 
 
 def test_location_precedence_spec_then_sample_then_phrase():
-    from bench.errors import SampleError
-    from bench.method_specs import apply_overrides, load_method_spec
+    from bench.core.errors import SampleError
+    from bench.core.samples import Sample
     from bench.methods import RunContext, backend_class
-    from bench.samples import Sample
+    from bench.methods.specs import apply_overrides, load_method_spec
 
     def method(*overrides):
         spec = apply_overrides(load_method_spec("anatomy_ldm"), list(overrides))

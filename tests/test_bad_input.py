@@ -89,8 +89,8 @@ def test_missing_data_root(bench_cli, tmp_path: Path, monkeypatch) -> None:
 
 
 def test_unreadable_image_is_a_sample_error(tmp_path: Path) -> None:
-    from bench.errors import SampleError
-    from bench.images import read_grayscale
+    from bench.core.errors import SampleError
+    from bench.datasets.images import read_grayscale
 
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not an image")

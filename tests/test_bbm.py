@@ -225,7 +225,7 @@ TINY_CXRBERT = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "g
 
 
 def test_cxrbert_ldm_bbm_random_weights_end_to_end(bench_cli, tmp_path):
-    from bench.heatmap import Heatmap
+    from bench.core.heatmap import Heatmap
 
     out = tmp_path / "run"
     overrides = [x for item in TINY_CXRBERT for x in ("--set", item)]
@@ -245,9 +245,9 @@ def test_cxrbert_ldm_bbm_random_weights_end_to_end(bench_cli, tmp_path):
 
 def test_ldm_backend_merges_the_streamed_parts_with_this_merge(tmp_path, monkeypatch):
     from bench.datasets.phantom import PhantomDataset
-    from bench.method_specs import apply_overrides, load_method_spec
     from bench.methods import RunContext, backend_class
     from bench.methods.ldm import bbm
+    from bench.methods.specs import apply_overrides, load_method_spec
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     spec = apply_overrides(load_method_spec("cxrbert_ldm+bbm"), TINY_CXRBERT)

@@ -14,15 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.core.errors import BenchError, SampleError
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
 from bench.datasets.base import Dataset
-from bench.errors import BenchError, SampleError
-from bench.heatmap import Heatmap
-from bench.method_specs import load_method_spec
+from bench.evaluation.resample import to_original
 from bench.methods import RunContext, backend_class
 from bench.methods.biovil import CONFIG_DIR, BioVilMethod
-from bench.resample import to_original
-from bench.samples import Sample
-from bench.weights import file_sha256, resolve_files
+from bench.methods.specs import load_method_spec
+from bench.methods.weights import file_sha256, resolve_files
 
 from health_multimodal.image.data.transforms import create_chest_xray_transform_for_inference  # isort: skip
 from health_multimodal.image.inference_engine import ImageInferenceEngine  # isort: skip

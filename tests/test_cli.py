@@ -129,8 +129,8 @@ def test_score_rescores_a_run_and_user_npy(bench_cli, tmp_path: Path) -> None:
     b = pd.read_csv(tmp_path / "re" / "samples.csv")
     pd.testing.assert_frame_equal(a, b)
     # the same maps as original-size .npy files (what a user brings) score the same
-    from bench.heatmap import Heatmap
-    from bench.resample import to_original
+    from bench.core.heatmap import Heatmap
+    from bench.evaluation.resample import to_original
 
     user = tmp_path / "user"
     user.mkdir()
@@ -149,7 +149,7 @@ def test_score_bad_heatmap_error_and_skip(bench_cli, tmp_path: Path) -> None:
     shutil.copytree(out / "heatmaps", user)
     victim = sorted(user.glob("*.npz"))[3]
     sid = victim.stem
-    from bench.heatmap import Heatmap
+    from bench.core.heatmap import Heatmap
 
     hm = Heatmap.load(victim)
     hm.values[0, 0] = np.inf
@@ -223,9 +223,9 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
 def test_box_prior_leaves_an_evaluated_train_sample_out_of_its_own_prior() -> None:
     """Under a protocol that scores every split, a train sample's prior is the mean of the *other* train
     masks of its category; a test sample's is the mean of all of them (4 x 4 grid, 8 x 8 images)."""
-    from bench.method_specs import load_method_spec
+    from bench.core.samples import Sample
     from bench.methods import RunContext, backend_class
-    from bench.samples import Sample
+    from bench.methods.specs import load_method_spec
 
     def s(sid: str, split: str, box: tuple) -> Sample:
         return Sample(sid, "x.png", 8, 8, "c", "p", (box,), split)

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError, SampleError
+from bench.core.geometry import box_mask
+from bench.core.samples import validate_sample
 from bench.datasets import get_dataset
 from bench.datasets.chestxray14 import ChestXray14Dataset
 from bench.datasets.ms_cxr import MsCxrDataset
 from bench.datasets.phantom import CATEGORIES, PhantomDataset, flip_side, phrase_for
-from bench.errors import BenchError, SampleError
-from bench.geometry import box_mask
-from bench.samples import validate_sample
 
 NIH_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih-cxr14-bbox"
 

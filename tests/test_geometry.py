@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.geometry import Geometry, box_mask, box_pixel_range, nearest_index
-from bench.heatmap import Heatmap
-from bench.resample import bilinear_resize, to_original
+from bench.core.geometry import Geometry, box_mask, box_pixel_range, nearest_index
+from bench.core.heatmap import Heatmap
+from bench.evaluation.resample import bilinear_resize, to_original
 
 
 def test_nearest_index_matches_torch_float32() -> None:

@@ -16,10 +16,10 @@ import pytest
 import torch
 from tiny_unets import one_thread  # noqa: F401
 
+from bench.core.errors import BenchError
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
 from bench.datasets.base import Dataset
-from bench.errors import BenchError
-from bench.heatmap import Heatmap
-from bench.method_specs import apply_overrides, load_method_spec, method_names
 from bench.methods import RunContext, backend_class
 from bench.methods.ldm import scheduler_timesteps, trailing_timesteps
 from bench.methods.ldm.aggregate import TokenSelection
@@ -28,7 +28,7 @@ from bench.methods.ldm.loading import CONFIG_DIR, diffusers_scheduler
 from bench.methods.ldm.method import LdmMethod, sample_seed
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
 from bench.methods.ldm.tokens import legacy_word_starts, select_tokens, word_weights
-from bench.samples import Sample
+from bench.methods.specs import apply_overrides, load_method_spec, method_names
 
 TINY_SD = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "grid=8", "architecture=tiny_sd"]
 TINY = {

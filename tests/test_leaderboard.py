@@ -12,9 +12,9 @@ import pytest
 from conftest import SMALL_PHANTOM
 from test_reported import GOOD, write_rows
 
-from bench.protocols import load_protocol
-from bench.rundir import RunDir
-from bench.stats import summarise
+from bench.evaluation.protocols import load_protocol
+from bench.evaluation.stats import summarise
+from bench.running.rundir import RunDir
 
 PROTOCOL = dataclasses.replace(load_protocol("default"), bootstrap_resamples=200)
 # per-sample value of every metric column: category means are hand-checkable
@@ -51,8 +51,8 @@ def make_run(root: Path, method: str, values: dict[str, list[float]], protocol=P
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """results/ with two methods on chestx-ray14, reported/ with two rows, leaderboards/ built once."""
-    from bench import leaderboard
-    from bench.leaderboard_results import add_run
+    from bench.leaderboard import build as leaderboard
+    from bench.leaderboard.results import add_run
 
     root = tmp_path_factory.mktemp("board")
     (root / "reported").mkdir()
@@ -219,8 +219,8 @@ def test_a_phantom_run_enters_with_its_example_overlay(tmp_path: Path, bench_cli
 
 
 def test_a_metric_undefined_on_a_category_shows_a_dash_and_its_own_count(tmp_path: Path) -> None:
-    from bench import leaderboard
-    from bench.leaderboard_results import add_run
+    from bench.leaderboard import build as leaderboard
+    from bench.leaderboard.results import add_run
 
     nutzel = dataclasses.replace(load_protocol("nutzel2025"), bootstrap_resamples=200)
     add_run(make_run(tmp_path / "runs" / "good", "good", GOOD_RUN, nutzel, ("effusion", "distance")),

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench import metrics as dense
-from bench.geometry import Geometry, box_mask
-from bench.heatmap import Heatmap
-from bench.protocols import Protocol
-from bench.samples import Sample
-from bench.scoring import score_cells, score_dense
+from bench.core.geometry import Geometry, box_mask
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
+from bench.evaluation import metrics as dense
+from bench.evaluation.protocols import Protocol
+from bench.evaluation.scoring import score_cells, score_dense
 
 DEFAULT = Protocol(name="t")
 

@@ -10,19 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import metrics as dense
-from bench import scoring
-from bench.crop_grid import CropSpace, gt_mask
-from bench.errors import BenchError
-from bench.geometry import Geometry
-from bench.gmm_mask import PreviousMask
-from bench.heatmap import Heatmap
-from bench.protocols import FLOAT32_MAX, Protocol, load_protocol, protocol_from_toml, protocol_names
-from bench.rundir import RunDir
-from bench.runner import score_all
-from bench.samples import Sample
-from bench.scoring import ExcludedSample, score, score_cells, score_dense, select_samples
-from bench.stats import group_means, summarise
+from bench.core.errors import BenchError
+from bench.core.geometry import Geometry
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
+from bench.evaluation import metrics as dense
+from bench.evaluation import scoring
+from bench.evaluation.crop_grid import CropSpace, gt_mask
+from bench.evaluation.gmm_mask import PreviousMask
+from bench.evaluation.protocols import (
+    FLOAT32_MAX,
+    Protocol,
+    load_protocol,
+    protocol_from_toml,
+    protocol_names,
+)
+from bench.evaluation.scoring import ExcludedSample, score, score_cells, score_dense, select_samples
+from bench.evaluation.stats import group_means, summarise
+from bench.running.rundir import RunDir
+from bench.running.runner import score_all
 
 PAPERS = ("vilouras2024", "vilouras2025", "nutzel2025", "dombrowski2024", "dombrowski2024_filtered")
 

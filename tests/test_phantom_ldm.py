@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from bench.datasets.phantom import PhantomDataset, flip_side
-from bench.method_specs import apply_overrides, load_method_spec
+from bench.evaluation.protocols import load_protocol
+from bench.evaluation.scoring import score
 from bench.methods import RunContext, backend_class
 from bench.methods.ldm.phantom_train import main as train_main
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
-from bench.protocols import load_protocol
-from bench.scoring import score
+from bench.methods.specs import apply_overrides, load_method_spec
 
 MODEL_DIR = METHODS_DIR / "phantom_ldm"
 N_TEST = 24  # 3 per category

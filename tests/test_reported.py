@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from bench.reported import COLUMNS, known_metric, load_reported, read_reported_file
+from bench.core.errors import BenchError
+from bench.reporting.reported import COLUMNS, known_metric, load_reported, read_reported_file
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = {

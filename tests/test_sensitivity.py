@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.geometry import Geometry
-from bench.heatmap import Heatmap
+from bench.core.geometry import Geometry
+from bench.core.heatmap import Heatmap
 
 PHANTOM = ["-O", "n_test=8", "-O", "n_train=0"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.heatmap import Heatmap
-from bench.samples import Sample
-from bench.shards import Shard, parse_shard, select
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
+from bench.running.shards import Shard, parse_shard, select
 
 PHANTOM = ["--dataset", "phantom", "-O", "n_test=10", "-O", "n_train=4"]
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -196,7 +196,7 @@ def test_shard_skips_carry_into_the_merge(bench_cli, tmp_path: Path) -> None:
 
 
 def test_each_launched_process_takes_its_own_gpu(monkeypatch) -> None:
-    from bench.shards import Launch, launch_from_env, process_device
+    from bench.running.shards import Launch, launch_from_env, process_device
 
     for name in LAUNCH_VARS:
         monkeypatch.delenv(name, raising=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import Resampler, _summarise_present, group_means, paired_difference, summarise
+from bench.evaluation.stats import Resampler, _summarise_present, group_means, paired_difference, summarise
 
 
 def _table() -> pd.DataFrame:

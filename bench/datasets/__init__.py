@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from ..registry import resolve
+from ..core.registry import resolve
 from .base import Dataset
 
 DATASETS: dict[str, str] = {

@@ -8,9 +8,9 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import BenchError
-from ..images import read_grayscale
-from ..samples import Sample
+from ..core.errors import BenchError
+from ..core.samples import Sample
+from .images import read_grayscale
 
 
 class Dataset(ABC):

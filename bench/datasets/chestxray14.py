@@ -15,8 +15,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..errors import BenchError
-from ..samples import Box, Sample
+from ..core.errors import BenchError
+from ..core.samples import Box, Sample
 from .base import Dataset
 
 CSV_NAME = "BBox_List_2017.csv"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import BenchError
-from ..samples import Box, Sample
+from ..core.errors import BenchError
+from ..core.samples import Box, Sample
 from .base import Dataset
 
 COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")

@@ -21,9 +21,9 @@ from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 
-from .. import atomic
-from ..errors import BenchError
-from ..samples import Box, Sample
+from ..core import atomic
+from ..core.errors import BenchError
+from ..core.samples import Box, Sample
 from .base import Dataset
 
 CATEGORIES = ("atelectasis", "cardiomegaly", "consolidation", "edema", "lung opacity", "pleural effusion",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..registry import resolve
+from ..core.registry import resolve
 from .base import Method, RunContext
 
 BACKENDS: dict[str, str] = {

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.heatmap import Heatmap
+from ..core.samples import Sample
 from ..datasets.base import Dataset
-from ..heatmap import Heatmap
-from ..samples import Sample
 
 
 @dataclass

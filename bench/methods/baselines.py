@@ -7,10 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.geometry import Geometry, box_mask
+from ..core.heatmap import Heatmap
+from ..core.samples import Sample
 from ..datasets.base import Dataset
-from ..geometry import Geometry, box_mask
-from ..heatmap import Heatmap
-from ..samples import Sample
 from .base import Method
 
 

@@ -21,13 +21,13 @@ from PIL import Image
 from scipy import ndimage
 from transformers.utils import logging as hf_logging
 
+from ..core.errors import BenchError, SampleError
+from ..core.geometry import Geometry
+from ..core.heatmap import Heatmap
+from ..core.samples import Sample
 from ..datasets.base import Dataset
-from ..errors import BenchError, SampleError
-from ..geometry import Geometry
-from ..heatmap import Heatmap
-from ..samples import Sample
-from ..weights import WeightFile, resolve_files
 from .base import Method, RunContext
+from .weights import WeightFile, resolve_files
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # hi-ml imports timm.models.layers

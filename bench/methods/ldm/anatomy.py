@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import tomllib
 import torch
 
-from ...errors import BenchError
+from ...core.errors import BenchError
 
 LOCATIONS_FILE = Path(__file__).resolve().parent / "anatomy_locations.toml"
 SIDED_REGIONS = frozenset({"lung", "upper", "mid", "lower", "apical", "hilar", "costophrenic", "hemidiaphragm",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...core.errors import BenchError, SampleError
+from ...core.samples import Sample
 from ...datasets.base import Dataset
-from ...errors import BenchError, SampleError
-from ...samples import Sample
 from ..base import RunContext
 from .anatomy import (
     build_prompt,

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ...errors import BenchError
+from ...core.errors import BenchError
 
 FUNCTION_WORDS = frozenset("""
 a an the this that these those some any each every all both either neither no another such

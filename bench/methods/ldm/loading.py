@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import BenchError
-from ...weights import WeightFile, file_sha256, resolve_files
+from ...core.errors import BenchError
+from ..weights import WeightFile, file_sha256, resolve_files
 from .settings import METHODS_DIR, Component, LdmSettings
 from .textenc import TextEncoder
 

@@ -25,10 +25,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...core.errors import BenchError, SampleError
+from ...core.heatmap import Heatmap
+from ...core.samples import Sample
 from ...datasets.base import Dataset
-from ...errors import BenchError, SampleError
-from ...heatmap import Heatmap
-from ...samples import Sample
 from ..base import Method, RunContext
 from .aggregate import AttentionAggregator
 from .bbm import SSIM_WINDOW, BbmCollector, BbmMaps

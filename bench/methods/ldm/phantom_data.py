@@ -15,9 +15,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ... import atomic
+from ...core import atomic
+from ...core.geometry import box_mask
 from ...datasets.phantom import CATEGORIES, PhantomDataset, phrase_for, sizes_for
-from ...geometry import box_mask
 from .preprocess import image_tensor
 
 SIDES = ("right", "left")

@@ -15,7 +15,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from ...geometry import Geometry
+from ...core.geometry import Geometry
 from .process import randn_per_sample
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import BenchError
+from ...core.errors import BenchError
 from .lexicon import spacy_model
 from .steps import StepSelection
 from .tokens import ALIGNMENTS, STRATEGIES, WEIGHTINGS

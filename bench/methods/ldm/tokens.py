@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...errors import BenchError
+from ...core.errors import BenchError
 from .lexicon import Tagger, content_words
 
 STRATEGIES = ("all", "keywords", "lexical", "start", "indices")

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import Box, Geometry, box_ranges
+from ..core.geometry import Box, Geometry, box_ranges
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ per-sample scores are appended to a log, and the tables are written atomically a
 re-run of the same command skips every heatmap and score already present.
 
 A run can be split over processes (`shard`, or a multi-process launch found in the environment):
-each shard does its part, and a run without a shard merges their results (see bench/shards.py).
+each shard does its part, and a run without a shard merges their results (see bench/running/shards.py).
 """
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__, shards
-from .datasets import get_dataset
-from .datasets.base import Dataset
-from .errors import BenchError, SampleError
-from .heatmap import Heatmap
-from .method_specs import apply_overrides, load_method_spec
-from .methods import RunContext, backend_class
+from .. import __version__
+from ..core.errors import BenchError, SampleError
+from ..core.heatmap import Heatmap
+from ..core.samples import Sample, validate_sample
+from ..datasets import get_dataset
+from ..datasets.base import Dataset
+from ..evaluation.protocols import Protocol, load_protocol
+from ..evaluation.scoring import ExcludedSample, check_values, score, select_samples
+from ..evaluation.stats import summarise
+from ..methods import RunContext, backend_class
+from ..methods.specs import apply_overrides, load_method_spec
+from . import shards
 from .progress import progress_bar
-from .protocols import Protocol, load_protocol
 from .rundir import RunDir, record_backend, safe_name
-from .samples import Sample, validate_sample
-from .scoring import ExcludedSample, check_values, score, select_samples
-from .stats import summarise
 
 
 @dataclass

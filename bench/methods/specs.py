@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import tomllib
 
-from .errors import BenchError
-from .specs import load_spec, spec_names
+from ..core.errors import BenchError
+from ..core.specs import load_spec, spec_names
 
 REQUIRED = ("name", "backend", "description")
 

@@ -20,9 +20,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
-from . import atomic
-from .errors import BenchError
-from .samples import Sample
+from ..core import atomic
+from ..core.errors import BenchError
+from ..core.samples import Sample
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _RECORD = re.compile(r"^(\d+)-of-(\d+)\.json$")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import Geometry, box_ranges, nearest_index
+from ..core.geometry import Geometry, box_ranges, nearest_index
 
 
 @dataclass

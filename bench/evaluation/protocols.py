@@ -14,9 +14,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import BenchError
+from ..core.errors import BenchError
+from ..core.specs import load_spec, spec_names
 from .metrics import DEFAULT_THRESHOLDS
-from .specs import load_spec, spec_names
 
 METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
                 "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")

@@ -1,4 +1,4 @@
-"""The metrics of `bench.metrics` on weighted cells (value, pixel count, GT membership).
+"""The metrics of `bench.evaluation.metrics` on weighted cells (value, pixel count, GT membership).
 
 Each function equals its dense counterpart on the upsampled image; `tests/test_metrics.py`
 checks this to 1e-9 on many random cases.
@@ -41,13 +41,13 @@ def _contrast(v: np.ndarray, w: np.ndarray, inside: np.ndarray, outside: np.ndar
 
 
 def cnr(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> float:
-    """Signed CNR over the union GT mask (see `bench.metrics.cnr`)."""
+    """Signed CNR over the union GT mask (see `bench.evaluation.metrics.cnr`)."""
     finite = np.isfinite(c.values)
     return _contrast(c.values, c.weights, c.inside & finite, ~c.inside & finite, ddof, inf_value)
 
 
 def cnr_per_box_values(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> list[float]:
-    """Signed CNR of each box with cumulative exclusion (see `bench.metrics.cnr_per_box_values`)."""
+    """Signed CNR of each box with cumulative exclusion (see `bench.evaluation.metrics.cnr_per_box_values`)."""
     finite = np.isfinite(c.values)
     used = np.zeros_like(finite)
     values = []
@@ -59,7 +59,7 @@ def cnr_per_box_values(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> list[
 
 
 def cnr_per_box(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> float:
-    """Mean signed CNR over boxes with cumulative exclusion (see `bench.metrics.cnr_per_box`)."""
+    """Mean signed CNR over boxes with cumulative exclusion (see `bench.evaluation.metrics.cnr_per_box`)."""
     values = cnr_per_box_values(c, ddof, inf_value)
     return float(np.mean(values)) if values else 0.0
 
@@ -95,7 +95,7 @@ def auc_roc(c: Cells) -> float:
 
 
 def quantise_bins(c: Cells, bins: int) -> Cells:
-    """Cells with values replaced by their binned level (see `bench.metrics.quantise_bins`)."""
+    """Cells with values replaced by their binned level (see `bench.evaluation.metrics.quantise_bins`)."""
     thresholds = np.linspace(0.0, 1.0, bins)
     with np.errstate(invalid="ignore"):
         q = (c.values[:, None] >= thresholds).sum(axis=1).astype(np.float64)

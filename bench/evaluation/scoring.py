@@ -1,11 +1,11 @@
 """Scoring one heatmap against one sample's boxes under a protocol.
 
 Two routes give the same numbers on the original grid: `score_dense` upsamples to the full
-evaluation grid and applies `bench.metrics` pixel by pixel (the reference, and the route for
-bilinear protocols); `score_cells` works on the native-grid rectangles of `bench.cells` (exact for
+evaluation grid and applies `bench.evaluation.metrics` pixel by pixel (the reference, and the route for
+bilinear protocols); `score_cells` works on the native-grid rectangles of `bench.evaluation.cells` (exact for
 nearest upsampling, and the default whenever the protocol allows it). Protocols evaluated in the
 512 centre-crop space of the diffusion-model papers, with or without GMM binary masks, always take
-the dense route (`bench.crop_grid`, `bench.gmm_mask`).
+the dense route (`bench.evaluation.crop_grid`, `bench.evaluation.gmm_mask`).
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..core.errors import SampleError
+from ..core.geometry import box_mask
+from ..core.heatmap import Heatmap
+from ..core.samples import Sample
 from . import metrics as dense
 from . import weighted_metrics as weighted
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
-from .errors import SampleError
-from .geometry import box_mask
 from .gmm_mask import GmmError, PreviousMask, mask_on_grid, native_mask
-from .heatmap import Heatmap
 from .label_crop import surviving_boxes
 from .protocols import Protocol, ValuePolicy, iou_column
 from .resample import to_original
-from .samples import Sample
 
 
 class ExcludedSample(SampleError):
@@ -91,7 +91,7 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol) -> Sam
     """The sample with only the boxes the protocol scores against this heatmap.
 
     Under `drop_boxes = "label_crop"` boxes outside the model's crop leave the ground truth
-    (`bench.label_crop`); ExcludedSample when none is left.
+    (`bench.evaluation.label_crop`); ExcludedSample when none is left.
     """
     if protocol.drop_boxes == "none":
         return sample

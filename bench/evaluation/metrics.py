@@ -2,7 +2,7 @@
 
 Every function takes H (float array, NaN = no value: excluded from CNR and AUC, never above a
 threshold, never the maximum) and G (boolean GT mask of the same shape). These are the
-definitions of DESIGN.md computed pixel by pixel; `bench.cells` computes the same numbers on
+definitions of DESIGN.md computed pixel by pixel; `bench.evaluation.cells` computes the same numbers on
 native-grid cells and is tested against these.
 """
 

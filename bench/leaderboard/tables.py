@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import BenchError
-from .leaderboard_results import Entry
-from .protocols import LOWER_IS_BETTER, Protocol
-from .report import headline_metrics
-from .stats import paired_difference
+from ..core.errors import BenchError
+from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
+from ..evaluation.stats import paired_difference
+from ..reporting.report import headline_metrics
+from .results import Entry
 
 AGGREGATE_GROUPS = ("macro", "micro", "weighted")
 
@@ -47,7 +47,7 @@ class Board:
     @property
     def stale_protocol(self) -> bool:
         """True when `protocols/NAME.toml` now sets a choice differently from the one the runs used."""
-        from .protocols import load_protocol, protocol_names
+        from ..evaluation.protocols import load_protocol, protocol_names
 
         if not self.entries or self.protocol_name not in protocol_names():
             return False

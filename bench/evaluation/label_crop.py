@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.geometry import Box, Geometry, box_ranges
 from .crop_grid import centre_offset, model_crop, resized_size
-from .geometry import Box, Geometry, box_ranges
 
 
 def _crop_start(length: int, crop: int, resize: int) -> int:

@@ -22,14 +22,14 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import atomic
+from ..core import atomic
+from ..core.errors import BenchError
+from ..datasets import get_dataset
+from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
+from ..evaluation.stats import group_means
+from ..running.rundir import RunDir, record_backend, safe_name
+from ..running.runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
 from .compare import LoadedRun, load_run
-from .datasets import get_dataset
-from .errors import BenchError
-from .protocols import LOWER_IS_BETTER, Protocol, load_protocol
-from .rundir import RunDir, record_backend, safe_name
-from .runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
-from .stats import group_means
 
 CACHE = "rescored"
 KEY_FILE = "source.json"

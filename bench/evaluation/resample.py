@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import nearest_index
-from .heatmap import Heatmap
+from ..core.geometry import nearest_index
+from ..core.heatmap import Heatmap
 
 
 def bilinear_resize(values: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

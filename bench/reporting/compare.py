@@ -9,10 +9,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BenchError
-from .protocols import Protocol
-from .rundir import RunDir
-from .stats import paired_difference, summarise
+from ..core.errors import BenchError
+from ..evaluation.protocols import Protocol
+from ..evaluation.stats import paired_difference, summarise
+from ..running.rundir import RunDir
 
 
 @dataclass

@@ -22,7 +22,7 @@ def spec_dir(kind: str):
     try:
         return importlib.resources.files(_PACKAGES[kind])
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / kind
+        return Path(__file__).resolve().parents[2] / kind
 
 
 def spec_names(kind: str) -> list[str]:

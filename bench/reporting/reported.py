@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BenchError
-from .protocols import METRIC_BASES, protocol_names
+from ..core.errors import BenchError
+from ..evaluation.protocols import METRIC_BASES, protocol_names
 
 COLUMNS = ["paper", "table", "dataset", "protocol", "method_reported", "method", "category", "metric", "value",
            "spread_kind", "spread", "ci_low", "ci_high", "source_url", "note"]

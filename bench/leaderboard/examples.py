@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
-from .errors import BenchError
-from .heatmap import Heatmap
-from .protocols import Protocol
-from .resample import to_original
-from .rundir import RunDir, record_backend, safe_name
-from .scoring import apply_policy
+from ..core import atomic
+from ..core.errors import BenchError
+from ..core.heatmap import Heatmap
+from ..evaluation.protocols import Protocol
+from ..evaluation.resample import to_original
+from ..evaluation.scoring import apply_policy
+from ..running.rundir import RunDir, record_backend, safe_name
 
 THUMBNAIL = 256
 
@@ -64,8 +64,8 @@ def _stored_heatmap(run: RunDir, record: dict, sample_id: str) -> Heatmap | None
 
 def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bool:
     """Write the run's example to `out`; False (nothing written) when heatmaps or images are missing."""
-    from .datasets import get_dataset
-    from .errors import SampleError
+    from ..core.errors import SampleError
+    from ..datasets import get_dataset
 
     samples = run.read_samples()
     if samples.empty:

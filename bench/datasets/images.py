@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SampleError
+from ..core.errors import SampleError
 
 
 def read_grayscale(path: str | Path, sample_id: str = "") -> np.ndarray:

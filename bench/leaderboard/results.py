@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import BenchError
-from .protocols import Protocol
-from .rundir import RunDir
+from ..core.errors import BenchError
+from ..evaluation.protocols import Protocol
+from ..running.rundir import RunDir
 
 RUN_FILES = ("run.json", "samples.csv", "summary.csv")
 EXAMPLE = "example.npz"
@@ -96,7 +96,7 @@ def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
     An entry of the same name is replaced as a whole. The example for the overlay figure is
     made from the run's heatmaps when they and the dataset's images are at hand.
     """
-    from .leaderboard_examples import make_example
+    from .examples import make_example
 
     run = RunDir(Path(run_dir))
     record = run.read_run()

@@ -10,8 +10,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from . import atomic
-from .errors import BenchError
+from ..core import atomic
+from ..core.errors import BenchError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

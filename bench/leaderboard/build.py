@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import atomic
-from .leaderboard_pages import board_page, index_page
-from .leaderboard_results import load_results, read_example
-from .leaderboard_tables import Board, groups, measured
-from .reported import load_reported
+from ..core import atomic
+from ..reporting.reported import load_reported
+from .pages import board_page, index_page
+from .results import load_results, read_example
+from .tables import Board, groups, measured
 
 MANIFEST = "manifest.json"
 INDEX = "README.md"
@@ -59,7 +59,7 @@ def _board_files(board: Board, build: Build) -> None:
     figures: list[str] = []
     examples: dict[str, tuple[str, str]] = {}
     if board.entries:
-        from .plots import metric_plot, overlay_plot
+        from ..reporting.plots import metric_plot, overlay_plot
 
         table = measured(board)
         build.texts[f"{slug}/summary.csv"] = table.to_csv(index=False, float_format="%.10g")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
-from .errors import BenchError
+from ..core.errors import BenchError
 
 #: a required file: one name, or alternatives in order of preference (the first present is used)
 FileSpec = Union[str, Sequence[str]]
