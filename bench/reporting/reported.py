@@ -1,8 +1,10 @@
-"""Published numbers: per-pathology tables of the papers, as CSV files under `reported/`.
+"""Published numbers: the papers' result tables, as CSV files under `reported/`.
 
-Each row is one number a paper printed, with where it came from. Reported numbers are never
-mixed with measured ones: they were computed by other code on other sample sets, under the
-protocol the row names, and are shown in their own table of a leaderboard.
+Each row is one number a paper printed: the cell text as printed, the number on the harness's
+scale, and where in the paper it stands. Reported numbers are never mixed with measured ones:
+they were computed by other code on other sample sets, under the protocol the row names, and are
+shown in their own table of a leaderboard. Rows marked `headline` are the papers' main tables, the
+numbers the reproduction page sets against measured runs.
 """
 
 from __future__ import annotations
@@ -15,28 +17,41 @@ import pandas as pd
 
 from ..core.errors import BenchError
 from ..evaluation.protocols import METRIC_BASES, protocol_names
+from ..methods.specs import method_names
 
 COLUMNS = ["paper", "table", "dataset", "protocol", "method_reported", "method", "category", "metric", "value",
-           "spread_kind", "spread", "ci_low", "ci_high", "source_url", "note"]
-REQUIRED = ("paper", "table", "dataset", "protocol", "method_reported", "category", "metric", "value",
-            "spread_kind", "source_url")
+           "printed", "spread_kind", "spread", "ci_low", "ci_high", "source", "note", "headline"]
+#: columns a file may leave out (read as empty)
+OPTIONAL = ("headline",)
+REQUIRED = ("paper", "table", "dataset", "protocol", "method_reported", "category", "metric", "value", "printed",
+            "spread_kind", "source")
 
 #: the protocols a reported number can be attached to: every protocols/NAME.toml
 PROTOCOLS = tuple(protocol_names())
-DATASETS = ("ms-cxr", "vindr-cxr", "chestx-ray14")
-#: our method names a paper's method can map to (empty when none does)
-METHODS = ("biovil", "biovil_t", "ldm_frozen", "clip_ldm", "cxrbert_ldm", "cxrbert_ldm+bbm", "anatomy_ldm")
-SPREAD_KINDS = ("none", "std_over_seeds", "std_over_samples", "std_over_classes", "bootstrap_ci")
+SPREAD_KINDS = ("none", "std_over_seeds", "std_over_trainings", "std_over_samples", "std_over_classes",
+                "bootstrap_ci")
 AGGREGATES = ("macro", "micro", "weighted")
+HEADLINE = ("yes", "")
 MS_CXR = ("atelectasis", "cardiomegaly", "consolidation", "edema", "lung opacity", "pleural effusion", "pneumonia",
           "pneumothorax")
+#: the VinDr-CXR local labels, and `pneumonia` (a global label Vilouras et al. 2025 ground with its boxes)
 VINDR_CXR = ("aortic enlargement", "atelectasis", "calcification", "cardiomegaly", "clavicle fracture", "consolidation",
              "edema", "emphysema", "enlarged pa", "ild", "infiltration", "lung cavity", "lung cyst", "lung opacity",
              "mediastinal shift", "nodule/mass", "other lesion", "pleural effusion", "pleural thickening",
-             "pneumothorax", "pulmonary fibrosis", "rib fracture")
+             "pneumonia", "pneumothorax", "pulmonary fibrosis", "rib fracture")
 CHESTX_RAY14 = ("atelectasis", "cardiomegaly", "effusion", "infiltrate", "mass", "nodule", "pneumonia", "pneumothorax")
-CATEGORIES = {"ms-cxr": MS_CXR, "vindr-cxr": VINDR_CXR, "chestx-ray14": CHESTX_RAY14}
+CATEGORIES = {"ms-cxr": MS_CXR, "ms-cxr-loc": MS_CXR, "vindr-cxr": VINDR_CXR, "chestx-ray14": CHESTX_RAY14}
+DATASETS = tuple(CATEGORIES)
+#: metrics on a [0, 1] scale: a paper may print them in percent (`printed` = 100 x `value`)
+FRACTIONS = ("miou", "auc_roc", "auc_roc_binned", "pointing_game", "iou_fg", "miou_fgbg", "bbox_iou_fg",
+             "bbox_miou_fgbg")
 _IOU_AT = re.compile(r"^iou@(0(\.\d+)?|1)$")
+_NUM = r"[+\-\u2212]?(?:\d+\.?\d*|\.\d+)"
+#: a printed cell: a number, optionally `± s` or an interval `[lo, hi]` / `(lo, hi)`; `%` signs allowed
+_PRINTED = re.compile(rf"^\s*(?P<v>{_NUM})\s*%?\s*(?:(?:±|\+/-|\+-)\s*(?P<s>{_NUM})\s*%?"
+                      rf"|[\[(]\s*(?P<lo>{_NUM})\s*%?\s*[,;\u2013]\s*(?P<hi>{_NUM})\s*%?\s*[\])])?\s*$")
+#: a citation: an arXiv id or a DOI, then where in the paper (`arXiv:2404.12920, Table II`)
+_SOURCE = re.compile(r"^(?:arXiv:\d{4}\.\d{4,5}(?:v\d+)?|(?:doi|DOI):\s?10\.\d{4,9}/[^\s,;]+)[,;]?\s+\S.*$")
 
 
 def known_metric(name: str) -> bool:
@@ -44,8 +59,18 @@ def known_metric(name: str) -> bool:
     return (name in METRIC_BASES and name != "iou") or bool(_IOU_AT.match(name))
 
 
+def known_method(name: str) -> bool:
+    """A harness method name (an adapter spec, or `<ldm method>+bbm`)."""
+    return name in method_names()
+
+
+def percent_allowed(metric: str) -> bool:
+    """Whether a paper may print `metric` in percent: the [0, 1] metrics."""
+    return metric in FRACTIONS or bool(_IOU_AT.match(metric))
+
+
 def _number(text: str) -> float | None:
-    text = str(text).strip()
+    text = str(text).strip().replace("\u2212", "-")
     if text in ("", "nan"):
         return None
     try:
@@ -53,6 +78,45 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def parse_printed(text: str) -> dict[str, float] | None:
+    """The numbers of a printed cell: `v`, and `s` (after ±) or `lo`, `hi` (an interval); None if unreadable."""
+    m = _PRINTED.match(str(text))
+    if m is None:
+        return None
+    return {k: _number(v) for k, v in m.groupdict().items() if v is not None}
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_printed(row: dict, where: str) -> None:
+    """`printed` must read as `value` (times 100 for a [0, 1] metric printed in percent), and a spread it
+    prints must be the row's spread or interval on the same scale."""
+    parsed = parse_printed(row["printed"])
+    if parsed is None:
+        raise BenchError(f"{where}: printed {row['printed']!r} is not a number (optionally with ± s or [lo, hi])")
+    value = _number(row["value"])
+    scales = (1.0, 100.0) if percent_allowed(row["metric"]) else (1.0,)
+    scale = next((s for s in scales if _same(parsed["v"], value * s)), None)
+    if scale is None:
+        allowed = " or 100 x value (percent)" if len(scales) > 1 else ""
+        raise BenchError(f"{where}: value {row['value']} does not match printed {row['printed']!r} "
+                         f"(printed must read as value{allowed})")
+    kind = row["spread_kind"]
+    if "s" in parsed:
+        if not kind.startswith("std_"):
+            raise BenchError(f"{where}: printed {row['printed']!r} has a ± spread but spread_kind is {kind}")
+        if not _same(parsed["s"], _number(row["spread"]) * scale):
+            raise BenchError(f"{where}: spread {row['spread']} does not match printed {row['printed']!r}")
+    if "lo" in parsed:
+        if kind != "bootstrap_ci":
+            raise BenchError(f"{where}: printed {row['printed']!r} has an interval but spread_kind is {kind}")
+        for col, key in (("ci_low", "lo"), ("ci_high", "hi")):
+            if not _same(parsed[key], _number(row[col]) * scale):
+                raise BenchError(f"{where}: {col} {row[col]} does not match printed {row['printed']!r}")
 
 
 def _check_row(row: dict, where: str) -> None:
@@ -63,8 +127,8 @@ def _check_row(row: dict, where: str) -> None:
     for col, allowed in checks:
         if row[col] not in allowed:
             raise BenchError(f"{where}: unknown {col} {row[col]!r} (known: {', '.join(allowed)})")
-    if row["method"] and row["method"] not in METHODS:
-        raise BenchError(f"{where}: unknown method {row['method']!r} (known: {', '.join(METHODS)}, or empty)")
+    if row["method"] and not known_method(row["method"]):
+        raise BenchError(f"{where}: unknown method {row['method']!r} (known: {', '.join(method_names())}, or empty)")
     cats = CATEGORIES[row["dataset"]] + AGGREGATES
     if row["category"] not in cats:
         raise BenchError(f"{where}: unknown category {row['category']!r} for {row['dataset']} "
@@ -75,13 +139,16 @@ def _check_row(row: dict, where: str) -> None:
     if _number(row["value"]) is None:
         raise BenchError(f"{where}: value {row['value']!r} is not a number")
     kind = row["spread_kind"]
-    needs = {"std_over_seeds": ("spread",), "std_over_samples": ("spread",), "std_over_classes": ("spread",),
-             "bootstrap_ci": ("ci_low", "ci_high"), "none": ()}[kind]
+    needs = {"bootstrap_ci": ("ci_low", "ci_high"), "none": ()}.get(kind, ("spread",))
     for col in needs:
         if _number(row[col]) is None:
             raise BenchError(f"{where}: spread_kind {kind} needs a number in {col}")
-    if not str(row["source_url"]).startswith(("https://", "http://")):
-        raise BenchError(f"{where}: source_url must be an http(s) address")
+    _check_printed(row, where)
+    if not _SOURCE.match(str(row["source"])):
+        raise BenchError(f"{where}: source {row['source']!r} is not a citation "
+                         "(an arXiv id or DOI, then where in the paper: 'arXiv:2404.12920, Table II')")
+    if row["headline"] not in HEADLINE:
+        raise BenchError(f"{where}: headline {row['headline']!r} must be 'yes' or empty")
 
 
 def read_reported_file(path: Path) -> pd.DataFrame:
@@ -89,14 +156,17 @@ def read_reported_file(path: Path) -> pd.DataFrame:
     path = Path(path)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise BenchError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in COLUMNS if c not in table.columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{path}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    missing = [c for c in COLUMNS if c not in table.columns and c not in OPTIONAL]
     if missing:
         raise BenchError(f"{path}: missing column {missing[0]!r} (columns: {', '.join(COLUMNS)})")
     extra = [c for c in table.columns if c not in COLUMNS]
     if extra:
         raise BenchError(f"{path}: unknown column {extra[0]!r} (columns: {', '.join(COLUMNS)})")
+    for col in OPTIONAL:
+        if col not in table.columns:
+            table[col] = ""
     for i, row in enumerate(table.to_dict("records")):
         _check_row(row, f"{path}, line {i + 2}")
     table = table[COLUMNS].copy()
