@@ -17,11 +17,13 @@ from typing import Callable
 from ..core import atomic
 from ..reporting.reported import load_reported
 from .pages import board_page, index_page
+from .reproduction import load_guide, reproduction_page
 from .results import load_results, read_example
 from .tables import Board, groups, measured
 
 MANIFEST = "manifest.json"
 INDEX = "README.md"
+REPRODUCTION = "reproduction.md"
 
 
 @dataclass
@@ -93,6 +95,8 @@ def build(results: Path, reported: Path) -> Build:
     for board in boards:
         _board_files(board, out)
     out.texts[INDEX] = index_page(boards)
+    entries = [e for b in boards for e in b.entries]
+    out.texts[REPRODUCTION] = reproduction_page(load_reported(reported), entries, load_guide(reported))
     out.texts[MANIFEST] = out.manifest()
     return out
 
