@@ -57,7 +57,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("board")
     (root / "reported").mkdir()
     write_rows(root / "reported" / "paper.csv", [
-        {**GOOD, "dataset": "chestx-ray14", "protocol": "default", "category": "effusion", "value": "0.7"},
+        {**GOOD, "dataset": "chestx-ray14", "protocol": "default", "category": "effusion", "value": "0.7",
+         "printed": "70.0 ± 12.5"},
         GOOD])
     for method, values in (("good", GOOD_RUN), ("poor", POOR_RUN)):
         add_run(make_run(root / "runs" / method, method, values), root / "results")
@@ -113,9 +114,11 @@ def test_reported_rows_stay_in_their_own_table(board) -> None:
     page = (paths["leaderboards"] / "chestx-ray14__default.md").read_text()
     measured, reported = page.split("## Reported by the papers (not measured here)")
     assert "0.700" not in measured and "Example et al." not in measured
-    assert "| Example et al. 2099 | Table 1 | BioViL-T | biovil_t | effusion | miou | 0.700 | ± 0.125" in reported
+    assert "### Example et al. 2099, Table 1" in reported
+    assert "| BioViL-T | [biovil_t](../adapters/biovil_t.toml) | miou | 0.700 ± 0.125 |" in reported
     only_reported = (paths["leaderboards"] / "ms-cxr__vilouras2024.md").read_text()
-    assert "No measured run yet" in only_reported and "| lung opacity | miou | 0.250 |" in only_reported
+    assert "No measured run yet" in only_reported
+    assert "| BioViL-T | [biovil_t](../adapters/biovil_t.toml) | miou | 0.250 ± 0.125 |" in only_reported
 
 
 def test_results_are_portable_and_complete(board) -> None:
