@@ -124,3 +124,47 @@ def test_metric_names_follow_the_samples_table() -> None:
 
 def test_no_folder_is_an_empty_table(tmp_path: Path) -> None:
     assert load_reported(tmp_path / "absent").empty
+
+
+# cells read off the papers by hand: (file, table, method as printed, category, metric) -> (printed, value, ci)
+CELLS = [
+    ("vilouras2024", "Table I", "BioViL-T", "pneumonia", "miou", "29.0", 0.29, None),
+    ("vilouras2024", "Table I", "Ours", "pneumothorax", "cnr", "-0.07", -0.07, None),
+    ("vilouras2024", "Table I", "Ours", "pneumothorax", "cnr_abs", "0.46", 0.46, None),
+    ("vilouras2024", "Table I", "BioViL", "macro", "auc_roc_binned", "72.2", 0.722, None),
+    ("vilouras2024", "Table II", "L=6, T=20, Otsu", "macro", "miou", "20.2", 0.202, None),
+    ("vilouras2025", "Table 1", "LDM (ours)", "atelectasis", "miou", "32.7 [28.8, 36.5]", 0.327, (0.288, 0.365)),
+    ("vilouras2025", "Table 1", "LDM (frozen)", "pneumothorax", "cnr", "-0.07 [-0.16, 0.03]", -0.07, (-0.16, 0.03)),
+    ("vilouras2025", "Table 2", "BioViL-T", "pneumothorax", "cnr", "1.44 [1.06, 1.72]", 1.44, (1.06, 1.72)),
+    ("vilouras2025", "Table 2", "LDM (ours)", "macro", "miou", "20.5", 0.205, None),
+    ("vilouras2025", "Table 3", "MAIRA-2@ms-cxr-loc", "lung opacity", "miou", "32.2 [32.2, 41.4]", 0.322, (0.322, 0.414)),
+    ("vilouras2025", "Table 4", "Oracle Gaussian@ms-cxr-loc", "macro", "miou", "67.6", 0.676, None),
+]
+
+
+@pytest.mark.parametrize("paper, table, method, category, metric, printed, value, interval", CELLS)
+def test_committed_cells_match_the_papers(paper, table, method, category, metric, printed, value, interval) -> None:
+    rows = read_reported_file(REPO / "reported" / f"{paper}.csv")
+    method, _, dataset = method.partition("@")  # `@dataset` where a table prints the method on two datasets
+    if dataset:
+        rows = rows[rows["dataset"] == dataset]
+    hit = rows[(rows["table"] == table) & (rows["method_reported"] == method) & (rows["category"] == category)
+               & (rows["metric"] == metric)]
+    assert len(hit) == 1
+    r = hit.iloc[0]
+    assert (r["printed"], r["value"]) == (printed, pytest.approx(value))
+    if interval:
+        assert (r["spread_kind"], r["ci_low"], r["ci_high"]) == ("bootstrap_ci", *map(pytest.approx, interval))
+
+
+def test_committed_tables_have_every_printed_cell() -> None:
+    v24 = read_reported_file(REPO / "reported" / "vilouras2024.csv")
+    # Table I: 3 methods x 4 metrics + 2 box models x mIoU, 9 columns; Table II: 5 setups x 2 metrics x 9
+    assert v24.groupby("table").size().to_dict() == {"Table I": 126, "Table II": 90}
+    assert set(v24.loc[v24["headline"] == "yes", "table"]) == {"Table I"}
+    v25 = read_reported_file(REPO / "reported" / "vilouras2025.csv")
+    # Tables 1-2: 4 methods x 2 metrics x (8 or 7 classes + average); Table 3: 9 + 8 (no VinDr edema)
+    assert v25.groupby("table").size().to_dict() == {"Table 1": 72, "Table 2": 64, "Table 3": 17, "Table 4": 4,
+                                                     "Table 5": 6, "Figure 5": 2}
+    assert set(v25.loc[v25["headline"] == "yes", "table"]) == {"Table 1", "Table 2"}
+    assert "edema" not in set(v25.loc[v25["dataset"] == "vindr-cxr", "category"])

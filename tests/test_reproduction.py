@@ -115,9 +115,36 @@ def test_the_committed_reproduction_page_lists_every_headline_number() -> None:
     head = head[head["headline"] == "yes"]
     text = (REPO / "leaderboards" / "reproduction.md").read_text()
     assert f"{len(head)} headline numbers;" in text
-    body = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith(("| category |", "| --- "))]
+    sections = text[text.index("\n## "):]
+    body = [ln for ln in sections.splitlines() if ln.startswith("| ") and not ln.startswith(("| category |", "| --- "))]
     assert len(body) == len(head)
     # nothing is measured on the credentialed datasets yet, and every row says so
     assert all(ln.endswith("| — | — | — | not measured |") for ln in body)
     for paper, table in head[["paper", "table"]].drop_duplicates().itertuples(index=False):
         assert f"## {paper}, {table}" in text
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[datasets.ms_cxr]\naccess = 'x'\n", "unknown dataset 'ms_cxr' in [datasets]"),
+    ("[methods.biovil-t]\nargs = ''\n", "unknown method 'biovil-t' in [methods]"),
+    ("[methods.biovil]\nblockers = ''\n", "[methods.biovil] field 'blockers' is unknown or not a string"),
+    ("[checkpoints]\n", "unknown table 'checkpoints'"),
+    ("[methods\n", "not valid TOML"),
+])
+def test_a_bad_reproduction_guide_is_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    from bench.core.errors import BenchError
+    from bench.leaderboard.reproduction import load_guide
+
+    (tmp_path / "reproduction.toml").write_text(text)
+    with pytest.raises(BenchError) as info:
+        load_guide(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'reproduction.toml'}: ")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_committed_guide_names_every_headline_dataset() -> None:
+    from bench.leaderboard.reproduction import load_guide
+
+    guide = load_guide(REPO / "reported")
+    head = load_reported(REPO / "reported")
+    assert set(head.loc[head["headline"] == "yes", "dataset"]) <= set(guide["datasets"])

@@ -107,6 +107,18 @@ SPREAD_WORDS = {"bootstrap_ci": "[bootstrap CI]", "std_over_seeds": "± std over
                 "std_over_classes": "± std over classes"}
 
 
+def note_parts(note: str) -> list[str]:
+    """A note's remarks: split at `; ` outside parentheses, so each can be listed once per table."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(note):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and note.startswith("; ", i):
+            parts.append(note[start:i])
+            start = i + 2
+    parts.append(note[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
 def _reported_table(part: pd.DataFrame) -> list[str]:
     """One printed table: a row per (method, metric), a column per category, then its notes."""
     cats = list(dict.fromkeys(c for c in part["category"] if c not in AGGREGATE_GROUPS))
@@ -121,7 +133,7 @@ def _reported_table(part: pd.DataFrame) -> list[str]:
     lines = md_table(["method (paper)", "method (ours)", "metric", *cats], rows)
     notes: dict[str, set] = {}
     for i, r in part.iterrows():
-        for note in filter(None, (n.strip() for n in str(r["note"]).split("; "))):
+        for note in note_parts(str(r["note"])):
             notes.setdefault(note, set()).add(i)
     lines += [""]
     if kinds:
@@ -243,6 +255,8 @@ def index_page(boards: Sequence[Board]) -> str:
     lines = ["# Leaderboards", "", GENERATED, "",
              "Measured rows come from the runs committed under `results/` (add one with "
              "`bench leaderboard --add RUN_DIR`); reported rows are the papers' own numbers from `reported/`, "
-             "shown apart and never ranked with measured ones. Runs with random weights never enter.", ""]
+             "shown apart and never ranked with measured ones. Runs with random weights never enter.", "",
+             "Whether the harness reproduces the papers' headline numbers, row by row: "
+             "[reproduction.md](reproduction.md).", ""]
     lines += md_table(["dataset", "protocol", "measured methods", "reported numbers", "best (macro)", "page"], rows)
     return "\n".join(lines) + "\n"

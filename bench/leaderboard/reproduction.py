@@ -34,6 +34,17 @@ def load_guide(reported: Path) -> dict:
     unknown = [k for k in data if k not in ("datasets", "methods")]
     if unknown:
         raise BenchError(f"{path}: unknown table {unknown[0]!r} (known: datasets, methods)")
+    from ..reporting.reported import DATASETS, known_method
+
+    fields = {"datasets": ("data_root", "access"), "methods": ("args", "blocker")}
+    for part, known in (("datasets", DATASETS), ("methods", None)):
+        for name, entry in data.get(part, {}).items():
+            if (name not in known) if known is not None else not known_method(name):
+                raise BenchError(f"{path}: unknown {part[:-1]} {name!r} in [{part}]")
+            bad = [k for k in entry if k not in fields[part] or not isinstance(entry[k], str)]
+            if bad:
+                raise BenchError(f"{path}: [{part}.{name}] field {bad[0]!r} is unknown or not a string "
+                                 f"(fields: {', '.join(fields[part])})")
     return {"datasets": data.get("datasets", {}), "methods": data.get("methods", {})}
 
 
@@ -50,10 +61,22 @@ def _entry(entries: Sequence[Entry], method: str, dataset: str, protocol: str) -
     return next((e for e in entries if (e.name, e.dataset, e.protocol.name) == (method, dataset, protocol)), None)
 
 
+def _known_dataset(name: str) -> bool:
+    from ..datasets import dataset_class
+
+    try:
+        dataset_class(name)
+    except BenchError:
+        return False
+    return True
+
+
 def _why_not(r: pd.Series, guide: dict) -> str:
     if not r["method"]:
         return f"not measured: {r['method_reported']} is not a harness method"
     reasons = [f"no committed run of {r['method']} on {r['dataset']} under {r['protocol']}"]
+    if not _known_dataset(r["dataset"]):
+        reasons.append(f"the harness has no {r['dataset']} dataset yet")
     access = guide["datasets"].get(r["dataset"], {}).get("access", "")
     blocker = guide["methods"].get(r["method"], {}).get("blocker", "")
     reasons += [x for x in (access, blocker) if x]
@@ -106,6 +129,12 @@ def reproduction_page(reported: pd.DataFrame, entries: Sequence[Entry], guide: d
     n_inside = int((table["inside"] == True).sum())  # noqa: E712 (None marks unmeasured rows)
     lines += [f"{len(table)} headline numbers; {n_measured} measured, {n_inside} of them with the published value "
               "inside the 95% CI.", ""]
+    keys = ["paper", "table", "method_reported", "method", "dataset", "protocol"]
+    overview = [[f"{paper}, {tab}", reported, method_link(method), dataset, protocol, str(len(g)),
+                 str(int(g["inside"].notna().sum())), str(int((g["inside"] == True).sum()))]  # noqa: E712
+                for (paper, tab, reported, method, dataset, protocol), g in table.groupby(keys, sort=False)]
+    lines += md_table(["paper, table", "method (paper)", "method (ours)", "dataset", "protocol", "numbers",
+                       "measured", "inside CI"], overview) + [""]
     for (paper, tab), part in table.groupby(["paper", "table"], sort=False):
         lines += [f"## {paper}, {tab}", ""]
         for (method_reported, method, dataset, protocol), rows in part.groupby(
