@@ -107,7 +107,8 @@ def reproduction_rows(reported: pd.DataFrame, entries: Sequence[Entry], guide: d
                 out.update(measured=float(m["mean"]), ci_low=float(m["ci_low"]), ci_high=float(m["ci_high"]),
                            n=int(m["n"]), difference=float(m["mean"]) - float(r["value"]),
                            inside=bool(m["ci_low"] <= r["value"] <= m["ci_high"]))
-                out["status"] = f"measured: {'inside' if out['inside'] else 'outside'} the 95% CI"
+                level = f"{entry.protocol.ci_level:.0%}"
+                out["status"] = f"measured: {'inside' if out['inside'] else 'outside'} the {level} CI"
         rows.append(out)
     return pd.DataFrame(rows)
 
