@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_a_committed_ms_cxr_run_fills_its_page_and_reproduction_rows(oracle_run, tmp_path: Path, bench_cli) -> None:
     _, run = oracle_run
+    assert json.loads((run / "run.json").read_text())["random_weights"] is False  # a real method: it may enter
     summary = pd.read_csv(run / "summary.csv").set_index(["group", "metric"])
     macro = summary.loc[("macro", "miou")]
     atel = summary.loc[("atelectasis", "cnr")]
