@@ -27,11 +27,11 @@ from ..core.heatmap import Heatmap
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
-from ..evaluation.protocols import Protocol, load_protocol
+from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import ExcludedSample, check_values, score, select_samples
 from ..evaluation.stats import summarise
-from ..methods import RunContext, backend_class
-from ..methods.specs import apply_overrides, load_method_spec
+from ..methods import RunContext, method_backend
+from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import shards
 from .progress import progress_bar
 from .rundir import RunDir, record_backend, safe_name
@@ -91,6 +91,14 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def spec_files(method: str | None, protocol: str) -> dict[str, dict[str, str]]:
+    """Path and sha256 of the spec files a run read (for run.json): its method's and its protocol's."""
+    files = {"protocol": protocol_spec_file(protocol).record()}
+    if method is not None:
+        files = {"method": method_spec_file(method).record(), **files}
+    return files
 
 
 def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tuple[list[Sample], list[Sample]]:
@@ -289,6 +297,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     """One shard: its heatmaps into heatmaps/, its scores and state under shards/; no tables."""
     t0 = time.perf_counter()
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
@@ -297,13 +306,13 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     valid = validate_all(chosen, req.skip_bad, skipped)  # the whole set: a method may fit on it
     skipped = {k: v for k, v in skipped.items() if k in part}
     mine = [s for s in valid if s.sample_id in part]
-    rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
     config = _config(spec, req, protocol)
     _check_resumable(rundir, config)
     shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
-    method = backend_class(spec["backend"])(spec, context)
+    method = backend(spec, context)
     method.prepare(dataset)  # raises on missing checkpoints before anything is written
     files = shards.ShardFiles(rundir.root, shard)
     rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
@@ -335,11 +344,12 @@ def _run_whole(req: RunRequest) -> RunResult:
     """The whole sample set in this process, taking over every result complete shards left."""
     t0 = time.perf_counter()
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     all_chosen = chosen
-    rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
     config = _config(spec, req, protocol)
     previous = _check_resumable(rundir, config)
     records = shards.read_records(rundir.root)
@@ -356,7 +366,7 @@ def _run_whole(req: RunRequest) -> RunResult:
     missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
     method = None
     if missing or not merged:  # merging finished shards needs no model
-        method = backend_class(spec["backend"])(spec, context)
+        method = backend(spec, context)
         method.prepare(dataset)  # raises on missing checkpoints before anything is written
     created = not rundir.root.exists()
     record = {
@@ -372,6 +382,7 @@ def _run_whole(req: RunRequest) -> RunResult:
         "device": req.device,
         "limit": req.limit,
         "n_samples": len(chosen),
+        "spec_files": spec_files(req.method, req.protocol),
     }
     if previous is None:
         rundir.write_run(record)
@@ -465,6 +476,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         "dataset": dataset_name,
         "protocol": protocol.to_dict(),
         "protocol_fingerprint": protocol.fingerprint(),
+        "spec_files": spec_files(None, protocol_name),
         "random_weights": bool((source or {}).get("random_weights", False)),
         "heatmaps": str(heatmaps.resolve()),
         "source_run": source.get("config") if source else None,
