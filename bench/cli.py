@@ -175,7 +175,9 @@ def compare_cmd(
     group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
-    protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols and show how numbers and ranks (on --group) move; one or more runs."),
+    protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
+    format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper."),
+    spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
 
@@ -185,14 +187,25 @@ def compare_cmd(
     from .reporting.compare import compare_runs
     from .reporting.report import format_ci, headline_metrics, print_table
 
+    _spec_path(spec_path)
+    if format_ not in ("text", "latex", "markdown"):
+        raise BenchError(f"--format {format_!r}: choose text, latex or markdown")
     if protocols is not None:
         from .reporting.sensitivity import compare_protocols
 
+        if format_ != "text":
+            raise BenchError("--format latex/markdown exports the comparison of runs under one protocol; "
+                             "drop --protocols, or compare the runs' rescored/PROTOCOL folders")
         compare_protocols(runs, protocols, metric or None, group, out)
         return
     if group not in ("macro", "micro"):
         raise BenchError(f"--group {group!r}: choose macro or micro")
     summaries, diffs, protocol = compare_runs(runs, group, metric or None)
+    if format_ != "text":
+        from .reporting.export import comparison_table
+
+        typer.echo(comparison_table(summaries, diffs, protocol, group, format_, metric or None), nl=False)
+        return
     metrics = list(metric) if metric else headline_metrics(protocol.columns)
     agg = summaries[summaries["group"] == group]
     rows = []

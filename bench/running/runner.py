@@ -229,22 +229,37 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 if len(pending) >= 200:
                     rundir.append_scores(pending, write_log)
                     pending = []
-            rows.append({"sample_id": s.sample_id, "category": s.category, "phrase": s.phrase,
-                         "split": s.split, "width": s.width, "height": s.height, "boxes": s.boxes_json(),
-                         **{c: entry["scores"][c] for c in protocol.columns}})
+            rows.append(sample_row(s, entry["scores"], protocol))
             advance(1)
     if pending:
         rundir.append_scores(pending, write_log)
+    return samples_table(rows, protocol), time.perf_counter() - start
+
+
+def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol) -> dict:
+    """One row of a samples table: the sample's fields, then the protocol's metric columns."""
+    return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
+            "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
+            **{c: scores[c] for c in protocol.columns}}
+
+
+def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
+    """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", *protocol.columns]
-    return pd.DataFrame(rows, columns=columns), time.perf_counter() - start
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs."""
+    if table.empty:
+        raise BenchError("every sample was skipped; nothing to summarise")
+    return summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
+                     protocol.ci_level, protocol.seed, protocol.weighted_nan)
 
 
 def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict) -> RunResult:
     """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last)."""
-    if table.empty:
-        raise BenchError("every sample was skipped; nothing to summarise")
-    summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = summary_table(table, protocol)
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"
