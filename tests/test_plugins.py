@@ -211,3 +211,25 @@ def test_a_broken_plugin_is_one_line(bench_cli, tmp_path: Path, monkeypatch: pyt
         assert r.code == 2 and "dataset 'phantom' is built in and also registered by an installed package" in r.err
     finally:
         refresh_plugins()
+
+
+@pytest.mark.slow
+def test_pip_installs_the_template_and_bench_runs_it(tmp_path: Path) -> None:
+    """A real `pip install` of (a copy of) the template, then the `bench` command in a fresh process."""
+    import shutil
+
+    source = tmp_path / "template"
+    shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                          str(source)], capture_output=True, text=True, check=False)
+    if pip.returncode != 0:
+        pytest.skip(f"pip cannot build the template here: {pip.stderr.strip().splitlines()[-1:]}")
+    assert (site / "my_grounding_method" / "adapters" / "my_method.toml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(site), "BENCH_CACHE": str(tmp_path / "cache")}
+    bench = Path(sys.executable).with_name("bench")
+    out = subprocess.run([str(bench), "run", "-m", "my_method", "-d", "tiny-phantom", "-O", "n_test=3",
+                          "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert record["spec_files"]["method"]["path"] == str(site / "my_grounding_method" / "adapters" / "my_method.toml")
