@@ -233,3 +233,12 @@ def test_pip_installs_the_template_and_bench_runs_it(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "r" / "run.json").read_text())
     assert record["spec_files"]["method"]["path"] == str(site / "my_grounding_method" / "adapters" / "my_method.toml")
+
+
+def test_a_typo_in_the_params_of_a_model_spec_is_refused_before_any_model_loads(bench_cli, tmp_path: Path) -> None:
+    text = (ROOT / "adapters" / "phantom_ldm.toml").read_text().replace('name = "phantom_ldm"', 'name = "mine"')
+    path = _spec(tmp_path, text, "num_inference_steps =", "num_inference_step =", "mine")
+    r = bench_cli("run", "-m", path, "-d", "phantom", *SMALL_PHANTOM, "--out", tmp_path / "run")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert f"{path}: unknown field 'params.num_inference_step' (known: antialias, architecture," in r.err
+    assert "num_inference_steps, " in r.err and not (tmp_path / "run").exists()

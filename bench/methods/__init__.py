@@ -38,10 +38,16 @@ def backend_names() -> list[str]:
 
 def method_backend(spec: dict, source: str) -> type[Method]:
     """The backend class of a method spec, with the spec's params checked against the ones the
-    backend declares (`Method.known_params`; backends that declare none check their own)."""
+    backend declares (`Method.known_params`), or else against those its shipped specs set (a
+    plugin backend with neither is not checked)."""
+    from .specs import shipped_params
+
     cls = backend_class(spec["backend"])
-    if cls.known_params is not None:
-        check_fields(spec.get("params", {}), cls.known_params, source, "params.")
+    known = cls.known_params
+    if known is None and spec["backend"] in BACKENDS:
+        known = shipped_params(spec["backend"])
+    if known is not None:
+        check_fields(spec.get("params", {}), known, source, "params.")
     return cls
 
 
