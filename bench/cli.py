@@ -176,7 +176,7 @@ def compare_cmd(
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
-    format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper."),
+    format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper (with --out also written there as table.tex / table.md)."),
     spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
@@ -204,7 +204,13 @@ def compare_cmd(
     if format_ != "text":
         from .reporting.export import comparison_table
 
-        typer.echo(comparison_table(summaries, diffs, protocol, group, format_, metric or None), nl=False)
+        table = comparison_table(summaries, diffs, protocol, group, format_, metric or None)
+        typer.echo(table, nl=False)
+        if out:
+            atomic.write_text(Path(out) / "summaries.csv", summaries.to_csv(index=False, float_format="%.10g"))
+            atomic.write_text(Path(out) / "differences.csv", diffs.to_csv(index=False, float_format="%.10g"))
+            atomic.write_text(Path(out) / ("table.tex" if format_ == "latex" else "table.md"), table)
+            typer.echo(f"tables written to {out}", err=True)
         return
     metrics = list(metric) if metric else headline_metrics(protocol.columns)
     agg = summaries[summaries["group"] == group]

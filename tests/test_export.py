@@ -56,6 +56,10 @@ def test_compare_prints_a_latex_table_that_compiles(bench_cli, tmp_path: Path) -
     assert f"protocol default (fingerprint {load_protocol('default').fingerprint()})" in r.out
     assert lines[lines.index(r"\midrule") + 1].startswith(r"uniform & 0.000 [0.000, 0.000] &")
     assert lines[lines.index(r"\midrule") + 2].startswith(r"oracle\_gaussian & \textbf{0.67")
+    r2 = bench_cli("compare", tmp_path / "uniform", tmp_path / "oracle_gaussian", "--format", "latex",
+                   "--out", tmp_path / "tables")
+    assert r2.out == r.out and (tmp_path / "tables" / "table.tex").read_text() == r.out
+    assert (tmp_path / "tables" / "differences.csv").is_file()
     r = bench_cli("compare", tmp_path / "uniform", tmp_path / "oracle_gaussian", "--format", "html")
     assert r.code == 2 and "--format 'html': choose text, latex or markdown" in r.err
     if PDFLATEX is None:
