@@ -43,10 +43,11 @@ def spec_dir(kind: str):
 
 def set_spec_path(folders: Iterable[Path]) -> None:
     """The command line's `--spec-path` folders (searched before BENCH_SPEC_PATH)."""
-    _cli_folders[:] = [Path(f) for f in folders]
-    for folder in _cli_folders:
+    chosen = [Path(f) for f in folders]
+    for folder in chosen:
         if not folder.is_dir():
             raise BenchError(f"--spec-path {folder}: not a folder")
+    _cli_folders[:] = chosen
 
 
 def search_path() -> list[Any]:
