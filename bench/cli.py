@@ -19,6 +19,13 @@ app = typer.Typer(
 
 DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: image cache).")
 OPTION = typer.Option([], "--option", "-O", help="Dataset option KEY=VALUE, repeatable (e.g. -O size=mimic for phantom).")
+SPEC_PATH = typer.Option([], "--spec-path", help="Folder of extra specs (FOLDER/adapters/*.toml, FOLDER/protocols/*.toml), repeatable; searched before BENCH_SPEC_PATH.")
+
+
+def _spec_path(folders: List[Path]) -> None:
+    from .core.specs import set_spec_path
+
+    set_spec_path(folders)
 
 
 def _options(items: List[str]) -> dict[str, str]:
@@ -32,19 +39,21 @@ def _options(items: List[str]) -> dict[str, str]:
 
 
 @app.command("list")
-def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocols")) -> None:
+def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocols"),
+             spec_path: List[Path] = SPEC_PATH) -> None:
     """List the registered methods, datasets or protocols with a one-line description."""
     from .reporting.report import print_table
 
+    _spec_path(spec_path)
     if what == "methods":
         from .methods.specs import load_method_spec, method_names
 
         rows = [[n, load_method_spec(n).get("kind", "method"), load_method_spec(n)["description"]] for n in method_names()]
         print_table("methods", ["name", "kind", "description"], rows, wrap_last=True)
     elif what == "datasets":
-        from .datasets import DATASETS, dataset_class
+        from .datasets import dataset_class, dataset_names
 
-        rows = [[n, dataset_class(n).description] for n in sorted(DATASETS)]
+        rows = [[n, dataset_class(n).description] for n in dataset_names()]
         print_table("datasets", ["name", "description"], rows, wrap_last=True)
     elif what == "protocols":
         from .evaluation.protocols import load_protocol, protocol_names
@@ -82,9 +91,9 @@ def dataset_cmd(
 
 @app.command("run")
 def run_cmd(
-    method: str = typer.Option(..., "--method", "-m", help="Method name (see `bench list methods`)."),
+    method: str = typer.Option(..., "--method", "-m", help="Method name (see `bench list methods`) or the path of a method spec file (.toml)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `bench list datasets`)."),
-    protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (see `bench list protocols`)."),
+    protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (see `bench list protocols`) or the path of a protocol spec file (.toml)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/DATASET__METHOD__PROTOCOL]."),
@@ -97,6 +106,7 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for methods with randomness."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples in run.json under `skipped` and go on."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Do only part INDEX/COUNT of the samples (INDEX from 0 to COUNT-1, e.g. 0/4 ... 3/4; split by sorted sample_id). Merge by running the same command without --shard."),
+    spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Run a method over a dataset, score every heatmap and print the per-pathology table.
 
@@ -111,6 +121,7 @@ def run_cmd(
     from .running.runner import RunRequest, ShardResult, run
     from .running.shards import parse_shard
 
+    _spec_path(spec_path)
     result = run(RunRequest(method=method, dataset=dataset, protocol=protocol, data_root=data_root,
                             dataset_options=_options(option), out=out, limit=limit, device=device,
                             random_weights=random_weights, weights=weights, overrides=list(set_),
@@ -122,7 +133,7 @@ def run_cmd(
                 else "merge with the same command without --shard once every shard is done")
         typer.echo(f"shard {result.shard}: {result.scored} sample(s) scored, {skipped} skipped, in {result.root}; {then}")
         return
-    _report(result, f"{method} on {dataset} ({protocol} protocol)")
+    _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
 
 def _report(result, title: str) -> None:
@@ -143,17 +154,19 @@ def _report(result, title: str) -> None:
 def score_cmd(
     heatmaps: Path = typer.Option(..., "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to."),
-    protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol."),
+    protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (a name or a spec file path)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
     out: Path = typer.Option(..., "--out", "-o", help="Directory for samples.csv, summary.csv and run.json."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
+    spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run)."""
     from .running.runner import score_folder
 
+    _spec_path(spec_path)
     result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad)
-    _report(result, f"{result.record['method']} on {dataset} ({protocol} protocol)")
+    _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
 
 @app.command("compare")
@@ -162,7 +175,9 @@ def compare_cmd(
     group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
-    protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols and show how numbers and ranks (on --group) move; one or more runs."),
+    protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
+    format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper (with --out also written there as table.tex / table.md)."),
+    spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
 
@@ -172,14 +187,31 @@ def compare_cmd(
     from .reporting.compare import compare_runs
     from .reporting.report import format_ci, headline_metrics, print_table
 
+    _spec_path(spec_path)
+    if format_ not in ("text", "latex", "markdown"):
+        raise BenchError(f"--format {format_!r}: choose text, latex or markdown")
     if protocols is not None:
         from .reporting.sensitivity import compare_protocols
 
+        if format_ != "text":
+            raise BenchError("--format latex/markdown exports the comparison of runs under one protocol; "
+                             "drop --protocols, or compare the runs' rescored/PROTOCOL folders")
         compare_protocols(runs, protocols, metric or None, group, out)
         return
     if group not in ("macro", "micro"):
         raise BenchError(f"--group {group!r}: choose macro or micro")
     summaries, diffs, protocol = compare_runs(runs, group, metric or None)
+    if format_ != "text":
+        from .reporting.export import comparison_table
+
+        table = comparison_table(summaries, diffs, protocol, group, format_, metric or None)
+        typer.echo(table, nl=False)
+        if out:
+            atomic.write_text(Path(out) / "summaries.csv", summaries.to_csv(index=False, float_format="%.10g"))
+            atomic.write_text(Path(out) / "differences.csv", diffs.to_csv(index=False, float_format="%.10g"))
+            atomic.write_text(Path(out) / ("table.tex" if format_ == "latex" else "table.md"), table)
+            typer.echo(f"tables written to {out}", err=True)
+        return
     metrics = list(metric) if metric else headline_metrics(protocol.columns)
     agg = summaries[summaries["group"] == group]
     rows = []

@@ -1,12 +1,19 @@
-"""Dataset registry: names map to lazily imported classes."""
+"""Dataset registry: names map to lazily imported classes.
+
+Installed packages add datasets under the entry-point group `bench.datasets`
+(`name = "package.module:Class"`, a `bench.datasets.base.Dataset` subclass).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
 
-from ..core.registry import resolve
+from ..core.errors import BenchError
+from ..core.registry import registered, resolve
 from .base import Dataset
+
+ENTRY_POINTS = "bench.datasets"
 
 DATASETS: dict[str, str] = {
     "phantom": "bench.datasets.phantom:PhantomDataset",
@@ -16,8 +23,16 @@ DATASETS: dict[str, str] = {
 
 
 def dataset_class(name: str) -> type[Dataset]:
-    """The class registered under `name`; BenchError for an unknown name."""
-    return resolve(DATASETS, name, "dataset")
+    """The class registered under `name` (built in or by an installed package); BenchError for an unknown name."""
+    cls = resolve(DATASETS, name, "dataset", ENTRY_POINTS)
+    if not issubclass(cls, Dataset):
+        raise BenchError(f"dataset {name!r} ({cls.__module__}.{cls.__name__}) is not a bench Dataset subclass")
+    return cls
+
+
+def dataset_names() -> list[str]:
+    """Every dataset name: built in, and registered by installed packages."""
+    return sorted(registered(DATASETS, ENTRY_POINTS))
 
 
 def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> Dataset:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..core.errors import BenchError
-from ..core.specs import load_spec, spec_names
+from ..core.specs import SpecFile, find_spec, spec_names
 from .metrics import DEFAULT_THRESHOLDS
 
 METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
@@ -240,12 +240,13 @@ def protocol_from_toml(data: dict, source: str) -> Protocol:
                 raise BenchError(f"{source}: [{key}] must be a table")
             for sub, sub_value in value.items():
                 if sub not in _SECTIONS[key]:
-                    raise BenchError(f"{source}: unknown key {key}.{sub} (known: {', '.join(_SECTIONS[key])})")
+                    raise BenchError(f"{source}: unknown field {key}.{sub} (known: {', '.join(_SECTIONS[key])})")
                 flat[_TOML_NAMES.get(sub, sub)] = sub_value
         elif key in top:
             flat[key] = value
         else:
-            raise BenchError(f"{source}: unknown key {key!r}")
+            known = ", ".join(sorted(top | set(_SECTIONS)))
+            raise BenchError(f"{source}: unknown field {key!r} (known: {known})")
     if "name" not in flat:
         raise BenchError(f"{source}: missing 'name'")
     for bound in ("clip_min", "clip_max"):
@@ -262,10 +263,15 @@ def protocol_names() -> list[str]:
     return spec_names("protocols")
 
 
+def protocol_spec_file(name: str) -> SpecFile:
+    """The file protocol `name` (a registered name or a path to a .toml file) is read from."""
+    return find_spec("protocols", name)
+
+
 def load_protocol(name: str) -> Protocol:
-    """The protocol `name` from `protocols/NAME.toml`; BenchError if there is none."""
-    data, source = load_spec("protocols", name)
-    protocol = protocol_from_toml(data, source)
-    if protocol.name != name:
-        raise BenchError(f"{source}: name {protocol.name!r} does not match the file name")
+    """The protocol `name` from `protocols/NAME.toml`, the spec search path, or a file path."""
+    file = protocol_spec_file(name)
+    protocol = protocol_from_toml(file.read(), file.label)
+    if protocol.name != file.name:
+        raise BenchError(f"{file.label}: name {protocol.name!r} does not match the file name")
     return protocol

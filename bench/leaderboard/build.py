@@ -19,7 +19,7 @@ from ..reporting.reported import load_reported
 from .pages import board_page, index_page
 from .reproduction import load_guide, reproduction_page
 from .results import load_results, read_example
-from .tables import Board, groups, measured
+from .tables import Board, groups, measured, ranks
 
 MANIFEST = "manifest.json"
 INDEX = "README.md"
@@ -65,6 +65,8 @@ def _board_files(board: Board, build: Build) -> None:
 
         table = measured(board)
         build.texts[f"{slug}/summary.csv"] = table.to_csv(index=False, float_format="%.10g")
+        for fmt, suffix in (("latex", "tex"), ("markdown", "md")):
+            build.texts[f"{slug}/table.{suffix}"] = paper_table(board, table, fmt)
         order = groups(table)
         methods = sorted(e.name for e in board.entries)
         for metric in board.plotted:
@@ -86,6 +88,17 @@ def _board_files(board: Board, build: Build) -> None:
                                    lambda x=ex, t=title: overlay_plot(x["image"], x["heatmap"], x["boxes"], t))
             examples[e.name] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in green)")
     build.texts[f"{slug}.md"] = board_page(board, figures, examples)
+
+
+def paper_table(board: Board, table, fmt: str, group: str = "macro") -> str:
+    """The board's headline metrics per method (best mean rank first) as a LaTeX or Markdown table."""
+    from ..reporting.export import protocol_caption, summary_table
+
+    methods = ranks(table, board.headline, group)["method"].tolist()
+    n = int(table[(table["group"] == group)]["n"].max())
+    caption = (f"{board.dataset}: {group} mean [{board.protocol.ci_level * 100:g}% CI] per method on up to {n} "
+               f"samples under {protocol_caption(board.protocol)}; best value in bold.")
+    return summary_table(table, board.protocol, group, fmt, methods, board.headline, caption)
 
 
 def build(results: Path, reported: Path) -> Build:

@@ -29,7 +29,13 @@ class RunContext:
 
 
 class Method(ABC):
-    """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...)."""
+    """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...).
+
+    `known_params` lists the `[params]` fields the backend reads: a spec with any other field is
+    refused with the known ones named (None: the backend checks its params itself).
+    """
+
+    known_params: tuple[str, ...] | None = None
 
     def __init__(self, spec: dict, context: RunContext) -> None:
         self.spec = spec

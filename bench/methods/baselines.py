@@ -28,6 +28,8 @@ def cell_centres(size: int, cells: int) -> np.ndarray:
 class OracleGaussian(Method):
     """Upper bound from the GT: a Gaussian at each box centre, sigma = box side / 3, max over boxes."""
 
+    known_params = ("grid", "sigma_fraction")
+
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
         grid = int(self.params.get("grid", 256))
         fraction = float(self.params.get("sigma_fraction", 1.0 / 3.0))
@@ -52,6 +54,8 @@ class BoxPrior(Method):
     the other evaluated samples of its category. A protocol that also scores the train split leaves
     each train sample out of its own prior the same way, so no sample ever sees its own boxes.
     """
+
+    known_params = ("grid",)
 
     def prepare(self, dataset: Dataset) -> None:
         self.grid = int(self.params.get("grid", 64))
@@ -98,6 +102,8 @@ class BoxPrior(Method):
 
 class Uniform(Method):
     """A constant map: the floor every method must beat (miou 0, cnr 0, auc 0.5)."""
+
+    known_params = ()
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
         return [Heatmap(np.ones((1, 1), np.float32), Geometry.whole(s.height, s.width, "constant")) for s in samples]

@@ -8,9 +8,11 @@ from typing import Any, Sequence
 import tomllib
 
 from ..core.errors import BenchError
-from ..core.specs import load_spec, spec_names
+from ..core.specs import SpecFile, check_fields, find_spec, load_spec, spec_dir, spec_names
 
 REQUIRED = ("name", "backend", "description")
+#: every top-level field a method spec may have; what `params` holds is the backend's business
+FIELDS = ("name", "backend", "kind", "description", "citation", "params", "weights")
 
 
 def method_names() -> list[str]:
@@ -35,13 +37,37 @@ def load_method_spec(name: str) -> dict:
     """
     if name.endswith(BBM_SUFFIX) and len(name) > len(BBM_SUFFIX):
         return with_bbm(load_method_spec(name[: -len(BBM_SUFFIX)]))
-    spec, source = load_spec("adapters", name)
+    file = find_spec("adapters", name)
+    spec = file.read()
+    check_fields(spec, FIELDS, file.label)
     missing = [k for k in REQUIRED if k not in spec]
     if missing:
-        raise BenchError(f"{source}: missing field {missing[0]!r}")
-    if spec["name"] != name:
-        raise BenchError(f"{source}: name {spec['name']!r} does not match the file name")
+        raise BenchError(f"{file.label}: missing field {missing[0]!r}")
+    if spec["name"] != file.name:
+        raise BenchError(f"{file.label}: name {spec['name']!r} does not match the file name")
+    for table in ("params", "weights"):
+        if not isinstance(spec.get(table, {}), dict):
+            raise BenchError(f"{file.label}: [{table}] must be a table")
     return spec
+
+
+def shipped_params(backend: str) -> tuple[str, ...]:
+    """Every `[params]` field the shipped specs of `backend` set: what that backend reads, for
+    backends that do not list their fields in `Method.known_params`."""
+    found: set[str] = set()
+    for entry in spec_dir("adapters").iterdir():
+        if entry.name.endswith(".toml"):
+            spec = tomllib.loads(entry.read_text(encoding="utf-8"))
+            if spec.get("backend") == backend:
+                found |= set(spec.get("params", {}))
+    return tuple(sorted(found))
+
+
+def method_spec_file(name: str) -> SpecFile:
+    """The file the spec of method `name` (or `<method>+bbm`, or a path) is read from."""
+    if name.endswith(BBM_SUFFIX) and len(name) > len(BBM_SUFFIX):
+        name = name[: -len(BBM_SUFFIX)]
+    return find_spec("adapters", name)
 
 
 def with_bbm(spec: dict) -> dict:

@@ -17,13 +17,26 @@ from ..running.rundir import RunDir
 
 @dataclass
 class LoadedRun:
+    """A finished run directory: its name (the method), run.json and per-sample table."""
+
     name: str
     root: Path
     record: dict
     samples: pd.DataFrame
 
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol the run was scored under, as recorded in its run.json."""
+        return Protocol.from_dict(self.record["protocol"])
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The run's summary.csv: per category and aggregate group, mean with CI bounds and n."""
+        return pd.read_csv(RunDir(self.root).summary_csv, dtype={"group": str})
+
 
 def load_run(root: Path) -> LoadedRun:
+    """The finished run in `root`; BenchError for a folder that holds none or an unfinished one."""
     rundir = RunDir(root)
     record = rundir.read_run()
     if record is None:

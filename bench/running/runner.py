@@ -27,11 +27,11 @@ from ..core.heatmap import Heatmap
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
-from ..evaluation.protocols import Protocol, load_protocol
+from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import ExcludedSample, check_values, score, select_samples
 from ..evaluation.stats import summarise
-from ..methods import RunContext, backend_class
-from ..methods.specs import apply_overrides, load_method_spec
+from ..methods import RunContext, method_backend
+from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import shards
 from .progress import progress_bar
 from .rundir import RunDir, record_backend, safe_name
@@ -91,6 +91,14 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def spec_files(method: str | None, protocol: str) -> dict[str, dict[str, str]]:
+    """Path and sha256 of the spec files a run read (for run.json): its method's and its protocol's."""
+    files = {"protocol": protocol_spec_file(protocol).record()}
+    if method is not None:
+        files = {"method": method_spec_file(method).record(), **files}
+    return files
 
 
 def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tuple[list[Sample], list[Sample]]:
@@ -221,22 +229,37 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 if len(pending) >= 200:
                     rundir.append_scores(pending, write_log)
                     pending = []
-            rows.append({"sample_id": s.sample_id, "category": s.category, "phrase": s.phrase,
-                         "split": s.split, "width": s.width, "height": s.height, "boxes": s.boxes_json(),
-                         **{c: entry["scores"][c] for c in protocol.columns}})
+            rows.append(sample_row(s, entry["scores"], protocol))
             advance(1)
     if pending:
         rundir.append_scores(pending, write_log)
+    return samples_table(rows, protocol), time.perf_counter() - start
+
+
+def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol) -> dict:
+    """One row of a samples table: the sample's fields, then the protocol's metric columns."""
+    return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
+            "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
+            **{c: scores[c] for c in protocol.columns}}
+
+
+def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
+    """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", *protocol.columns]
-    return pd.DataFrame(rows, columns=columns), time.perf_counter() - start
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs."""
+    if table.empty:
+        raise BenchError("every sample was skipped; nothing to summarise")
+    return summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
+                     protocol.ci_level, protocol.seed, protocol.weighted_nan)
 
 
 def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict) -> RunResult:
     """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last)."""
-    if table.empty:
-        raise BenchError("every sample was skipped; nothing to summarise")
-    summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = summary_table(table, protocol)
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"
@@ -289,6 +312,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     """One shard: its heatmaps into heatmaps/, its scores and state under shards/; no tables."""
     t0 = time.perf_counter()
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
@@ -297,13 +321,13 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     valid = validate_all(chosen, req.skip_bad, skipped)  # the whole set: a method may fit on it
     skipped = {k: v for k, v in skipped.items() if k in part}
     mine = [s for s in valid if s.sample_id in part]
-    rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
     config = _config(spec, req, protocol)
     _check_resumable(rundir, config)
     shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
-    method = backend_class(spec["backend"])(spec, context)
+    method = backend(spec, context)
     method.prepare(dataset)  # raises on missing checkpoints before anything is written
     files = shards.ShardFiles(rundir.root, shard)
     rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
@@ -335,11 +359,12 @@ def _run_whole(req: RunRequest) -> RunResult:
     """The whole sample set in this process, taking over every result complete shards left."""
     t0 = time.perf_counter()
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     all_chosen = chosen
-    rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
     config = _config(spec, req, protocol)
     previous = _check_resumable(rundir, config)
     records = shards.read_records(rundir.root)
@@ -356,7 +381,7 @@ def _run_whole(req: RunRequest) -> RunResult:
     missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
     method = None
     if missing or not merged:  # merging finished shards needs no model
-        method = backend_class(spec["backend"])(spec, context)
+        method = backend(spec, context)
         method.prepare(dataset)  # raises on missing checkpoints before anything is written
     created = not rundir.root.exists()
     record = {
@@ -372,6 +397,7 @@ def _run_whole(req: RunRequest) -> RunResult:
         "device": req.device,
         "limit": req.limit,
         "n_samples": len(chosen),
+        "spec_files": spec_files(req.method, req.protocol),
     }
     if previous is None:
         rundir.write_run(record)
@@ -465,6 +491,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         "dataset": dataset_name,
         "protocol": protocol.to_dict(),
         "protocol_fingerprint": protocol.fingerprint(),
+        "spec_files": spec_files(None, protocol_name),
         "random_weights": bool((source or {}).get("random_weights", False)),
         "heatmaps": str(heatmaps.resolve()),
         "source_run": source.get("config") if source else None,

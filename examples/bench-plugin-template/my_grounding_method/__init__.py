@@ -1,0 +1,1 @@
+"""An example method and dataset for cxr-grounding-bench; the package folder holds their specs."""
