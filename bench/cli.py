@@ -159,12 +159,16 @@ def score_cmd(
 @app.command("compare")
 def compare_cmd(
     runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference (with --protocols: one or more runs)."),
-    group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
+    group: str = typer.Option("macro", "--group", help="What the table and the paired test are on: macro, micro or a category name (e.g. Effusion)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols and show how numbers and ranks (on --group) move; one or more runs."),
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
+
+    Runs on different sample lists (other dataset fingerprints: boxes, phrases, splits, options) are
+    refused. Runs that scored different samples of the same list (skipped samples, protocol drops)
+    are compared on the samples they share, with a WARNING line on stderr saying so.
 
     With --protocols: the runs' stored heatmaps under each protocol, per pathology, with ranks.
     """
@@ -177,8 +181,6 @@ def compare_cmd(
 
         compare_protocols(runs, protocols, metric or None, group, out)
         return
-    if group not in ("macro", "micro"):
-        raise BenchError(f"--group {group!r}: choose macro or micro")
     summaries, diffs, protocol = compare_runs(runs, group, metric or None)
     metrics = list(metric) if metric else headline_metrics(protocol.columns)
     agg = summaries[summaries["group"] == group]

@@ -28,6 +28,8 @@ def ci(mean: float, low: float, high: float) -> str:
     """'mean [low, high]'; a dash alone when the mean is undefined (no sample has a value)."""
     if _undefined(mean):
         return "—"
+    if _undefined(low) or _undefined(high):
+        return f"{num(mean)} [no CI, n<2]"
     return f"{num(mean)} [{num(low)}, {num(high)}]"
 
 
@@ -107,8 +109,24 @@ def _runs(board: Board) -> list[str]:
     for e in sorted(board.entries, key=lambda e: e.name):
         versions = e.record.get("versions", {})
         rows.append([e.name, f"`results/{e.dataset}/{e.protocol.name}/{e.name}/`", str(len(e.samples)),
-                     str(len(e.record.get("skipped", []))), versions.get("cxr-grounding-bench", "?")])
-    return md_table(["method", "entry", "samples", "skipped", "harness"], rows)
+                     str(len(e.record.get("excluded") or [])), scored_from(e.record),
+                     versions.get("cxr-grounding-bench", "?")])
+    return md_table(["method", "entry", "samples", "left out by the protocol", "maps scored from", "harness"], rows)
+
+
+def scored_from(record: dict) -> str:
+    """Which grid a run's maps were scored from: the method's native grid, or maps at the original size.
+
+    Under protocols that fit a GMM or resample in a crop space the two can give different numbers
+    for the same map (see the README on bring-your-own maps).
+    """
+    grid = record.get("heatmap_grid") or {"native": record.get("n_samples", 0)}
+    native, original = int(grid.get("native", 0)), int(grid.get("original", 0))
+    if original == 0:
+        return "native grid"
+    if native == 0:
+        return "original-size .npy"
+    return f"mixed: {native} native, {original} original-size"
 
 
 GROUP_WORDS = {
@@ -148,6 +166,9 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
     methods = list(ranks(table, board.headline)["method"])
     lines += [f"Protocol `{p.name}` (fingerprint `{board.entries[0].record.get('protocol_fingerprint')}`): "
               f"{p.description}", "",
+              f"Dataset `{board.dataset}`: fingerprint `{board.entries[0].record.get('dataset_fingerprint')}` of the "
+              f"protocol's {board.entries[0].record.get('dataset_samples')} samples (ids, phrases, categories, "
+              "image sizes, boxes, dataset options); every run here covers all of them.", "",
               *([f"**Note:** `protocols/{p.name}.toml` has changed since these runs were scored; re-score them "
                  "with `bench score` and add them again.", ""] if board.stale_protocol else []),
               f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "

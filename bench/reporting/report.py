@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 #: `miou_fgbg` is the "mIoU" of Nützel et al. and Dombrowski et al.: a different metric, shown under its own name
@@ -16,7 +17,13 @@ def headline_metrics(columns: Sequence[str]) -> list[str]:
     return picked or list(columns)[:4]
 
 
+NO_CI = "no CI, n<2"
+
+
 def format_ci(mean: float, low: float, high: float) -> str:
+    """'mean [low, high]'; where a category has fewer than two samples there are no bounds to show."""
+    if np.isfinite(mean) and not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:.3f} [{NO_CI}]"
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
