@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -14,11 +15,55 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" in them must show as written
     help="Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.",
 )
 
 DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: image cache).")
 OPTION = typer.Option([], "--option", "-O", help="Dataset option KEY=VALUE, repeatable (e.g. -O size=mimic for phantom).")
+
+
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried past typer (which turns a KeyboardInterrupt into a silent exit)."""
+
+
+def _resumable(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"cxr-grounding-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (as BENCH_QUIET=1)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="A progress line for every step, also on a terminal."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.
+
+    Progress goes to stderr: a bar on a terminal, a line per tenth of the work in a log or pipe
+    (SLURM, nohup). Environment: BENCH_QUIET=1 silences progress (like -q); BENCH_CACHE is the
+    folder for caches (phantom images) [default: ~/.cache/cxr-grounding-bench]; HF_HOME the
+    Hugging Face cache the checkpoints are read from.
+    """
+    from .running.progress import QUIET, VERBOSE, set_verbosity
+
+    if quiet and verbose:
+        raise BenchError("-q and -v: choose one")
+    set_verbosity(QUIET if quiet else VERBOSE if verbose else None)
 
 
 def _options(items: List[str]) -> dict[str, str]:
@@ -32,6 +77,7 @@ def _options(items: List[str]) -> dict[str, str]:
 
 
 @app.command("list")
+@_resumable
 def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocols")) -> None:
     """List the registered methods, datasets or protocols with a one-line description."""
     from .reporting.report import print_table
@@ -57,6 +103,7 @@ def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocol
 
 
 @app.command("dataset")
+@_resumable
 def dataset_cmd(
     name: str = typer.Argument(..., help="Dataset name (see `bench list datasets`)."),
     data_root: Optional[Path] = DATA_ROOT,
@@ -81,6 +128,7 @@ def dataset_cmd(
 
 
 @app.command("run")
+@_resumable
 def run_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `bench list methods`)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `bench list datasets`)."),
@@ -140,6 +188,7 @@ def _report(result, title: str) -> None:
 
 
 @app.command("score")
+@_resumable
 def score_cmd(
     heatmaps: Path = typer.Option(..., "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to."),
@@ -157,6 +206,7 @@ def score_cmd(
 
 
 @app.command("compare")
+@_resumable
 def compare_cmd(
     runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference (with --protocols: one or more runs)."),
     group: str = typer.Option("macro", "--group", help="What the table and the paired test are on: macro, micro or a category name (e.g. Effusion)."),
@@ -204,6 +254,7 @@ def compare_cmd(
 
 
 @app.command("leaderboard")
+@_resumable
 def leaderboard_cmd(
     results: Path = typer.Option(Path("results"), "--results", help="Folder of committed runs (one entry per run)."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder the pages, tables and figures go to."),
@@ -235,13 +286,13 @@ def leaderboard_cmd(
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2; Ctrl-C says how to resume."""
     try:
         app()
     except BenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
 

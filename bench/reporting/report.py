@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -39,22 +41,32 @@ def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str
     return rows
 
 
+def _terminal_width() -> int | None:
+    """Columns of the terminal stdout is on; None when stdout is a file or a pipe."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], separator_before: int | None = None,
                 wrap_last: bool = False) -> None:
     """Print a table to stdout with rich; `wrap_last` lets a long last column (descriptions) wrap."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    # every text is literal: "[random weights]" or "[95% CI]" must not be read as rich markup and dropped
+    table = Table(title=escape(title), title_justify="left")
     for i, h in enumerate(header):
         last = i == len(header) - 1
-        table.add_column(h, justify="left" if i == 0 or (last and wrap_last) else "right",
+        table.add_column(escape(str(h)), justify="left" if i == 0 or (last and wrap_last) else "right",
                          no_wrap=not (last and wrap_last))
     for i, row in enumerate(rows):
-        table.add_row(*row, end_section=separator_before is not None and i == separator_before - 1)
+        table.add_row(*(escape(str(c)) for c in row), end_section=separator_before is not None and i == separator_before - 1)
     widths = [max([len(str(h)), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(header)]
     wide = 3 * len(header) + 1 + sum(widths[:-1]) + (min(widths[-1], 60) if wrap_last else widths[-1])
-    Console(width=max(100, wide, len(title))).print(table)
+    # on a terminal the table fits its width (rich wraps cells); in a file or pipe it keeps its natural width
+    Console(width=_terminal_width() or max(wide, len(title))).print(table)
 
 
 def print_summary(title: str, summary: pd.DataFrame, columns: Sequence[str]) -> None:
