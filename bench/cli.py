@@ -295,6 +295,14 @@ def main() -> None:
     except (KeyboardInterrupt, Interrupted):
         typer.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except ImportError as exc:
+        from .core.optional import missing_model_package, models_message
+
+        package = missing_model_package(exc)
+        if package is None:
+            raise
+        typer.echo(f"error: {models_message(package, 'this command')}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import importlib
 from typing import Mapping
 
 from .errors import BenchError
+from .optional import missing_model_package, models_message
 
 
 def resolve(table: Mapping[str, str], name: str, label: str) -> type:
@@ -15,4 +16,11 @@ def resolve(table: Mapping[str, str], name: str, label: str) -> type:
     except KeyError:
         raise BenchError(f"unknown {label} {name!r} (known: {', '.join(sorted(table))})") from None
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        package = missing_model_package(exc)
+        if package is None:
+            raise
+        raise BenchError(models_message(package, f"{label} {name!r}")) from None
+    return getattr(loaded, attr)

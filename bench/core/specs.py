@@ -7,9 +7,8 @@ The top-level `adapters/` and `protocols/` folders are installed as the data pac
 from __future__ import annotations
 
 import importlib.resources
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from .errors import BenchError
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
-
 import tomllib
+from typing import Any, Sequence
 
 from ..core.errors import BenchError
 from ..core.specs import load_spec, spec_names
