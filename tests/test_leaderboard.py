@@ -128,6 +128,8 @@ def test_results_are_portable_and_complete(board) -> None:
     assert record["config"]["dataset"]["data_root"] == "nih"
     figures = sorted(p.name for p in (paths["leaderboards"] / "chestx-ray14__default").glob("*.png"))
     assert figures == ["auc_roc.png", "cnr.png", "cnr_abs.png", "miou.png", "pointing_game.png"]
+    vectors = sorted(p.name for p in (paths["leaderboards"] / "chestx-ray14__default").glob("*.svg"))
+    assert vectors == [f[:-4] + ".svg" for f in figures]
 
 
 def test_check_passes_on_a_fresh_build_and_fails_on_an_edited_page(board, bench_cli) -> None:

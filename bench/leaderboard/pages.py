@@ -179,13 +179,14 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               "## Measured: paired differences against the best method (macro)", "", *_paired(board, table),
               "## Measured: per pathology", "", *_per_pathology(board, table, methods)]
     if figures:
-        lines += ["## Figures", ""] + [f"![{f.rsplit('/', 1)[-1][:-4]}]({f})" for f in figures] + [""]
+        lines += ["## Figures", "", "Each figure is also in vector form (SVG) beside the PNG.", ""]
+        lines += [f"![{f.rsplit('/', 1)[-1][:-4]}]({f}) ([SVG]({f[:-4]}.svg))" for f in figures] + [""]
     if examples:
         lines += ["## Example maps", ""]
         for method in methods:
             if method in examples:
                 path, caption = examples[method]
-                lines += [f"**{method}**: {caption}", "", f"![{method}]({path})", ""]
+                lines += [f"**{method}**: {caption}", "", f"![{method}]({path}) ([SVG]({path[:-4]}.svg))", ""]
     lines += ["## Reported by the papers (not measured here)", "", *_reported(board), "",
               "## Runs", "", *_runs(board), ""]
     return "\n".join(lines)
