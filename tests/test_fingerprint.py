@@ -177,3 +177,35 @@ def test_relative_data_root_is_stored_resolved(bench_cli, tmp_path: Path, monkey
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["config"]["dataset"]["data_root"] == str((tmp_path / "images").resolve())
     assert os.path.isabs(run["config"]["dataset"]["data_root"])
+
+
+def test_native_maps_written_by_the_helper_score_as_the_run_and_say_their_grid(bench_cli, tmp_path: Path) -> None:
+    """The same maps as native .npz (values + geometry) score exactly as the run they came from, also under a
+    GMM protocol; as upsampled .npy they need not. run.json and the page say which grid was scored."""
+    import numpy as np
+
+    from bench.core.heatmap import Heatmap
+    from bench.evaluation.resample import to_original
+    from bench.leaderboard.pages import scored_from
+    from bench.running.byo import write_native_map
+
+    run = tmp_path / "run"
+    tiny = ["--dataset", "phantom", "-O", "n_test=8", "-O", "n_train=0"]
+    assert bench_cli("run", "--method", "box_prior", *tiny, "--protocol", "nutzel2025", "--out", run).code == 0
+    native, upsampled = tmp_path / "native", tmp_path / "up"
+    upsampled.mkdir()
+    for path in sorted((run / "heatmaps").glob("*.npz")):
+        hm = Heatmap.load(path)
+        write_native_map(native, path.stem, hm.values, hm.geometry)
+        np.save(upsampled / f"{path.stem}.npy", to_original(hm))
+    for name, folder in (("n", native), ("u", upsampled)):
+        r = bench_cli("score", "--heatmaps", folder, *tiny, "--protocol", "nutzel2025", "--out", tmp_path / name)
+        assert r.code == 0, r.err
+    ref, got = pd.read_csv(run / "samples.csv"), pd.read_csv(tmp_path / "n" / "samples.csv")
+    pd.testing.assert_frame_equal(ref, got)
+    record = json.loads((tmp_path / "n" / "run.json").read_text())
+    assert record["heatmap_grid"] == {"native": 8, "original": 0} and scored_from(record) == "native grid"
+    record = json.loads((tmp_path / "u" / "run.json").read_text())
+    assert record["heatmap_grid"] == {"native": 0, "original": 8} and scored_from(record) == "original-size .npy"
+    assert scored_from({"heatmap_grid": {"native": 3, "original": 1}}) == "mixed: 3 native, 1 original-size"
+    assert scored_from({"n_samples": 5}) == "native grid"  # a model run: its own maps
