@@ -31,7 +31,15 @@ from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
 from ..running.rundir import RunDir, record_backend, safe_name
-from ..running.runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
+from ..running.runner import (
+    _user_heatmap_loader,
+    dataset_identity,
+    eval_samples,
+    finish,
+    score_all,
+    validate_all,
+    versions,
+)
 from .compare import LoadedRun, load_run
 
 CACHE = "rescored"
@@ -127,6 +135,7 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
         "dataset": name,
         "protocol": protocol.to_dict(),
         "protocol_fingerprint": protocol.fingerprint(),
+        **dataset_identity(dataset, protocol),
         "random_weights": bool(run.record.get("random_weights", False)),
         "heatmaps": str(heatmaps.resolve()),
         "source_run": str(Path(run.root).resolve()),
