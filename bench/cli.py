@@ -224,7 +224,7 @@ def compare_cmd(
     """
     from .core import atomic
     from .reporting.compare import compare_runs
-    from .reporting.report import format_ci, headline_metrics, print_table
+    from .reporting.report import format_ci, format_p, headline_metrics, print_table
 
     if protocols is not None:
         from .reporting.sensitivity import compare_protocols
@@ -244,7 +244,7 @@ def compare_cmd(
     for run_name in dict.fromkeys(diffs["run"]):
         part = diffs[diffs["run"] == run_name].set_index("metric")
         rows.append([f"{run_name} - {part['reference'].iloc[0]}"] +
-                    [f"{format_ci(part.at[m, 'difference'], part.at[m, 'ci_low'], part.at[m, 'ci_high'])} p={part.at[m, 'p_value']:.4f}"
+                    [f"{format_ci(part.at[m, 'difference'], part.at[m, 'ci_low'], part.at[m, 'ci_high'])}{format_p(part.at[m, 'p_value'])}"
                      for m in metrics])
     print_table("paired bootstrap difference against the first run", ["difference", *metrics], rows)
     if out:

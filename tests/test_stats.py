@@ -142,3 +142,13 @@ def test_intervals_do_not_depend_on_row_order() -> None:
     assert not shuffled["sample_id"].is_monotonic_increasing
     pd.testing.assert_frame_equal(summarise(shuffled, ["m"], resamples=500), by_id)
     pd.testing.assert_frame_equal(summarise(shuffled.sort_values("category"), ["m"], resamples=500), by_id)
+
+
+def test_a_one_sample_category_gives_a_difference_without_interval_or_p() -> None:
+    a = np.array([[1.0], [2.0], [3.0]])
+    b = np.zeros((3, 1))
+    d, lo, hi, p = paired_difference(a, b, ["x", "x", "y"], resamples=200)
+    assert d[0] == pytest.approx((1.5 + 3.0) / 2)
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isnan(p[0])
+    d, lo, hi, p = paired_difference(a, b, ["x", "x", "x"], resamples=200)
+    assert d[0] == pytest.approx(2.0) and lo[0] <= 2.0 <= hi[0] and p[0] < 0.05

@@ -232,7 +232,8 @@ def paired_difference(
 
     `a` and `b` are (n, M) matrices over the same samples in the same order. Returns
     (difference, ci_low, ci_high, two-sided p-value); p is the bootstrap estimate of how often
-    the resampled difference falls on the other side of zero, with the +1 correction.
+    the resampled difference falls on the other side of zero, with the +1 correction. With a
+    category of fewer than two samples the interval and p are NaN (see the module docstring).
     """
     res = Resampler.draw(categories, resamples, seed)
     delta = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -256,4 +257,6 @@ def paired_difference(
         same = np.all(np.isclose(dist, 0.0) | np.isnan(dist), axis=0) & np.isclose(diff, 0.0)
     p = np.where(same, 1.0, p)
     p = np.where(np.isnan(diff), np.nan, p)
+    if (sizes < MIN_FOR_CI).any():  # a one-sample category has no spread: no interval, no test
+        lo, hi, p = (np.full_like(diff, np.nan) for _ in range(3))
     return diff, lo, hi, p

@@ -69,7 +69,8 @@ def _paired(board: Board, table: pd.DataFrame) -> list[str]:
         if part.empty:
             continue
         lines += [f"**{metric}** (best: {part['best'].iloc[0]})", ""]
-        rows = [[r["method"], ci(r["difference"], r["ci_low"], r["ci_high"]), f"{r['p_value']:.4f}", str(int(r["n"]))]
+        rows = [[r["method"], ci(r["difference"], r["ci_low"], r["ci_high"]),
+                 "—" if _undefined(r["p_value"]) else f"{r['p_value']:.4f}", str(int(r["n"]))]
                 for _, r in part.iterrows()]
         lines += md_table(["method", "difference to best [95% CI]", "p", "paired samples"], rows) + [""]
     return lines

@@ -29,6 +29,11 @@ def format_ci(mean: float, low: float, high: float) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def format_p(p: float) -> str:
+    """' p=0.0123' after a difference; nothing where there is no test (a category under two samples)."""
+    return f" p={p:.4f}" if np.isfinite(p) else ""
+
+
 def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str]]:
     """One row per category, then the aggregate groups: group, n, then 'mean [low, high]' per metric."""
     rows = []
