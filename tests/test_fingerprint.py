@@ -8,6 +8,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import SMALL_PHANTOM
@@ -209,3 +210,26 @@ def test_native_maps_written_by_the_helper_score_as_the_run_and_say_their_grid(b
     assert record["heatmap_grid"] == {"native": 0, "original": 8} and scored_from(record) == "original-size .npy"
     assert scored_from({"heatmap_grid": {"native": 3, "original": 1}}) == "mixed: 3 native, 1 original-size"
     assert scored_from({"n_samples": 5}) == "native grid"  # a model run: its own maps
+
+
+def test_the_same_samples_give_the_same_interval_in_a_run_and_in_compare(bench_cli, tmp_path: Path) -> None:
+    """ChestX-ray14 lists its samples category by category, not in id order: the run's summary.csv
+    and `bench compare` must still resample alike."""
+    nih = os.environ.get("BENCH_NIH_ROOT")
+    if not nih or not Path(nih, "BBox_List_2017.csv").is_file():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs the NIH sample (BENCH_NIH_ROOT)")
+        pytest.skip("BENCH_NIH_ROOT not set")
+    for method in ("box_prior", "uniform"):
+        r = bench_cli("run", "--method", method, "--dataset", "chestx-ray14", "--data-root", nih, "--out",
+                      tmp_path / method)
+        assert r.code == 0, r.err
+    ids = pd.read_csv(tmp_path / "box_prior" / "samples.csv")["sample_id"].astype(str)
+    assert not ids.is_monotonic_increasing  # the order the dataset lists them in
+    r = bench_cli("compare", tmp_path / "box_prior", tmp_path / "uniform", "--out", tmp_path / "cmp")
+    assert r.code == 0, r.err
+    compared = pd.read_csv(tmp_path / "cmp" / "summaries.csv")
+    compared = compared[compared["run"] == "box_prior"].set_index(["group", "metric"])
+    own = pd.read_csv(tmp_path / "box_prior" / "summary.csv").set_index(["group", "metric"])
+    for col in ("mean", "ci_low", "ci_high"):
+        np.testing.assert_allclose(compared.loc[own.index, col], own[col], rtol=1e-9)
