@@ -125,3 +125,20 @@ def test_a_run_and_a_leaderboard_entry_are_readable_by_the_group(tmp_path: Path)
     modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
     assert modes["run.json"] == modes["samples.csv"] == modes["summary.csv"] == 0o664
     assert {m for k, m in modes.items() if k.startswith("heatmaps/")} == {0o664}
+
+
+def test_progress_lines_at_tenths_and_after_a_silence() -> None:
+    import io
+
+    from bench.running.progress import progress_lines
+
+    out = io.StringIO()
+    with progress_lines("work", 100, stream=out) as advance:
+        for _ in range(100):
+            advance(1)
+    assert [ln.split(":")[1].split()[0] for ln in out.getvalue().splitlines()] == [f"{10 * i}/100" for i in range(1, 11)]
+    out = io.StringIO()
+    with progress_lines("work", 1000, stream=out, every_s=0.0) as advance:  # a long job: a line after each silence
+        for _ in range(5):
+            advance(1)
+    assert out.getvalue().splitlines()[0].startswith("work: 1/1000 (0%), ") and len(out.getvalue().splitlines()) == 5

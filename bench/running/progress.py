@@ -1,8 +1,8 @@
 """Progress on stderr for long work: a bar on a terminal, plain lines in a log, nothing when quiet.
 
 Under SLURM, `nohup ... > log` or a pipe there is no terminal to draw a bar on, so progress goes
-out as lines (`label: 40/200 (20%), 12 s elapsed, about 48 s left`) at every tenth of the work,
-or at every step when verbose. The level comes from `bench -q` / `bench -v`, else from the
+out as lines (`label: 40/200 (20%), 12 s elapsed, about 48 s left`) at every tenth of the work
+and at least every minute (so a job of hours shows it is alive), or at every step when verbose. The level comes from `bench -q` / `bench -v`, else from the
 environment: BENCH_QUIET=1 is quiet (what the test suite uses).
 """
 
@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, TextIO
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
+#: longest silence between two progress lines, in seconds
+LINE_EVERY_S = 60.0
 _level: int | None = None
 
 
@@ -39,18 +41,21 @@ def _line(label: str, done: int, total: int, elapsed: float) -> str:
 
 @contextmanager
 def progress_lines(label: str, total: int, done: int = 0, every_step: bool = False,
-                   stream: TextIO | None = None) -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; write a line whenever another tenth of `total` is done (or every step)."""
+                   stream: TextIO | None = None, every_s: float | None = None) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; write a line whenever another tenth of `total` is done, or `every_s`
+    seconds [default: LINE_EVERY_S] have passed since the last line (or at every step)."""
     out = stream or sys.stderr
+    every_s = LINE_EVERY_S if every_s is None else every_s
     start = time.monotonic()
-    state = {"done": done, "tenth": 10 * done // total}
+    state = {"done": done, "tenth": 10 * done // total, "last": start}
 
     def advance(n: int) -> None:
         state["done"] += n
         tenth = 10 * state["done"] // total
-        if every_step or tenth > state["tenth"]:
-            state["tenth"] = tenth
-            print(_line(label, state["done"], total, time.monotonic() - start), file=out, flush=True)
+        now = time.monotonic()
+        if every_step or tenth > state["tenth"] or now - state["last"] >= every_s:
+            state["tenth"], state["last"] = tenth, now
+            print(_line(label, state["done"], total, now - start), file=out, flush=True)
 
     yield advance
 
