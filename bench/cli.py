@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" in them must show as written
     help="Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.",
 )
 
@@ -28,6 +30,49 @@ def _spec_path(folders: List[Path]) -> None:
     set_spec_path(folders)
 
 
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried past typer (which turns a KeyboardInterrupt into a silent exit)."""
+
+
+def _resumable(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"cxr-grounding-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (as BENCH_QUIET=1)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="A progress line for every step, also on a terminal."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.
+
+    Progress goes to stderr: a bar on a terminal, a line per tenth of the work in a log or pipe
+    (SLURM, nohup). Environment: BENCH_QUIET=1 silences progress (like -q); BENCH_CACHE is the
+    folder for caches (phantom images) [default: ~/.cache/cxr-grounding-bench]; HF_HOME the
+    Hugging Face cache the checkpoints are read from.
+    """
+    from .running.progress import QUIET, VERBOSE, set_verbosity
+
+    if quiet and verbose:
+        raise BenchError("-q and -v: choose one")
+    set_verbosity(QUIET if quiet else VERBOSE if verbose else None)
+
+
 def _options(items: List[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -39,6 +84,7 @@ def _options(items: List[str]) -> dict[str, str]:
 
 
 @app.command("list")
+@_resumable
 def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocols"),
              spec_path: List[Path] = SPEC_PATH) -> None:
     """List the registered methods, datasets or protocols with a one-line description."""
@@ -66,6 +112,7 @@ def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocol
 
 
 @app.command("dataset")
+@_resumable
 def dataset_cmd(
     name: str = typer.Argument(..., help="Dataset name (see `bench list datasets`)."),
     data_root: Optional[Path] = DATA_ROOT,
@@ -90,6 +137,7 @@ def dataset_cmd(
 
 
 @app.command("run")
+@_resumable
 def run_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `bench list methods`) or the path of a method spec file (.toml)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `bench list datasets`)."),
@@ -151,6 +199,7 @@ def _report(result, title: str) -> None:
 
 
 @app.command("score")
+@_resumable
 def score_cmd(
     heatmaps: Path = typer.Option(..., "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to."),
@@ -170,9 +219,10 @@ def score_cmd(
 
 
 @app.command("compare")
+@_resumable
 def compare_cmd(
     runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference (with --protocols: one or more runs)."),
-    group: str = typer.Option("macro", "--group", help="Aggregate the paired test is on: macro, micro or a category name... (macro/micro)."),
+    group: str = typer.Option("macro", "--group", help="What the table and the paired test are on: macro, micro or a category name (e.g. Effusion)."),
     metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
@@ -181,11 +231,15 @@ def compare_cmd(
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
 
+    Runs on different sample lists (other dataset fingerprints: boxes, phrases, splits, options) are
+    refused. Runs that scored different samples of the same list (skipped samples, protocol drops)
+    are compared on the samples they share, with a WARNING line on stderr saying so.
+
     With --protocols: the runs' stored heatmaps under each protocol, per pathology, with ranks.
     """
     from .core import atomic
     from .reporting.compare import compare_runs
-    from .reporting.report import format_ci, headline_metrics, print_table
+    from .reporting.report import format_ci, format_p, headline_metrics, print_table
 
     _spec_path(spec_path)
     if format_ not in ("text", "latex", "markdown"):
@@ -195,11 +249,9 @@ def compare_cmd(
 
         if format_ != "text":
             raise BenchError("--format latex/markdown exports the comparison of runs under one protocol; "
-                             "drop --protocols, or compare the runs' rescored/PROTOCOL folders")
+                             "drop --protocols, or compare runs scored under one protocol")
         compare_protocols(runs, protocols, metric or None, group, out)
         return
-    if group not in ("macro", "micro"):
-        raise BenchError(f"--group {group!r}: choose macro or micro")
     summaries, diffs, protocol = compare_runs(runs, group, metric or None)
     if format_ != "text":
         from .reporting.export import comparison_table
@@ -224,7 +276,7 @@ def compare_cmd(
     for run_name in dict.fromkeys(diffs["run"]):
         part = diffs[diffs["run"] == run_name].set_index("metric")
         rows.append([f"{run_name} - {part['reference'].iloc[0]}"] +
-                    [f"{format_ci(part.at[m, 'difference'], part.at[m, 'ci_low'], part.at[m, 'ci_high'])} p={part.at[m, 'p_value']:.4f}"
+                    [f"{format_ci(part.at[m, 'difference'], part.at[m, 'ci_low'], part.at[m, 'ci_high'])}{format_p(part.at[m, 'p_value'])}"
                      for m in metrics])
     print_table("paired bootstrap difference against the first run", ["difference", *metrics], rows)
     if out:
@@ -234,6 +286,7 @@ def compare_cmd(
 
 
 @app.command("leaderboard")
+@_resumable
 def leaderboard_cmd(
     results: Path = typer.Option(Path("results"), "--results", help="Folder of committed runs (one entry per run)."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder the pages, tables and figures go to."),
@@ -265,15 +318,23 @@ def leaderboard_cmd(
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2; Ctrl-C says how to resume."""
     try:
         app()
     except BenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except ImportError as exc:
+        from .core.optional import missing_model_package, models_message
+
+        package = missing_model_package(exc)
+        if package is None:
+            raise
+        typer.echo(f"error: {models_message(package, 'this command')}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

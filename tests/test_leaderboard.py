@@ -44,6 +44,7 @@ def make_run(root: Path, method: str, values: dict[str, list[float]], protocol=P
                               "dataset": {"name": "chestx-ray14", "options": {}, "data_root": "/data/sites/nih"}},
                    "method": method, "overrides": [], "dataset": "chestx-ray14", "protocol": protocol.to_dict(),
                    "protocol_fingerprint": protocol.fingerprint(), "random_weights": False, "limit": None,
+                   "dataset_fingerprint": "0123456789abcdef", "dataset_samples": len(rows), "excluded": [],
                    "skipped": [], "versions": {"cxr-grounding-bench": "0.1.0"}, **record})
     return root
 
@@ -88,8 +89,9 @@ def test_page_holds_the_hand_computed_numbers(board) -> None:
     assert ranking[0].endswith("(1) | 1.00 |")
     assert ranking[1].startswith("| 2 | poor | 3 | 0.050 [")
     assert ranking[1].endswith("(2) | 2.00 |")
-    # a one-sample category has a degenerate interval; methods in rank order
-    assert "| effusion | 1 | 0.600 [0.600, 0.600] | 0.000 [0.000, 0.000] |" in lines
+    # a one-sample category has no interval (nor has an aggregate over it); methods in rank order
+    assert "| effusion | 1 | 0.600 [no CI, n<2] | 0.000 [no CI, n<2] |" in lines
+    assert ranking[0].startswith("| 1 | good | 3 | 0.450 [no CI, n<2] (1) |")
     assert any(ln.startswith("| atelectasis | 2 | 0.300 [") and "| 0.100 [0.100, 0.100] |" in ln for ln in lines)
     assert any(ln.startswith("| micro | 3 | 0.400 [") for ln in lines)
     assert any(ln.startswith("| poor | -0.400 [") for ln in lines)
@@ -129,6 +131,8 @@ def test_results_are_portable_and_complete(board) -> None:
     assert record["config"]["dataset"]["data_root"] == "nih"
     figures = sorted(p.name for p in (paths["leaderboards"] / "chestx-ray14__default").glob("*.png"))
     assert figures == ["auc_roc.png", "cnr.png", "cnr_abs.png", "miou.png", "pointing_game.png"]
+    vectors = sorted(p.name for p in (paths["leaderboards"] / "chestx-ray14__default").glob("*.svg"))
+    assert vectors == [f[:-4] + ".svg" for f in figures]
 
 
 def test_check_passes_on_a_fresh_build_and_fails_on_an_edited_page(board, bench_cli) -> None:
@@ -178,9 +182,42 @@ def test_random_weight_runs_are_refused(tmp_path: Path, bench_cli, board) -> Non
 def test_partial_and_unfinished_runs_are_refused(tmp_path: Path, bench_cli, board) -> None:
     _, args = board
     res = bench_cli("leaderboard", "--add", make_run(tmp_path / "lim", "lim", GOOD_RUN, limit=2), *args)
-    assert res.code == 2 and "scored only the first 2 samples (--limit)" in res.err
+    assert res.code == 2 and "scored only a 2-sample subset (--limit)" in res.err
     res = bench_cli("leaderboard", "--add", make_run(tmp_path / "unf", "unf", GOOD_RUN, status="running"), *args)
     assert res.code == 2 and "unfinished run" in res.err
+    # --skip-bad: 3 scored, 1 skipped of the protocol's 4
+    run = make_run(tmp_path / "skip", "skip", GOOD_RUN, dataset_samples=4,
+                   skipped=[{"sample_id": "effusion-1", "reason": "unreadable image"}])
+    res = bench_cli("leaderboard", "--add", run, *args)
+    assert res.code == 2
+    assert res.err.strip() == (f"error: {run} skipped 1 of the protocol's 4 samples (first: effusion-1); "
+                               "a leaderboard needs every sample scored")
+    # rows missing without a record of why (a samples table cut by hand, a partial score)
+    res = bench_cli("leaderboard", "--add", make_run(tmp_path / "few", "few", GOOD_RUN, dataset_samples=221), *args)
+    assert res.code == 2 and "scored 3 samples (+0 left out by the protocol) of the protocol's 221" in res.err
+    # samples the protocol itself leaves out do count as covered
+    run = make_run(tmp_path / "exc", "exc", GOOD_RUN, dataset_samples=4, excluded=["effusion-1"],
+                   skipped=[{"sample_id": "effusion-1", "reason": "no box inside the crop"}])
+    res = bench_cli("leaderboard", "--add", run, *args)
+    assert res.code == 0, res.err
+    res = bench_cli("leaderboard", "--add", make_run(tmp_path / "old", "old", GOOD_RUN, dataset_fingerprint=None),
+                    *args)
+    assert res.code == 2 and "has no dataset fingerprint" in res.err
+
+
+def test_a_run_on_another_sample_list_cannot_join_a_page(tmp_path: Path, bench_cli, board) -> None:
+    paths, args = board
+    run = make_run(tmp_path / "other", "other", GOOD_RUN, dataset_fingerprint="fedcba9876543210")
+    res = bench_cli("leaderboard", "--add", run, *args)
+    assert res.code == 2 and "runs scored on different sample lists" in res.err and "fedcba9876543210" in res.err
+    assert not (paths["results"] / "chestx-ray14" / "default" / "other").exists()
+    # copied in by hand, it stops the build
+    target = paths["results"] / "chestx-ray14" / "default" / "other"
+    target.mkdir()
+    for f in ("run.json", "samples.csv", "summary.csv"):
+        (target / f).write_bytes((run / f).read_bytes())
+    res = bench_cli("leaderboard", *args)
+    assert res.code == 2 and "different sample lists" in res.err
 
 
 def test_add_replaces_an_entry_whole_and_leaves_no_temporaries(tmp_path: Path, bench_cli, board) -> None:

@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import tomllib
 from conftest import SMALL_PHANTOM
 
 ROOT = Path(__file__).resolve().parents[1]

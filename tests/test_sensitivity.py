@@ -11,6 +11,7 @@ import pytest
 
 from bench.core.geometry import Geometry
 from bench.core.heatmap import Heatmap
+from bench.reporting.sensitivity import rescored_folder
 
 PHANTOM = ["-O", "n_test=8", "-O", "n_train=0"]
 
@@ -51,6 +52,7 @@ def _macro(table: pd.DataFrame, protocol: str, metric: str) -> pd.DataFrame:
 def test_ranks_move_between_protocols_and_repeat_is_read_back(bench_cli, tmp_path: Path, two_runs) -> None:
     uniform, low = two_runs
     args = ["compare", "--protocols", "default,nutzel2025", uniform, low, "--out", tmp_path / "sens"]
+    sens = tmp_path / "sens" / "rescored"
     r = bench_cli(*args)
     assert r.code == 0, r.err
     assert "auc_roc: rank under each protocol" in r.out and "moves" in r.out and "miou_fgbg" in r.out
@@ -70,14 +72,15 @@ def test_ranks_move_between_protocols_and_repeat_is_read_back(bench_cli, tmp_pat
     assert dist["mean"].nunique() == 2
     assert dist["rank"].astype(int).to_dict() == dist["mean"].rank(method="min").astype(int).to_dict()
     # the per-pathology numbers are the category means of the cached rescored samples
-    rescored = pd.read_csv(low / "rescored" / "nutzel2025" / "samples.csv")
+    rescored = pd.read_csv(rescored_folder(low, "nutzel2025", sens) / "samples.csv")
     assert len(rescored) == 8 and "miou_fgbg" in rescored.columns and "miou" not in rescored.columns
     cell = table[(table["protocol"] == "nutzel2025") & (table["metric"] == "cnr") & (table["run"] == "external")
                  & (table["group"] == "edema")]
     assert cell["mean"].iloc[0] == pytest.approx(rescored.loc[rescored["category"] == "edema", "cnr"].mean())
-    assert not (uniform / "rescored" / "default").exists()
+    assert not rescored_folder(uniform, "default", sens).exists()
+    assert not (uniform / "rescored").exists() and not (low / "rescored").exists()  # the runs are only read
     # a repeat scores nothing and writes the same table
-    cached = uniform / "rescored" / "nutzel2025" / "samples.csv"
+    cached = rescored_folder(uniform, "nutzel2025", sens) / "samples.csv"
     stamp = cached.stat().st_mtime_ns
     first = (tmp_path / "sens" / "sensitivity.csv").read_text()
     r = bench_cli(*args)
@@ -91,7 +94,7 @@ def test_cache_follows_the_run(bench_cli, tmp_path: Path) -> None:
     assert bench_cli("run", "--method", "oracle_gaussian", "--dataset", "phantom", *PHANTOM, "--out", run).code == 0
     r = bench_cli("compare", "--protocols", "vilouras2024", run)
     assert r.code == 0 and "1 of 1 run x protocol tables scored now" in r.out
-    key = json.loads((run / "rescored" / "vilouras2024" / "source.json").read_text())
+    key = json.loads((rescored_folder(run, "vilouras2024") / "source.json").read_text())
     assert key["protocol"] == "vilouras2024"
     # the run changes (here: its record is rewritten): its rescored tables are made again
     record = json.loads((run / "run.json").read_text())
@@ -99,7 +102,7 @@ def test_cache_follows_the_run(bench_cli, tmp_path: Path) -> None:
     (run / "run.json").write_text(json.dumps(record))
     r = bench_cli("compare", "--protocols", "vilouras2024", run)
     assert r.code == 0 and "1 of 1 run x protocol tables scored now" in r.out
-    table = pd.read_csv(run / "rescored" / "vilouras2024" / "samples.csv")
+    table = pd.read_csv(rescored_folder(run, "vilouras2024") / "samples.csv")
     assert {"auc_roc", "auc_roc_binned", "cnr_abs", "miou"} <= set(table.columns)
     # the oracle under Vilouras et al.: its multi-threshold miou stays near the published 0.675
     assert table["miou"].mean() == pytest.approx(0.675, abs=0.03)
@@ -141,8 +144,22 @@ def test_rescored_runs_keep_the_backend_value_policy(bench_cli, tmp_path: Path) 
     assert r.code == 0, r.err
     assert json.loads((again / "run.json").read_text())["backend"] == "biovil"
     assert bench_cli("compare", "--protocols", "vilouras2024", run, again).code == 0
-    direct = pd.read_csv(run / "rescored" / "vilouras2024" / "samples.csv")
-    chained = pd.read_csv(again / "rescored" / "vilouras2024" / "samples.csv")
+    direct = pd.read_csv(rescored_folder(run, "vilouras2024") / "samples.csv")
+    chained = pd.read_csv(rescored_folder(again, "vilouras2024") / "samples.csv")
     assert (direct["iou@0.5"] == 0).all() and direct["iou@0.1"].gt(0).all()
     pd.testing.assert_frame_equal(direct, chained)
-    assert json.loads((again / "rescored" / "vilouras2024" / "run.json").read_text())["backend"] == "biovil"
+    assert json.loads((rescored_folder(again, "vilouras2024") / "run.json").read_text())["backend"] == "biovil"
+
+
+def test_runs_are_only_read_by_a_protocol_comparison(bench_cli, tmp_path: Path) -> None:
+    """A run folder may be read-only (committed results, a colleague's runs): nothing is written into it."""
+    run = tmp_path / "ro"
+    assert bench_cli("run", "--method", "oracle_gaussian", "--dataset", "phantom", *PHANTOM, "--out", run).code == 0
+    before = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
+    r = bench_cli("compare", "--protocols", "vilouras2024", run)
+    assert r.code == 0, r.err
+    assert (rescored_folder(run, "vilouras2024") / "samples.csv").is_file()
+    r = bench_cli("compare", "--protocols", "nutzel2025", run, "--out", tmp_path / "o")
+    assert r.code == 0, r.err
+    assert (rescored_folder(run, "nutzel2025", tmp_path / "o" / "rescored") / "samples.csv").is_file()
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before

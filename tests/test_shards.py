@@ -42,11 +42,13 @@ def _together(commands: list[tuple[list[str], dict[str, str]]]) -> list[subproce
 
 
 def _same_run(a: Path, b: Path) -> None:
-    """samples.csv and summary.csv byte for byte, run.json but for timings, the same heatmaps."""
+    """samples.csv and summary.csv byte for byte, run.json but for timings, command and date, the same heatmaps."""
     assert (a / "samples.csv").read_bytes() == (b / "samples.csv").read_bytes()
     assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
     ra, rb = (json.loads((d / "run.json").read_text()) for d in (a, b))
     assert ra.pop("timings").keys() == rb.pop("timings").keys()
+    for key in ("command", "date"):  # how and when each was invoked
+        assert ra.pop(key) and rb.pop(key)
     ra.pop("shards", None)
     rb.pop("shards", None)
     assert ra == rb

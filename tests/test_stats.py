@@ -87,8 +87,10 @@ def test_undefined_values_are_left_out_of_every_mean() -> None:
     assert (s.at[("a", "d"), "n"], s.at[("b", "d"), "n"], s.at[("micro", "d"), "n"]) == (2, 1, 3)
     # a metric without NaN in the same table keeps its plain means and counts
     assert s.at[("weighted", "m"), "mean"] == pytest.approx(9 / 13) and s.at[("micro", "m"), "n"] == 5
-    # b has one value: every resample draws it or a NaN; its interval is that value
-    assert s.at[("b", "d"), "ci_low"] == 4.0 and s.at[("b", "d"), "ci_high"] == 4.0
+    # b has one value: no interval for it, nor for the aggregates of d over it; m keeps its intervals
+    assert np.isnan(s.at[("b", "d"), "ci_low"]) and np.isnan(s.at[("b", "d"), "ci_high"])
+    assert np.isnan(s.at[("macro", "d"), "ci_low"]) and np.isfinite(s.at[("a", "d"), "ci_low"])
+    assert np.isfinite(s.at[("macro", "m"), "ci_low"])
     means = group_means(table, ["d"], ("macro", "micro", "weighted")).set_index("group")
     assert (means.at["macro", "mean"], means.at["micro", "mean"]) == (pytest.approx(3.0), pytest.approx(8 / 3))
     assert means.at["weighted", "mean"] == pytest.approx(2.5) and means.at["micro", "n"] == 3
@@ -129,3 +131,24 @@ def test_paired_difference_on_the_samples_both_runs_score() -> None:
     # c: differences 1, 2 -> 1.5; d: 1, 1, 1 -> 1; macro 1.25
     diff, lo, hi, p = paired_difference(a, b, cats, resamples=500)
     assert diff[0] == pytest.approx(1.25) and lo[0] >= 1.0 and hi[0] <= 1.5 and p[0] < 0.01
+
+
+def test_intervals_do_not_depend_on_row_order() -> None:
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(60)], "category": ["a", "b", "c"] * 20,
+                          "m": rng.normal(size=60)})
+    shuffled = table.sample(frac=1.0, random_state=7)
+    by_id = summarise(table, ["m"], resamples=500)
+    assert not shuffled["sample_id"].is_monotonic_increasing
+    pd.testing.assert_frame_equal(summarise(shuffled, ["m"], resamples=500), by_id)
+    pd.testing.assert_frame_equal(summarise(shuffled.sort_values("category"), ["m"], resamples=500), by_id)
+
+
+def test_a_one_sample_category_gives_a_difference_without_interval_or_p() -> None:
+    a = np.array([[1.0], [2.0], [3.0]])
+    b = np.zeros((3, 1))
+    d, lo, hi, p = paired_difference(a, b, ["x", "x", "y"], resamples=200)
+    assert d[0] == pytest.approx((1.5 + 3.0) / 2)
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isnan(p[0])
+    d, lo, hi, p = paired_difference(a, b, ["x", "x", "x"], resamples=200)
+    assert d[0] == pytest.approx(2.0) and lo[0] <= 2.0 <= hi[0] and p[0] < 0.05

@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import Callable
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, writer: Callable[[io.BufferedWriter], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes files 0600; a plain open() honours the umask
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()

@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Mapping
 
 from .errors import BenchError
+from .optional import missing_model_package, models_message
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +51,14 @@ def resolve(table: Mapping[str, str], name: str, label: str, group: str | None =
         raise BenchError(f"unknown {label} {name!r} (known: {', '.join(sorted(everything))})") from None
     module, _, attr = target.partition(":")
     if name in table:
-        return getattr(importlib.import_module(module), attr)
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError as exc:
+            package = missing_model_package(exc)
+            if package is None:
+                raise
+            raise BenchError(models_message(package, f"{label} {name!r}")) from None
+        return getattr(loaded, attr)
     try:  # a plugin: its import problems are the user's to fix, so one line names it
         found = importlib.import_module(module)
         for part in attr.split(".") if attr else []:

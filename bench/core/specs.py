@@ -16,11 +16,10 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-
-import tomllib
 
 from .errors import BenchError
 from .registry import plugins

@@ -20,6 +20,8 @@ class Dataset(ABC):
     description: str = ""
     #: option names the dataset understands, with one-line help each
     options_help: Mapping[str, str] = {}
+    #: options that only say where files are (not what the samples are): left out of the fingerprint
+    path_options: frozenset[str] = frozenset()
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         self.data_root = Path(data_root) if data_root is not None else None
@@ -32,6 +34,10 @@ class Dataset(ABC):
     @abstractmethod
     def samples(self) -> list[Sample]:
         """Every sample of every split, in a fixed order."""
+
+    def fingerprint_options(self) -> dict[str, str]:
+        """The options that shape the sample list, as hashed into the dataset fingerprint."""
+        return {k: v for k, v in sorted(self.options.items()) if k not in self.path_options}
 
     def load_image(self, sample: Sample) -> np.ndarray:
         """The sample's radiograph as a 2-D grey-value array of shape (height, width)."""

@@ -95,6 +95,7 @@ class MsCxrDataset(Dataset):
                    "or BENCH_MS_CXR_ROOT)")
     options_help = {"csv": "path of the MS-CXR CSV (default: newest MS_CXR_Local_Alignment_v*.csv under the data root)",
                     "images": "image root the CSV's `path` column is relative to (default: the data root)"}
+    path_options = frozenset({"csv", "images"})
 
     def root(self) -> Path:
         """The MIMIC-CXR-JPG root: --data-root, else BENCH_MS_CXR_ROOT."""

@@ -542,6 +542,11 @@ class PhantomDataset(Dataset):
             if n < 0:
                 raise BenchError(f"dataset phantom: option n_{split}={n} must not be negative")
 
+    def fingerprint_options(self) -> dict[str, str]:
+        """Every option with its value in force (defaults included), so `-O seed=0` hashes as no option."""
+        return {"n_test": str(self.counts["test"]), "n_train": str(self.counts["train"]), "seed": str(self.seed),
+                "size": self.size}
+
     @property
     def folder(self) -> Path:
         """The PNG cache: the data root if given, else a folder keyed by everything that sets pixels."""

@@ -7,6 +7,12 @@ A metric may be undefined for some samples (NaN, e.g. `distance` on a finding wi
 boxes). Such values are left out of every mean, in the observed table and in each resample: a
 category's mean is over its samples with a value, micro is over all samples with a value, and
 weighted gives each such sample the size of its category. Tables without NaN take the plain route.
+
+The resamples are drawn over the rows in sample-id order whatever order the table comes in, so the
+same samples give the same interval in a run's summary, in `bench compare` and on a leaderboard.
+A category with fewer than two samples (with a value) has no interval: one sample has no spread
+to resample, and its zero-width "interval" would also make every aggregate's interval too narrow.
+Such categories, and the aggregates over them, get NaN bounds ("no CI" in tables).
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = ["group", "metric", "mean", "ci_low", "ci_high", "n"]
+#: fewest samples of a category for a bootstrap interval
+MIN_FOR_CI = 2
+
+
+def canonical_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows in sample-id order (stable), the order every resampling draws over."""
+    if "sample_id" not in table.columns:
+        return table
+    return table.sort_values("sample_id", kind="mergesort", key=lambda c: c.astype(str)).reset_index(drop=True)
 
 
 @dataclass
@@ -128,6 +143,7 @@ def summarise(
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    table = canonical_order(table)
     values = table[list(metrics)].to_numpy(dtype=np.float64)
     res = Resampler.draw(table["category"].tolist(), resamples, seed)
     sizes = np.array([len(res.index[c]) for c in res.categories])
@@ -136,6 +152,8 @@ def summarise(
     observed, boot = res.category_means(values)
     rows = []
     lows, highs = _interval(boot, level)
+    few = sizes < MIN_FOR_CI
+    lows, highs = np.where(few[:, None], np.nan, lows), np.where(few[:, None], np.nan, highs)
     for ci, cat in enumerate(res.categories):
         for mi, m in enumerate(metrics):
             rows.append((cat, m, observed[ci, mi], lows[ci, mi], highs[ci, mi], int(sizes[ci])))
@@ -143,6 +161,8 @@ def summarise(
         w = _group_weights(group, sizes)
         obs = w @ observed
         lo, hi = _interval(np.einsum("c,bcm->bm", w, boot), level)
+        if few.any():
+            lo, hi = np.full_like(lo, np.nan), np.full_like(hi, np.nan)
         for mi, m in enumerate(metrics):
             rows.append((group, m, obs[mi], lo[mi], hi[mi], int(sizes.sum())))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -154,6 +174,8 @@ def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str
     obs_sum, obs_count, boot_sum, boot_count = res.category_sums(values)
     observed = _divide(obs_sum, obs_count)
     lows, highs = _nan_interval(_divide(boot_sum, boot_count), level)
+    few = (obs_count > 0) & (obs_count < MIN_FOR_CI)  # a category without any value is left out of aggregates
+    lows, highs = np.where(few, np.nan, lows), np.where(few, np.nan, highs)
     rows = []
     for ci, cat in enumerate(res.categories):
         for mi, m in enumerate(metrics):
@@ -161,6 +183,7 @@ def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str
     for group in groups:
         obs = _group_from_sums(group, obs_sum, obs_count, sizes, weighted_nan)
         lo, hi = _nan_interval(_group_from_sums(group, boot_sum, boot_count, sizes, weighted_nan), level)
+        lo, hi = np.where(few.any(axis=0), np.nan, lo), np.where(few.any(axis=0), np.nan, hi)
         for mi, m in enumerate(metrics):
             rows.append((group, m, obs[mi], lo[mi], hi[mi], int(obs_count[:, mi].sum())))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -209,7 +232,8 @@ def paired_difference(
 
     `a` and `b` are (n, M) matrices over the same samples in the same order. Returns
     (difference, ci_low, ci_high, two-sided p-value); p is the bootstrap estimate of how often
-    the resampled difference falls on the other side of zero, with the +1 correction.
+    the resampled difference falls on the other side of zero, with the +1 correction. With a
+    category of fewer than two samples the interval and p are NaN (see the module docstring).
     """
     res = Resampler.draw(categories, resamples, seed)
     delta = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -233,4 +257,6 @@ def paired_difference(
         same = np.all(np.isclose(dist, 0.0) | np.isnan(dist), axis=0) & np.isclose(diff, 0.0)
     p = np.where(same, 1.0, p)
     p = np.where(np.isnan(diff), np.nan, p)
+    if (sizes < MIN_FOR_CI).any():  # a one-sample category has no spread: no interval, no test
+        lo, hi, p = (np.full_like(diff, np.nan) for _ in range(3))
     return diff, lo, hi, p

@@ -61,7 +61,7 @@ def _board_files(board: Board, build: Build) -> None:
     figures: list[str] = []
     examples: dict[str, tuple[str, str]] = {}
     if board.entries:
-        from ..reporting.plots import metric_plot, overlay_plot
+        from ..reporting.plots import FORMATS, STYLE, metric_plot, overlay_plot
 
         table = measured(board)
         build.texts[f"{slug}/summary.csv"] = table.to_csv(index=False, float_format="%.10g")
@@ -72,21 +72,24 @@ def _board_files(board: Board, build: Build) -> None:
         for metric in board.plotted:
             part = table[table["metric"] == metric].sort_values(["method", "group"]).reset_index(drop=True)
             title = f"{board.dataset}, {board.protocol_name} protocol: {metric}"
-            path = f"{slug}/{metric}.png"
             data = part[["method", "group", "mean", "ci_low", "ci_high"]].round(10).values.tolist()
-            build.figures[path] = (_digest("metric", title, order, methods, data),
-                                   lambda p=part, m=metric, t=title: metric_plot(p, m, order, methods, t))
-            figures.append(path)
+            for fmt in FORMATS:
+                build.figures[f"{slug}/{metric}.{fmt}"] = (
+                    _digest("metric", STYLE, fmt, title, order, methods, data),
+                    lambda p=part, m=metric, t=title, f=fmt: metric_plot(p, m, order, methods, t, f))
+            figures.append(f"{slug}/{metric}.png")
         for e in sorted(board.entries, key=lambda e: e.name):
             if e.example is None:
                 continue
             ex = read_example(e.example)
-            path = f"{slug}/example-{e.name}.png"
             title = f"{e.name}: {ex['phrase']}"
             raw = hashlib.sha256(e.example.read_bytes()).hexdigest()
-            build.figures[path] = (_digest("overlay", title, raw),
-                                   lambda x=ex, t=title: overlay_plot(x["image"], x["heatmap"], x["boxes"], t))
-            examples[e.name] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in green)")
+            for fmt in FORMATS:
+                build.figures[f"{slug}/example-{e.name}.{fmt}"] = (
+                    _digest("overlay", STYLE, fmt, title, raw),
+                    lambda x=ex, t=title, f=fmt: overlay_plot(x["image"], x["heatmap"], x["boxes"], t, f))
+            path = f"{slug}/example-{e.name}.png"
+            examples[e.name] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in red)")
     build.texts[f"{slug}.md"] = board_page(board, figures, examples)
 
 

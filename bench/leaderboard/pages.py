@@ -28,6 +28,8 @@ def ci(mean: float, low: float, high: float) -> str:
     """'mean [low, high]'; a dash alone when the mean is undefined (no sample has a value)."""
     if _undefined(mean):
         return "—"
+    if _undefined(low) or _undefined(high):
+        return f"{num(mean)} [no CI, n<2]"
     return f"{num(mean)} [{num(low)}, {num(high)}]"
 
 
@@ -67,7 +69,8 @@ def _paired(board: Board, table: pd.DataFrame) -> list[str]:
         if part.empty:
             continue
         lines += [f"**{metric}** (best: {part['best'].iloc[0]})", ""]
-        rows = [[r["method"], ci(r["difference"], r["ci_low"], r["ci_high"]), f"{r['p_value']:.4f}", str(int(r["n"]))]
+        rows = [[r["method"], ci(r["difference"], r["ci_low"], r["ci_high"]),
+                 "—" if _undefined(r["p_value"]) else f"{r['p_value']:.4f}", str(int(r["n"]))]
                 for _, r in part.iterrows()]
         lines += md_table(["method", "difference to best [95% CI]", "p", "paired samples"], rows) + [""]
     return lines
@@ -176,8 +179,24 @@ def _runs(board: Board) -> list[str]:
     for e in sorted(board.entries, key=lambda e: e.name):
         versions = e.record.get("versions", {})
         rows.append([e.name, f"`results/{e.dataset}/{e.protocol.name}/{e.name}/`", str(len(e.samples)),
-                     str(len(e.record.get("skipped", []))), versions.get("cxr-grounding-bench", "?")])
-    return md_table(["method", "entry", "samples", "skipped", "harness"], rows)
+                     str(len(e.record.get("excluded") or [])), scored_from(e.record),
+                     versions.get("cxr-grounding-bench", "?")])
+    return md_table(["method", "entry", "samples", "left out by the protocol", "maps scored from", "harness"], rows)
+
+
+def scored_from(record: dict) -> str:
+    """Which grid a run's maps were scored from: the method's native grid, or maps at the original size.
+
+    Under protocols that fit a GMM or resample in a crop space the two can give different numbers
+    for the same map (see the README on bring-your-own maps).
+    """
+    grid = record.get("heatmap_grid") or {"native": record.get("n_samples", 0)}
+    native, original = int(grid.get("native", 0)), int(grid.get("original", 0))
+    if original == 0:
+        return "native grid"
+    if native == 0:
+        return "original-size .npy"
+    return f"mixed: {native} native, {original} original-size"
 
 
 GROUP_WORDS = {
@@ -217,6 +236,9 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
     methods = list(ranks(table, board.headline)["method"])
     lines += [f"Protocol `{p.name}` (fingerprint `{board.entries[0].record.get('protocol_fingerprint')}`): "
               f"{p.description}", "",
+              f"Dataset `{board.dataset}`: fingerprint `{board.entries[0].record.get('dataset_fingerprint')}` of the "
+              f"protocol's {board.entries[0].record.get('dataset_samples')} samples (ids, phrases, categories, "
+              "image sizes, boxes, dataset options); every run here covers all of them.", "",
               *([f"**Note:** `protocols/{p.name}.toml` has changed since these runs were scored; re-score them "
                  "with `bench score` and add them again.", ""] if board.stale_protocol else []),
               f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
@@ -227,13 +249,14 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               "## Measured: paired differences against the best method (macro)", "", *_paired(board, table),
               "## Measured: per pathology", "", *_per_pathology(board, table, methods)]
     if figures:
-        lines += ["## Figures", ""] + [f"![{f.rsplit('/', 1)[-1][:-4]}]({f})" for f in figures] + [""]
+        lines += ["## Figures", "", "Each figure is also in vector form (SVG) beside the PNG.", ""]
+        lines += [f"![{f.rsplit('/', 1)[-1][:-4]}]({f}) ([SVG]({f[:-4]}.svg))" for f in figures] + [""]
     if examples:
         lines += ["## Example maps", ""]
         for method in methods:
             if method in examples:
                 path, caption = examples[method]
-                lines += [f"**{method}**: {caption}", "", f"![{method}]({path})", ""]
+                lines += [f"**{method}**: {caption}", "", f"![{method}]({path}) ([SVG]({path[:-4]}.svg))", ""]
     lines += ["## Reported by the papers (not measured here)", "", *_reported(board), "",
               "## Runs", "", *_runs(board), ""]
     return "\n".join(lines)

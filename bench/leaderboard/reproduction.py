@@ -9,11 +9,11 @@ dataset, an unpublished checkpoint) is data: `reported/reproduction.toml`.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import tomllib
 
 from ..core.errors import BenchError
 from .pages import GENERATED, ci, md_table, method_link, num, reported_cell

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import atomic
 from ..core.errors import BenchError
 from ..evaluation.protocols import Protocol
 from ..running.rundir import RunDir
@@ -78,16 +79,41 @@ def _portable(value):
     return value
 
 
-def check_admissible(record: dict, where: str) -> None:
-    """Refuse runs that must not enter a leaderboard, with the reason."""
+def check_admissible(record: dict, where: str, scored: int | None = None) -> None:
+    """Refuse runs that must not enter a leaderboard, with the reason.
+
+    A leaderboard row stands for the protocol's whole sample set: every sample of it must be
+    scored (`scored` rows in samples.csv) or left out by the protocol itself (`excluded`), and the
+    run must carry the dataset fingerprint that identifies that set.
+    """
     if record.get("random_weights"):
         raise BenchError(f"{where} was run with random weights (run.json random_weights: true); "
                          "such runs never enter a leaderboard")
     if record.get("status") != "complete":
         raise BenchError(f"{where} is an unfinished run; re-run its command to complete it")
     if record.get("limit") is not None:
-        raise BenchError(f"{where} scored only the first {record['limit']} samples (--limit); "
+        raise BenchError(f"{where} scored only a {record['limit']}-sample subset (--limit); "
                          "a leaderboard needs the protocol's whole sample set")
+    if not record.get("dataset_fingerprint") or record.get("dataset_samples") is None:
+        raise BenchError(f"{where} has no dataset fingerprint in run.json (made by an older harness); "
+                         "re-score it with `bench score` to record which samples it covers")
+    excluded = set(record.get("excluded") or [])
+    failed = [item["sample_id"] for item in record.get("skipped") or [] if item["sample_id"] not in excluded]
+    if failed:
+        raise BenchError(f"{where} skipped {len(failed)} of the protocol's {record['dataset_samples']} samples "
+                         f"(first: {failed[0]}); a leaderboard needs every sample scored")
+    if scored is not None and scored + len(excluded) != int(record["dataset_samples"]):
+        raise BenchError(f"{where} scored {scored} samples (+{len(excluded)} left out by the protocol) of the "
+                         f"protocol's {record['dataset_samples']}; a leaderboard needs the whole sample set")
+
+
+def check_same_dataset(records: dict[str, dict], where: str) -> None:
+    """Runs on one page must have been scored on the same sample list (one dataset fingerprint)."""
+    prints = {r.get("dataset_fingerprint") for r in records.values()}
+    if len(prints) > 1:
+        names = ", ".join(f"{n} ({r.get('dataset_fingerprint')})" for n, r in sorted(records.items()))
+        raise BenchError(f"{where}: runs scored on different sample lists (dataset fingerprints {names}); a "
+                         "run on another box list, split or dataset option cannot share a leaderboard page")
 
 
 def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
@@ -102,18 +128,22 @@ def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
     record = run.read_run()
     if record is None:
         raise BenchError(f"{run_dir} is not a run directory (no run.json)")
-    check_admissible(record, str(run_dir))
     for f in RUN_FILES:
         if not (run.root / f).is_file():
             raise BenchError(f"{run_dir} has no {f}")
+    check_admissible(record, str(run_dir), len(run.read_samples()))
     protocol = Protocol.from_dict(record["protocol"])
     entry_name_ = name or entry_name(record)
     if not entry_name_ or "/" in entry_name_ or entry_name_.startswith("."):
         raise BenchError(f"--name {entry_name_!r}: a plain folder name is needed")
     parent = Path(results) / dataset_key(record) / protocol.name
+    others = {p.parent.name: RunDir(p.parent).read_run() for p in parent.glob("*/run.json")
+              if p.parent.name != entry_name_ and not p.parent.name.startswith(".")}
+    check_same_dataset({entry_name_: record, **others}, f"{dataset_key(record)} under {protocol.name}")
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.", suffix=".tmp", dir=parent))
     try:
+        staging.chmod(0o777 & ~atomic.current_umask())  # mkdtemp makes it private
         (staging / "run.json").write_text(json.dumps(_portable(record), indent=2) + "\n")
         for f in ("samples.csv", "summary.csv"):
             shutil.copyfile(run.root / f, staging / f)
@@ -135,16 +165,16 @@ def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
 def _load_entry(root: Path) -> Entry:
     rundir = RunDir(root)
     record = rundir.read_run()
-    check_admissible(record, str(root))
     for f in RUN_FILES:
         if not (root / f).is_file():
             raise BenchError(f"{root} has no {f}")
+    samples = rundir.read_samples()
+    check_admissible(record, str(root), len(samples))
     protocol = Protocol.from_dict(record["protocol"])
     dataset = dataset_key(record)
     if (root.parent.parent.name, root.parent.name) != (dataset, protocol.name):
         raise BenchError(f"{root} holds a run of {dataset} under {protocol.name}; it belongs in "
                          f"{root.parent.parent.parent / dataset / protocol.name}")
-    samples = rundir.read_samples()
     missing = [c for c in protocol.columns if c not in samples.columns]
     if missing:
         raise BenchError(f"{root}/samples.csv has no column {missing[0]!r}")

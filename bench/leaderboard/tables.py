@@ -11,7 +11,7 @@ from ..core.errors import BenchError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..evaluation.stats import paired_difference
 from ..reporting.report import headline_metrics
-from .results import Entry
+from .results import Entry, check_same_dataset
 
 AGGREGATE_GROUPS = ("macro", "micro", "weighted")
 
@@ -41,6 +41,8 @@ class Board:
             raise BenchError(f"results for {self.dataset} under {self.protocol_name} were scored with different "
                              f"protocol settings: {names}; re-score them with `bench score`")
         names = [e.name for e in self.entries]
+        check_same_dataset({e.name: e.record for e in self.entries}, f"results for {self.dataset} under "
+                                                                     f"{self.protocol_name}")
         if len(set(names)) != len(names):
             raise BenchError(f"two results for {self.dataset} under {self.protocol_name} are named alike")
 

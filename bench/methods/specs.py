@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
-
 import tomllib
+from typing import Any, Sequence
 
 from ..core.errors import BenchError
 from ..core.specs import SpecFile, check_fields, find_spec, load_spec, spec_dir, spec_names

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,11 +47,42 @@ def load_run(root: Path) -> LoadedRun:
     return LoadedRun(str(record.get("method", Path(root).name)), Path(root), record, rundir.read_samples())
 
 
-def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[str] | None = None
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, Protocol]:
+def _stderr_warning(text: str) -> None:
+    print(f"WARNING: {text}", file=sys.stderr)
+
+
+def check_same_samples(runs: Sequence[LoadedRun], warn: Callable[[str], None]) -> None:
+    """Refuse runs on different sample lists (dataset fingerprints); warn when they scored different samples.
+
+    Different fingerprints mean other boxes, phrases, splits or dataset options: no pairing can make
+    those numbers comparable. Runs on one list that scored different subsets of it (skipped samples,
+    a protocol that drops samples per model) are compared on the samples they share, and say so.
+    """
+    prints = {r.record.get("dataset_fingerprint") for r in runs}
+    if len(prints - {None}) > 1:
+        names = ", ".join(f"{r.root} ({r.record.get('dataset_fingerprint')})" for r in runs)
+        raise BenchError(f"runs were scored on different sample lists (dataset fingerprints: {names}); "
+                         "run them on the same dataset, options and boxes")
+    if None in prints:
+        old = ", ".join(str(r.root) for r in runs if r.record.get("dataset_fingerprint") is None)
+        warn(f"{old}: no dataset fingerprint in run.json (older harness); cannot check the runs used the same "
+             "sample list")
+    sets = [set(r.samples["sample_id"]) for r in runs]
+    common = set.intersection(*sets)
+    if any(len(s) != len(common) for s in sets):
+        sizes = ", ".join(f"{r.root}: {len(s)}" for r, s in zip(runs, sets))
+        warn(f"the runs cover different samples ({sizes}); every number below is on the {len(common)} "
+             "samples they all have")
+
+
+def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[str] | None = None,
+                 warn: Callable[[str], None] = _stderr_warning) -> tuple[pd.DataFrame, pd.DataFrame, Protocol]:
     """(per-run summaries on the common samples, differences of each run against the first).
 
-    Refuses runs scored under different protocols: their numbers are not comparable.
+    Refuses runs scored under different protocols or on different sample lists (dataset
+    fingerprints): their numbers are not comparable. Runs that scored different samples of one
+    list are compared on their common samples, with a warning. `group` is macro, micro or a
+    category name (its mean and the paired difference on that category's samples).
     """
     if len(roots) < 2:
         raise BenchError("compare needs at least two run directories")
@@ -64,11 +96,16 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     missing = [c for c in columns if c not in runs[0].samples.columns]
     if missing:
         raise BenchError(f"unknown metric {missing[0]!r} (known: {', '.join(protocol.columns)})")
+    check_same_samples(runs, warn)
     common = set(runs[0].samples["sample_id"])
     for r in runs[1:]:
         common &= set(r.samples["sample_id"])
     if not common:
         raise BenchError("the runs share no sample")
+    categories = set(runs[0].samples.loc[runs[0].samples["sample_id"].isin(common), "category"])
+    if group not in ("macro", "micro") and group not in categories:
+        raise BenchError(f"--group {group!r}: choose macro, micro or a category of the common samples "
+                         f"({', '.join(sorted(categories))})")
     tables = []
     for r in runs:
         t = r.samples[r.samples["sample_id"].isin(common)].sort_values("sample_id").reset_index(drop=True)
@@ -81,13 +118,16 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
                       protocol.weighted_nan)
         summaries.append(s.assign(run=label))
     diffs = []
-    ref = tables[0][columns].to_numpy(np.float64)
+    rows = np.ones(len(cats), dtype=bool) if group in ("macro", "micro") else np.asarray(cats, dtype=object) == group
+    paired_group = group if group in ("macro", "micro") else "macro"  # one category: its mean is the macro
+    ref = tables[0][columns].to_numpy(np.float64)[rows]
     for label, t in zip(labels[1:], tables[1:]):
-        d, lo, hi, p = paired_difference(t[columns].to_numpy(np.float64), ref, cats, group,
+        d, lo, hi, p = paired_difference(t[columns].to_numpy(np.float64)[rows], ref,
+                                         [c for c, keep in zip(cats, rows) if keep], paired_group,
                                          protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
         for i, m in enumerate(columns):
             diffs.append({"run": label, "reference": labels[0], "group": group, "metric": m, "difference": d[i],
-                          "ci_low": lo[i], "ci_high": hi[i], "p_value": p[i], "n": len(common)})
+                          "ci_low": lo[i], "ci_high": hi[i], "p_value": p[i], "n": int(rows.sum())})
     return pd.concat(summaries, ignore_index=True), pd.DataFrame(diffs), protocol
 
 

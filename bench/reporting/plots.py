@@ -2,7 +2,9 @@
 
 Figures are drawn with matplotlib's Agg backend and saved without a software/date stamp, so the
 same data gives the same file with the same matplotlib; leaderboard checks compare the data
-behind a figure, not its bytes.
+behind a figure, not its bytes. Each figure comes as PNG (for the pages) and SVG (vector, for
+papers). Metric plots say which direction is better; maps use a colour-blind-safe colormap with a
+colorbar; legends sit outside the axes, off the data.
 """
 
 from __future__ import annotations
@@ -21,17 +23,43 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.hashsalt"] = "bench"
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text in the SVG: searchable and editable
     return plt
 
 
-def _png(fig) -> bytes:
+#: bump when the look of the figures changes, so `bench leaderboard` redraws them
+STYLE = 2
+FORMATS = ("png", "svg")
+#: perceptually uniform and readable with the common colour-vision deficiencies
+MAP_CMAP = "cividis"
+BOX_COLOUR = "#ff4040"
+
+
+def _save(fig, fmt: str) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    fig.savefig(buf, format=fmt, dpi=100, metadata=metadata, bbox_inches="tight")
     return buf.getvalue()
 
 
-def metric_plot(table: pd.DataFrame, metric: str, groups: Sequence[str], methods: Sequence[str], title: str) -> bytes:
-    """PNG: one point per (group, method) at the mean with its 95% CI as an error bar.
+def better_direction(metric: str) -> str:
+    from ..evaluation.protocols import LOWER_IS_BETTER
+
+    return "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+
+
+def metric_plot(table: pd.DataFrame, metric: str, groups: Sequence[str], methods: Sequence[str], title: str,
+                fmt: str = "png") -> bytes:
+    """PNG or SVG of `metric_figure`."""
+    plt = _pyplot()
+    fig = metric_figure(table, metric, groups, methods, title)
+    data = _save(fig, fmt)
+    plt.close(fig)
+    return data
+
+
+def metric_figure(table: pd.DataFrame, metric: str, groups: Sequence[str], methods: Sequence[str], title: str):
+    """One point per (group, method) at the mean with its 95% CI as an error bar; the legend right of the axes.
 
     `table` has columns method, group, mean, ci_low, ci_high for this metric.
     """
@@ -47,30 +75,39 @@ def metric_plot(table: pd.DataFrame, metric: str, groups: Sequence[str], methods
                     label=method)
     ax.set_xticks(x)
     ax.set_xticklabels(list(groups), rotation=30, ha="right")
-    ax.set_ylabel(f"{metric} (mean, 95% CI)")
+    ax.set_ylabel(f"{metric} (mean, 95% CI; {better_direction(metric)})")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    data = _png(fig)
+    return fig
+
+
+def overlay_plot(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str, fmt: str = "png") -> bytes:
+    """PNG or SVG of `overlay_figure`."""
+    plt = _pyplot()
+    fig = overlay_figure(image, heatmap, boxes, title)
+    data = _save(fig, fmt)
     plt.close(fig)
     return data
 
 
-def overlay_plot(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str) -> bytes:
-    """PNG: the image in grey, the map on top (nothing drawn where it is NaN), GT boxes in green."""
+def overlay_figure(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str):
+    """The image in grey, the map on top with a colorbar (nothing drawn where it is NaN), GT boxes in red."""
     plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     height, width = image.shape
-    fig, ax = plt.subplots(figsize=(4.0, 4.0 * height / width + 0.4))
+    fig, ax = plt.subplots(figsize=(4.6, 4.0 * height / width + 0.4))
     ax.imshow(image, cmap="gray", interpolation="nearest")
-    ax.imshow(np.ma.masked_invalid(heatmap), cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0, interpolation="nearest")
+    shown = ax.imshow(np.ma.masked_invalid(heatmap), cmap=MAP_CMAP, alpha=0.5, vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
     for x, y, w, h in boxes:
-        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="lime", linewidth=1.5))
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=BOX_COLOUR, linewidth=1.5))
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    bar.set_label("map value (min-max over the field of view)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
     fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return fig

@@ -1,9 +1,11 @@
 """Protocol sensitivity: the same stored heatmaps scored under several protocols, and how ranks move.
 
 Every run's heatmaps are re-scored under each protocol (no model is run). A rescored result is a
-complete run directory cached inside the run, `RUN/rescored/PROTOCOL/`, keyed by the protocol's
-fingerprint and the content of the run's `run.json`; a repeat reads it back without scoring. A run
-already scored under a protocol with the same fingerprint is used as it is.
+complete run directory cached outside the run (whose folder may be read-only, or shared):
+`OUT/rescored/RUN-HASH/PROTOCOL/` with `--out`, else the same under the user cache (BENCH_CACHE,
+default ~/.cache/cxr-grounding-bench), keyed by the protocol's fingerprint and the content of the
+run's `run.json`; a repeat reads it back without scoring. A run already scored under a protocol
+with the same fingerprint is used as it is.
 
 Within each protocol the methods are compared on their common samples (the protocols differ in
 sample units, splits and dropped samples), per pathology and per aggregate group, and ranked on
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,7 +31,15 @@ from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
 from ..running.rundir import RunDir, record_backend, safe_name
-from ..running.runner import _user_heatmap_loader, eval_samples, finish, score_all, validate_all, versions
+from ..running.runner import (
+    _user_heatmap_loader,
+    dataset_identity,
+    eval_samples,
+    finish,
+    score_all,
+    validate_all,
+    versions,
+)
 from .compare import LoadedRun, load_run
 
 CACHE = "rescored"
@@ -45,6 +56,18 @@ class Rescored:
     samples: pd.DataFrame
     cached: bool
     skipped: int
+
+
+def default_cache() -> Path:
+    """Where rescored tables go without --out: BENCH_CACHE/rescored [default: ~/.cache/cxr-grounding-bench]."""
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench") / CACHE
+
+
+def rescored_folder(root: Path, protocol_name: str, cache: Path | None = None) -> Path:
+    """The cached rescored run of the run at `root` under a protocol (one folder per run location)."""
+    where = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    base = cache if cache is not None else default_cache()
+    return base / f"{safe_name(Path(root).resolve().name)}-{where}" / safe_name(protocol_name)
 
 
 def _heatmap_folder(run: LoadedRun) -> Path:
@@ -69,11 +92,11 @@ def _read_key(folder: Path) -> dict | None:
         return None
 
 
-def rescore(run: LoadedRun, protocol: Protocol) -> tuple[pd.DataFrame, bool, int]:
-    """(samples table, read from the cache?, samples skipped) of `run` under `protocol`."""
+def rescore(run: LoadedRun, protocol: Protocol, cache: Path | None = None) -> tuple[pd.DataFrame, bool, int]:
+    """(samples table, read from the cache?, samples skipped) of `run` under `protocol`; the run is only read."""
     if run.record.get("protocol_fingerprint") == protocol.fingerprint():
         return run.samples, True, len(run.record.get("skipped", []))
-    folder = Path(run.root) / CACHE / safe_name(protocol.name)
+    folder = rescored_folder(run.root, protocol.name, cache)
     key = _cache_key(run, protocol)
     if folder.exists() and _read_key(folder) != key:
         shutil.rmtree(folder)  # made from another version of the run or of the protocol
@@ -112,6 +135,7 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
         "dataset": name,
         "protocol": protocol.to_dict(),
         "protocol_fingerprint": protocol.fingerprint(),
+        **dataset_identity(dataset, protocol),
         "random_weights": bool(run.record.get("random_weights", False)),
         "heatmaps": str(heatmaps.resolve()),
         "source_run": str(Path(run.root).resolve()),
@@ -155,8 +179,8 @@ def _common(tables: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
 
 
 def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: Sequence[str] | None = None,
-                rank_group: str = "macro") -> tuple[pd.DataFrame, list[Rescored]]:
-    """Long table (protocol, metric, run, group, mean, n, rank) and the rescored tables.
+                rank_group: str = "macro", cache: Path | None = None) -> tuple[pd.DataFrame, list[Rescored]]:
+    """Long table (protocol, metric, run, group, mean, n, rank) and the rescored tables (cached in `cache`).
 
     `rank` is set on the `rank_group` rows: 1 is the best mean of that metric under that protocol.
     """
@@ -174,7 +198,7 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
     for protocol in protocols:
         tables = []
         for label, run in zip(labels, runs):
-            table, cached, skipped = rescore(run, protocol)
+            table, cached, skipped = rescore(run, protocol, cache)
             rescored.append(Rescored(label, protocol, table, cached, skipped))
             tables.append(table)
         common = _common(tables)
@@ -235,8 +259,12 @@ def print_report(long: pd.DataFrame, rescored: Sequence[Rescored], rank_group: s
 
 def compare_protocols(roots: Sequence[Path], protocols: str, metrics: Sequence[str] | None, rank_group: str,
                       out: Path | None) -> pd.DataFrame:
-    """`bench compare --protocols`: score, print the report, and write `sensitivity.csv` into `out`."""
-    long, rescored = sensitivity(roots, parse_protocols(protocols), metrics, rank_group)
+    """`bench compare --protocols`: score, print the report, and write `sensitivity.csv` into `out`.
+
+    The rescored tables are cached under `out` when given, else in the user cache; never in the runs.
+    """
+    cache = Path(out) / CACHE if out is not None else None
+    long, rescored = sensitivity(roots, parse_protocols(protocols), metrics, rank_group, cache)
     print_report(long, rescored, rank_group)
     if out is not None:
         path = Path(out) / "sensitivity.csv"
@@ -245,5 +273,5 @@ def compare_protocols(roots: Sequence[Path], protocols: str, metrics: Sequence[s
     return long
 
 
-__all__ = ["CACHE", "Rescored", "compare_protocols", "default_metrics", "parse_protocols", "print_report", "rank_table", "rescore",
-           "sensitivity"]
+__all__ = ["CACHE", "Rescored", "compare_protocols", "default_cache", "default_metrics", "parse_protocols",
+           "print_report", "rank_table", "rescore", "rescored_folder", "sensitivity"]

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import __version__
 from ..core.errors import BenchError, SampleError
+from ..core.fingerprint import dataset_fingerprint
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
@@ -30,10 +31,12 @@ from ..datasets.base import Dataset
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import ExcludedSample, check_values, score, select_samples
 from ..evaluation.stats import summarise
+from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import shards
 from .progress import progress_bar
+from .provenance import run_header
 from .rundir import RunDir, record_backend, safe_name
 
 
@@ -110,8 +113,15 @@ def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tup
     if limit is not None:
         if limit < 1:
             raise BenchError("--limit must be at least 1")
-        chosen = chosen[:limit]
+        chosen = limit_subset(chosen, limit)
     return everything, chosen
+
+
+def dataset_identity(dataset: Dataset, protocol: Protocol) -> dict:
+    """For run.json: the fingerprint of the protocol's whole sample set (before --limit) and its size."""
+    full = select_samples(dataset.samples(), protocol)
+    return {"dataset_fingerprint": dataset_fingerprint(dataset.name, dataset.fingerprint_options(), full),
+            "dataset_samples": len(full)}
 
 
 def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str]) -> list[Sample]:
@@ -140,7 +150,7 @@ def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
     return {
         "method": spec,
         "dataset": {"name": req.dataset, "options": dict(sorted(req.dataset_options.items())),
-                    "data_root": str(req.data_root) if req.data_root else None},
+                    "data_root": str(Path(req.data_root).resolve()) if req.data_root else None},
         "protocol": protocol.fingerprint(),
         "random_weights": req.random_weights,
         "seed": req.seed,
@@ -197,12 +207,13 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
               load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
               backend: str | None = None, logs: Sequence[Path] = (),
-              write_log: Path | None = None) -> tuple[pd.DataFrame, float]:
+              write_log: Path | None = None, excluded: set[str] | None = None) -> tuple[pd.DataFrame, float]:
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
     itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad. Scores are also
     taken from `logs` (shard logs), and new ones go to `write_log` [default: the run's log].
+    The ids of samples the protocol left out are added to `excluded`.
     """
     fingerprint = protocol.fingerprint()
     done = rundir.read_scores(fingerprint, logs)
@@ -222,6 +233,8 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                     if not skip_bad and not isinstance(exc, ExcludedSample):
                         raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
                     skipped[s.sample_id] = exc.reason
+                    if isinstance(exc, ExcludedSample) and excluded is not None:
+                        excluded.add(s.sample_id)
                     advance(1)
                     continue
                 entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values}
@@ -333,12 +346,13 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
     record = shards.new_record(shard, config, shards.sample_set_id(chosen), len(mine), req.device)
     files.write(record)
+    excluded: set[str] = set()
     try:
         t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
         table, t_score = score_all(mine, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
-                                   write_log=files.scores_log)
+                                   write_log=files.scores_log, excluded=excluded)
     except BaseException as exc:
         record.update({"status": "failed", "error": str(exc) or type(exc).__name__})
         files.write(record)
@@ -346,6 +360,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     record.update({
         "status": "complete",
         "skipped": _ordered(skipped, chosen),
+        "excluded": sorted(excluded),
         "provenance": method.provenance(),
         "versions": versions(),
         "timings": {"heatmaps_s": round(t_maps, 3), "scoring_s": round(t_score, 3),
@@ -370,11 +385,13 @@ def _run_whole(req: RunRequest) -> RunResult:
     records = shards.read_records(rundir.root)
     merged: list[dict] = []
     skipped: dict[str, str] = {}
+    excluded: set[str] = set()
     if records:
         shards.check_compatible(records, config, rundir.root)
         merged = shards.complete_set(records, shards.sample_set_id(chosen), rundir.root)
         for rec in merged:
             skipped.update({item["sample_id"]: item["reason"] for item in rec.get("skipped", [])})
+            excluded.update(rec.get("excluded", []))
     chosen = validate_all(chosen, req.skip_bad, skipped)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
@@ -386,6 +403,7 @@ def _run_whole(req: RunRequest) -> RunResult:
     created = not rundir.root.exists()
     record = {
         "status": "running",
+        **run_header(),
         "config": config,
         "method": spec["name"],
         "overrides": list(req.overrides),
@@ -396,6 +414,7 @@ def _run_whole(req: RunRequest) -> RunResult:
         "seed": req.seed,
         "device": req.device,
         "limit": req.limit,
+        **dataset_identity(dataset, protocol),
         "n_samples": len(chosen),
         "spec_files": spec_files(req.method, req.protocol),
     }
@@ -410,7 +429,7 @@ def _run_whole(req: RunRequest) -> RunResult:
             t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
             chosen = [s for s in chosen if s.sample_id not in skipped]
         table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
-                                   req.skip_bad, skipped, spec["backend"], logs=logs)
+                                   req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded)
     except BenchError:
         if created and not any(rundir.heatmaps.glob("*.npz")):
             shutil.rmtree(rundir.root, ignore_errors=True)
@@ -418,6 +437,7 @@ def _run_whole(req: RunRequest) -> RunResult:
     found = shards.merged_versions(merged)
     record.update({
         "skipped": _ordered(skipped, all_chosen),
+        "excluded": sorted(excluded),
         "provenance": method.provenance() if method is not None else merged[0].get("provenance", {}),
         "versions": {**found, **versions()} if method is not None or not found else found,
         "timings": {"heatmaps_s": round(t_maps, 3), "scoring_s": round(t_score, 3),
@@ -452,6 +472,12 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
     return load
 
 
+def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
+    """How many scored maps came on a native grid (.npz, values + geometry) and how many at the original size."""
+    native = sum(1 for sid in sample_ids if (folder / f"{safe_name(sid)}.npz").is_file())
+    return {"native": native, "original": len(sample_ids) - native}
+
+
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                  dataset_options: dict[str, str] | None = None, skip_bad: bool = False) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model."""
@@ -473,7 +499,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     rundir = RunDir(out)
     config = {"scored": str(heatmaps.resolve()), "dataset": {"name": dataset_name,
               "options": dict(sorted((dataset_options or {}).items())),
-              "data_root": str(data_root) if data_root else None}, "protocol": protocol.fingerprint()}
+              "data_root": str(Path(data_root).resolve()) if data_root else None}, "protocol": protocol.fingerprint()}
     previous = rundir.read_run()
     if previous is not None and previous.get("config") != config:
         raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
@@ -481,9 +507,12 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
     rundir.remove_stale_temporaries()
     backend = record_backend(source)
-    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend)
+    excluded: set[str] = set()
+    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend,
+                               excluded=excluded)
     record = {
         "status": "running",
+        **run_header(),
         "config": config,
         "method": (source or {}).get("method", "external"),
         "backend": backend,
@@ -495,8 +524,12 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         "random_weights": bool((source or {}).get("random_weights", False)),
         "heatmaps": str(heatmaps.resolve()),
         "source_run": source.get("config") if source else None,
+        "limit": (source or {}).get("limit"),
+        **dataset_identity(dataset, protocol),
         "n_samples": len(table),
         "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
+        "excluded": sorted(excluded),
+        "heatmap_grid": _grids(heatmaps, table["sample_id"]),
         "provenance": (source or {}).get("provenance", {}),
         "versions": versions(),
         "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-import tomllib
 import torch
 
 from ...core.errors import BenchError
