@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import BenchError
+from ..core.errors import BenchError, SampleError
 from ..core.samples import Sample
-from .images import read_grayscale
+from .images import check_images, read_grayscale
 
 
 class Dataset(ABC):
@@ -34,8 +34,19 @@ class Dataset(ABC):
         """Every sample of every split, in a fixed order."""
 
     def load_image(self, sample: Sample) -> np.ndarray:
-        """The sample's radiograph as a 2-D grey-value array of shape (height, width)."""
-        return read_grayscale(sample.image_path, sample.sample_id)
+        """The sample's radiograph as a 2-D grey-value array of shape (height, width).
+
+        SampleError naming the file and both sizes when the image is not the size the dataset records.
+        """
+        pixels = read_grayscale(sample.image_path, sample.sample_id)
+        if pixels.shape != (sample.height, sample.width):
+            raise SampleError(sample.sample_id, f"image {sample.image_path} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                                                f"but the dataset records {sample.width}x{sample.height} for it")
+        return pixels
+
+    def check_images(self, samples: Sequence[Sample]) -> dict[str, str]:
+        """Sample id -> reason for each sample whose image does not decode or differs in size from its record."""
+        return check_images(samples, self.name)
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)

@@ -11,7 +11,6 @@ each shard does its part, and a run without a shard merges their results (see be
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -33,8 +32,9 @@ from ..evaluation.stats import summarise
 from ..methods import RunContext, backend_class
 from ..methods.specs import apply_overrides, load_method_spec
 from . import shards
+from .lock import check_folder, is_empty, locked
 from .progress import progress_bar
-from .rundir import RunDir, record_backend, safe_name
+from .rundir import RunDir, file_name, record_backend
 
 
 @dataclass
@@ -96,6 +96,7 @@ def versions() -> dict[str, str]:
 def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tuple[list[Sample], list[Sample]]:
     """(all samples of the dataset, the protocol's sample set cut to `limit`)."""
     everything = dataset.samples()
+    check_unique_ids(everything, dataset.name)
     chosen = select_samples(everything, protocol)
     if not chosen:
         raise BenchError(f"dataset {dataset.name} has no sample in split {protocol.split!r}")
@@ -106,8 +107,34 @@ def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tup
     return everything, chosen
 
 
-def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str]) -> list[Sample]:
-    """Drop (with --skip-bad) or reject invalid samples before any work starts."""
+def check_unique_ids(samples: Sequence[Sample], dataset: str) -> None:
+    """BenchError when two samples share an id, or their heatmap files would share a name.
+
+    Names are compared without case, so a run folder on a case-insensitive disk is safe too.
+    """
+    seen: dict[str, str] = {}
+    for s in samples:
+        key = file_name(s.sample_id).casefold()
+        other = seen.setdefault(key, s.sample_id)
+        if other != s.sample_id:
+            raise BenchError(f"dataset {dataset}: samples {other!r} and {s.sample_id!r} would share the heatmap file "
+                             f"{file_name(s.sample_id)}.npz (ids differing only in case); rename one of them")
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.sample_id] = counts.get(s.sample_id, 0) + 1
+    dupes = [k for k, n in counts.items() if n > 1]
+    if dupes:
+        raise BenchError(f"dataset {dataset}: sample id {dupes[0]!r} is given to {counts[dupes[0]]} samples "
+                         f"({len(dupes)} id(s) repeated); every sample needs its own id")
+
+
+def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str],
+                 dataset: Dataset | None = None) -> list[Sample]:
+    """Drop (with --skip-bad) or reject invalid samples before any work starts.
+
+    With `dataset`, every image is also checked (it decodes, its size is the recorded one), for
+    every method alike, so that methods which never read pixels score the same sample set.
+    """
     good = []
     for s in samples:
         if s.sample_id in skipped:
@@ -119,6 +146,15 @@ def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, s
             if not skip_bad:
                 raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
             skipped[s.sample_id] = exc.reason
+    if dataset is not None:
+        problems = dataset.check_images(good)
+        for s in good:
+            if s.sample_id in problems:
+                if not skip_bad:
+                    raise BenchError(f"sample {s.sample_id}: {problems[s.sample_id]} "
+                                     "(use --skip-bad to record it and go on)")
+                skipped[s.sample_id] = problems[s.sample_id]
+        good = [s for s in good if s.sample_id not in problems]
     return good
 
 
@@ -142,7 +178,7 @@ def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
 def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
     previous = rundir.read_run()
     if previous is None:
-        if rundir.root.exists() and any(rundir.root.iterdir()) and not rundir.holds_only_shards():
+        if not is_empty(rundir.root) and not rundir.holds_only_shards():
             raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
         return None
     if previous.get("config") != config:
@@ -294,21 +330,23 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     part = {s.sample_id for s in shards.select(chosen, shard)}
     skipped: dict[str, str] = {}
-    valid = validate_all(chosen, req.skip_bad, skipped)  # the whole set: a method may fit on it
+    valid = validate_all(chosen, req.skip_bad, skipped, dataset)  # the whole set: a method may fit on it
     skipped = {k: v for k, v in skipped.items() if k in part}
     mine = [s for s in valid if s.sample_id in part]
     rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    check_folder(rundir.root)
     config = _config(spec, req, protocol)
-    _check_resumable(rundir, config)
-    shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
     method = backend_class(spec["backend"])(spec, context)
     method.prepare(dataset)  # raises on missing checkpoints before anything is written
     files = shards.ShardFiles(rundir.root, shard)
-    rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
     record = shards.new_record(shard, config, shards.sample_set_id(chosen), len(mine), req.device)
-    files.write(record)
+    with locked(rundir.root):  # the check and the shard's record in one step, against a whole run
+        _check_resumable(rundir, config)
+        shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
+        rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
+        files.write(record)
     try:
         t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
@@ -338,8 +376,14 @@ def _run_whole(req: RunRequest) -> RunResult:
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
-    all_chosen = chosen
     rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
+    with locked(rundir.root):  # held from the identity check to the last table
+        return _run_whole_locked(req, t0, spec, protocol, dataset, everything, chosen, rundir)
+
+
+def _run_whole_locked(req: RunRequest, t0: float, spec: dict, protocol: Protocol, dataset: Dataset,
+                      everything: list[Sample], chosen: list[Sample], rundir: RunDir) -> RunResult:
+    all_chosen = chosen
     config = _config(spec, req, protocol)
     previous = _check_resumable(rundir, config)
     records = shards.read_records(rundir.root)
@@ -350,7 +394,7 @@ def _run_whole(req: RunRequest) -> RunResult:
         merged = shards.complete_set(records, shards.sample_set_id(chosen), rundir.root)
         for rec in merged:
             skipped.update({item["sample_id"]: item["reason"] for item in rec.get("skipped", [])})
-    chosen = validate_all(chosen, req.skip_bad, skipped)
+    chosen = validate_all(chosen, req.skip_bad, skipped, dataset)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
     missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
@@ -358,7 +402,6 @@ def _run_whole(req: RunRequest) -> RunResult:
     if missing or not merged:  # merging finished shards needs no model
         method = backend_class(spec["backend"])(spec, context)
         method.prepare(dataset)  # raises on missing checkpoints before anything is written
-    created = not rundir.root.exists()
     record = {
         "status": "running",
         "config": config,
@@ -373,22 +416,19 @@ def _run_whole(req: RunRequest) -> RunResult:
         "limit": req.limit,
         "n_samples": len(chosen),
     }
+    if req.limit is not None:
+        record["sample_ids"] = [s.sample_id for s in all_chosen]
     if previous is None:
         rundir.write_run(record)
     rundir.remove_stale_temporaries()
     logs = [shards.ShardFiles(rundir.root, shards.Shard(i, len(merged))).scores_log for i in range(len(merged))]
-    try:
+    chosen = [s for s in chosen if s.sample_id not in skipped]
+    t_maps = 0.0
+    if method is not None:
+        t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
-        t_maps = 0.0
-        if method is not None:
-            t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
-            chosen = [s for s in chosen if s.sample_id not in skipped]
-        table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
-                                   req.skip_bad, skipped, spec["backend"], logs=logs)
-    except BenchError:
-        if created and not any(rundir.heatmaps.glob("*.npz")):
-            shutil.rmtree(rundir.root, ignore_errors=True)
-        raise
+    table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
+                               req.skip_bad, skipped, spec["backend"], logs=logs)
     found = shards.merged_versions(merged)
     record.update({
         "skipped": _ordered(skipped, all_chosen),
@@ -409,7 +449,7 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
     """Heatmaps from a run's heatmaps/ (.npz) or user .npy files at the original image size."""
 
     def load(s: Sample) -> Heatmap:
-        name = safe_name(s.sample_id)
+        name = file_name(s.sample_id)
         npz, npy = folder / f"{name}.npz", folder / f"{name}.npy"
         if npz.is_file():
             return Heatmap.load(npz)
@@ -428,50 +468,86 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                  dataset_options: dict[str, str] | None = None, skip_bad: bool = False) -> RunResult:
-    """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model."""
+    """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
+
+    A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
+    of the protocol's set are counted in run.json (`unscored_files`) with the reason.
+    """
     t0 = time.perf_counter()
     heatmaps = Path(heatmaps)
     if heatmaps.is_dir() and (heatmaps / "heatmaps").is_dir():
         heatmaps = heatmaps / "heatmaps"  # a run directory was given
     if not heatmaps.is_dir():
         raise BenchError(f"--heatmaps {heatmaps} is not a folder")
+    check_folder(Path(out))
     protocol = load_protocol(protocol_name)
     dataset = get_dataset(dataset_name, data_root, dataset_options)
     source = RunDir(heatmaps.parent).read_run() if (heatmaps.parent / "run.json").is_file() else None
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     everything, chosen = eval_samples(dataset, protocol, None)
-    if source and source.get("limit") is not None:
-        chosen = [s for s in chosen if safe_name(s.sample_id) in available]
+    limit = (source or {}).get("limit")
+    if limit is not None:
+        kept = source.get("sample_ids")
+        if kept is not None:
+            wanted = set(kept)
+            chosen = [s for s in chosen if s.sample_id in wanted]
+        else:
+            chosen = [s for s in chosen if file_name(s.sample_id) in available]
+    unscored = _unscored_files(available, everything, chosen, protocol)
     skipped: dict[str, str] = {}
     chosen = validate_all(chosen, skip_bad, skipped)
     rundir = RunDir(out)
     config = {"scored": str(heatmaps.resolve()), "dataset": {"name": dataset_name,
               "options": dict(sorted((dataset_options or {}).items())),
               "data_root": str(data_root) if data_root else None}, "protocol": protocol.fingerprint()}
-    previous = rundir.read_run()
-    if previous is not None and previous.get("config") != config:
-        raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
-    if previous is None and rundir.root.exists() and any(rundir.root.iterdir()):
-        raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
-    rundir.remove_stale_temporaries()
-    backend = record_backend(source)
-    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend)
-    record = {
-        "status": "running",
-        "config": config,
-        "method": (source or {}).get("method", "external"),
-        "backend": backend,
-        "overrides": (source or {}).get("overrides", []),
-        "dataset": dataset_name,
-        "protocol": protocol.to_dict(),
-        "protocol_fingerprint": protocol.fingerprint(),
-        "random_weights": bool((source or {}).get("random_weights", False)),
-        "heatmaps": str(heatmaps.resolve()),
-        "source_run": source.get("config") if source else None,
-        "n_samples": len(table),
-        "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
-        "provenance": (source or {}).get("provenance", {}),
-        "versions": versions(),
-        "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
-    }
-    return finish(rundir, table, protocol, record)
+    with locked(rundir.root):
+        previous = rundir.read_run()
+        if previous is not None and previous.get("config") != config:
+            raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
+        if previous is None and not is_empty(rundir.root):
+            raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
+        rundir.remove_stale_temporaries()
+        backend = record_backend(source)
+        table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
+                                   backend)
+        record = {
+            "status": "running",
+            "config": config,
+            "method": (source or {}).get("method", "external"),
+            "backend": backend,
+            "overrides": (source or {}).get("overrides", []),
+            "dataset": dataset_name,
+            "protocol": protocol.to_dict(),
+            "protocol_fingerprint": protocol.fingerprint(),
+            "random_weights": bool((source or {}).get("random_weights", False)),
+            "heatmaps": str(heatmaps.resolve()),
+            "source_run": source.get("config") if source else None,
+            "limit": limit,
+            "n_samples": len(table),
+            "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
+            "unscored_files": unscored,
+            "provenance": (source or {}).get("provenance", {}),
+            "versions": versions(),
+            "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
+        }
+        if limit is not None:
+            record["sample_ids"] = [s.sample_id for s in chosen]
+        return finish(rundir, table, protocol, record)
+
+
+def _unscored_files(available: set[str], everything: Sequence[Sample], chosen: Sequence[Sample],
+                    protocol: Protocol) -> dict[str, int]:
+    """How many heatmap files (by stem) are no sample of the scored set, by reason."""
+    chosen_names = {file_name(s.sample_id) for s in chosen}
+    split_names = {file_name(s.sample_id) for s in everything if s.split == protocol.split}
+    all_names = {file_name(s.sample_id) for s in everything}
+    out: dict[str, int] = {}
+    for stem in available - chosen_names:
+        if stem in split_names:
+            reason = "outside the source run's --limit"
+        elif stem in all_names:
+            reason = f"not in split {protocol.split!r}"
+        else:
+            reason = "no sample of the dataset"
+        out[reason] = out.get(reason, 0) + 1
+    return dict(sorted(out.items()))
