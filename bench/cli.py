@@ -69,6 +69,8 @@ def dataset_cmd(
     from .core import atomic
     from .datasets import get_dataset
 
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give the CSV file to write")
     ds = get_dataset(name, data_root, _options(option))
     samples = ds.samples()
     if hasattr(ds, "materialise"):
@@ -77,6 +79,8 @@ def dataset_cmd(
                            "category": s.category, "phrase": s.phrase, "boxes": s.boxes_json(), "split": s.split}
                           for s in samples])
     atomic.write_text(out, table.to_csv(index=False))
+    for note in ds.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"{len(samples)} samples of {name} written to {out}")
 
 
@@ -133,6 +137,12 @@ def _report(result, title: str) -> None:
     if result.record.get("random_weights"):
         title += " [random weights]"
     print_summary(title, result.summary, protocol.columns)
+    for note in result.record.get("dataset_notes", []):
+        typer.echo(f"note: {note}", err=True)
+    unscored = result.record.get("unscored_files") or {}
+    if unscored:
+        reasons = "; ".join(f"{n} {why}" for why, n in unscored.items())
+        typer.echo(f"{sum(unscored.values())} heatmap file(s) not scored: {reasons}", err=True)
     skipped = result.record.get("skipped", [])
     if skipped:
         typer.echo(f"{len(skipped)} sample(s) skipped; reasons in {result.root / 'run.json'}", err=True)
@@ -172,6 +182,8 @@ def compare_cmd(
     from .reporting.compare import compare_runs
     from .reporting.report import format_ci, headline_metrics, print_table
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder; choose another --out")
     if protocols is not None:
         from .reporting.sensitivity import compare_protocols
 
@@ -238,6 +250,10 @@ def main() -> None:
         app()
     except BenchError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a path the user gave that cannot be written or read as asked
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted; run the same command again to resume", err=True)

@@ -24,6 +24,8 @@ class Dataset(ABC):
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         self.data_root = Path(data_root) if data_root is not None else None
         self.options = dict(options or {})
+        #: lines about the data that changed nothing wrong but should be said (e.g. merged duplicate rows)
+        self.notes: list[str] = []
         unknown = sorted(set(self.options) - set(self.options_help))
         if unknown:
             known = ", ".join(sorted(self.options_help)) or "none"
@@ -47,6 +49,16 @@ class Dataset(ABC):
     def check_images(self, samples: Sequence[Sample]) -> dict[str, str]:
         """Sample id -> reason for each sample whose image does not decode or differs in size from its record."""
         return check_images(samples, self.name)
+
+    def merge_duplicates(self, groups: dict, source: str) -> None:
+        """Drop repeated boxes within each sample's box list (in place), noting how many rows were merged."""
+        merged = 0
+        for key, boxes in groups.items():
+            unique = list(dict.fromkeys(boxes))
+            merged += len(boxes) - len(unique)
+            groups[key] = unique
+        if merged:
+            self.notes.append(f"{source}: {merged} duplicate row(s) (same sample, same box) merged")
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)

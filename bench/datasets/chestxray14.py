@@ -176,6 +176,7 @@ class ChestXray14Dataset(Dataset):
                                  f"of {', '.join(_LABELS)}; fix the row, or accept other labels with -O labels=any")
             groups.setdefault(key, []).append((x, y, w, h))
             labels.setdefault(key, finding)
+        self.merge_duplicates(groups, str(root / CSV_NAME))
         out = []
         for (image, category), boxes in groups.items():
             path = next((f / image for f in folders if (f / image).is_file()), root / "images" / image)

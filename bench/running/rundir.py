@@ -140,4 +140,10 @@ class RunDir:
     def read_samples(self) -> pd.DataFrame:
         if not self.samples_csv.is_file():
             raise BenchError(f"{self.root} has no samples.csv (not a finished run)")
-        return pd.read_csv(self.samples_csv, dtype={"sample_id": str, "category": str})
+        try:
+            table = pd.read_csv(self.samples_csv, dtype={"sample_id": str, "category": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise BenchError(f"cannot read {self.samples_csv}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+        if "sample_id" not in table.columns or table.empty:
+            raise BenchError(f"{self.samples_csv} holds no sample rows")
+        return table

@@ -172,7 +172,12 @@ def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
         "protocol": protocol.fingerprint(),
         "random_weights": req.random_weights,
         "seed": req.seed,
+        "limit": req.limit,
     }
+
+
+def _said_limit(limit: int | None) -> str:
+    return "no --limit" if limit is None else f"--limit {limit}"
 
 
 def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
@@ -183,6 +188,10 @@ def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
         return None
     if previous.get("config") != config:
         old = previous.get("config", {})
+        if {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in config.items() if k != "limit"}:
+            raise BenchError(f"--out {rundir.root} holds a run with {_said_limit(old.get('limit'))}, this one has "
+                             f"{_said_limit(config['limit'])}: a run's sample set is part of its identity; "
+                             "choose another --out")
         raise BenchError(
             f"--out {rundir.root} holds a different run (method {old.get('method', {}).get('name')}, dataset "
             f"{old.get('dataset', {}).get('name')}); choose another --out, or re-score it with `bench score`"
@@ -192,15 +201,23 @@ def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
 
 def compute_heatmaps(method, dataset: Dataset, samples: Sequence[Sample], rundir: RunDir, skip_bad: bool,
                      skipped: dict[str, str], batch_size: int) -> float:
-    """Write a heatmap for every sample that has none yet; returns the seconds spent."""
-    todo = [s for s in samples if not rundir.heatmap_path(s.sample_id).is_file()]
+    """Write a heatmap for every sample that has none yet; returns the seconds spent.
+
+    Batches are a fixed partition of `samples` (consecutive runs of `batch_size`), and a batch
+    with any map missing is computed whole, so a sample's map never depends on where an earlier
+    attempt stopped: a resumed run writes the same bytes as an uninterrupted one.
+    """
+    batches = list(_batches(samples, batch_size))
+    todo = [b for b in batches if any(not rundir.heatmap_path(s.sample_id).is_file() for s in b)]
     rundir.heatmaps.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with progress_bar(f"{method.name}: heatmaps", len(samples), done=len(samples) - len(todo)) as advance:
-        for batch in _batches(todo, batch_size):
+    with progress_bar(f"{method.name}: heatmaps", len(samples), done=len(samples) - sum(map(len, todo))) as advance:
+        for batch in todo:
             for sample, heatmap in _run_batch(method, dataset, batch, skip_bad, skipped):
-                rundir.heatmaps.mkdir(parents=True, exist_ok=True)
-                heatmap.save(rundir.heatmap_path(sample.sample_id))
+                path = rundir.heatmap_path(sample.sample_id)
+                if not path.is_file():
+                    rundir.heatmaps.mkdir(parents=True, exist_ok=True)
+                    heatmap.save(path)
             advance(len(batch))
     return time.perf_counter() - start
 
@@ -282,6 +299,16 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
     return RunResult(rundir.root, table, summary, record)
 
 
+def check_request(req: RunRequest) -> None:
+    """BenchError for an option out of range, before anything is loaded or written."""
+    if req.batch_size < 1:
+        raise BenchError(f"--batch-size {req.batch_size}: must be at least 1")
+    if req.limit is not None and req.limit < 1:
+        raise BenchError(f"--limit {req.limit}: must be at least 1")
+    if req.out is not None:
+        check_folder(Path(req.out))
+
+
 def run(req: RunRequest) -> RunResult | ShardResult:
     """`bench run`: heatmaps for every sample of the protocol's set, scored and summarised.
 
@@ -289,6 +316,7 @@ def run(req: RunRequest) -> RunResult | ShardResult:
     (WORLD_SIZE > 1 in the environment) every process does the shard of its rank on its own
     device, waits for the others, and the main process merges.
     """
+    check_request(req)
     launch = shards.launch_from_env()
     if launch is not None:
         if req.shard is not None:
@@ -350,7 +378,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     try:
         t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
-        table, t_score = score_all(mine, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
+        table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
                                    write_log=files.scores_log)
     except BaseException as exc:
@@ -415,6 +443,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, protocol: Protocol
         "device": req.device,
         "limit": req.limit,
         "n_samples": len(chosen),
+        "dataset_notes": list(dataset.notes),
     }
     if req.limit is not None:
         record["sample_ids"] = [s.sample_id for s in all_chosen]
@@ -427,7 +456,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, protocol: Protocol
     if method is not None:
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
-    table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
+    table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),
                                req.skip_bad, skipped, spec["backend"], logs=logs)
     found = shards.merged_versions(merged)
     record.update({
@@ -445,18 +474,35 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, protocol: Protocol
     return result
 
 
+def _run_heatmap_loader(rundir: RunDir) -> Callable[[Sample], Heatmap]:
+    """The heatmaps a run wrote, a file that cannot be read being a sample error."""
+
+    def load(s: Sample) -> Heatmap:
+        try:
+            return Heatmap.load(rundir.heatmap_path(s.sample_id))
+        except ValueError as exc:
+            raise SampleError(s.sample_id, str(exc)) from None
+
+    return load
+
+
 def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
     """Heatmaps from a run's heatmaps/ (.npz) or user .npy files at the original image size."""
 
     def load(s: Sample) -> Heatmap:
         name = file_name(s.sample_id)
         npz, npy = folder / f"{name}.npz", folder / f"{name}.npy"
+        if npz.is_file() and npy.is_file():
+            raise SampleError(s.sample_id, f"both {npy.name} and {npz.name} are in {folder}; keep one of them")
         if npz.is_file():
-            return Heatmap.load(npz)
+            try:
+                return Heatmap.load(npz)
+            except ValueError as exc:
+                raise SampleError(s.sample_id, str(exc)) from None
         if npy.is_file():
             try:
                 values = np.load(npy, allow_pickle=False)
-            except ValueError as exc:
+            except (ValueError, OSError, EOFError) as exc:
                 raise SampleError(s.sample_id, f"cannot read {npy}: {exc}") from None
             if values.ndim != 2 or values.shape != (s.height, s.width):
                 raise SampleError(s.sample_id, f"{npy} has shape {values.shape}, expected ({s.height}, {s.width})")
@@ -526,6 +572,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             "n_samples": len(table),
             "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
             "unscored_files": unscored,
+            "dataset_notes": list(dataset.notes),
             "provenance": (source or {}).get("provenance", {}),
             "versions": versions(),
             "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
