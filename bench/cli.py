@@ -244,6 +244,9 @@ def leaderboard_cmd(
     typer.echo(f"{len(built.texts) + len(built.figures)} files in {out} ({written} written)")
 
 
+INTERRUPTED = "interrupted; run the same command again to resume"
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:
@@ -256,8 +259,12 @@ def main() -> None:
         typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted; run the same command again to resume", err=True)
+        typer.echo(INTERRUPTED, err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C into a silent exit 130
+            typer.echo(INTERRUPTED, err=True)
+        raise
 
 
 if __name__ == "__main__":

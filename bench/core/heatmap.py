@@ -12,8 +12,6 @@ import numpy as np
 from . import atomic
 from .geometry import Geometry
 
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
 
 @dataclass
 class Heatmap:
@@ -33,20 +31,11 @@ class Heatmap:
             raise ValueError(f"heatmap must be a non-empty 2-D array, got shape {self.values.shape}")
 
     def save(self, path: Path) -> None:
-        """Write as .npz atomically (values and a JSON geometry record).
-
-        The zip entries carry a fixed date, so equal maps give equal files (np.savez stamps the
-        current time into each entry).
-        """
+        """Write as .npz atomically (values and a JSON geometry record); equal maps give equal files."""
         record = json.dumps({"geometry": self.geometry.to_dict(), "meta": self.meta})
 
         def writer(fh) -> None:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for key, array in (("values", self.values), ("record", np.array(record))):
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    with zf.open(info, "w", force_zip64=True) as entry:
-                        np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
+            np.savez_compressed(fh, values=self.values, record=np.array(record))
 
         atomic.write_with(Path(path), writer)
 
