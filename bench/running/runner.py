@@ -364,6 +364,9 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     rundir = RunDir(req.out or default_out(req.dataset, req.method, req.protocol))
     check_folder(rundir.root)
     config = _config(spec, req, protocol)
+    if rundir.root.is_dir():  # refuse a wrong --out before loading a model; checked again under the lock
+        _check_resumable(rundir, config)
+        shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
     method = backend_class(spec["backend"])(spec, context)
