@@ -125,6 +125,8 @@ def dataset_cmd(
     from .core import atomic
     from .datasets import get_dataset
 
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give the CSV file to write")
     ds = get_dataset(name, data_root, _options(option))
     samples = ds.samples()
     if hasattr(ds, "materialise"):
@@ -133,6 +135,8 @@ def dataset_cmd(
                            "category": s.category, "phrase": s.phrase, "boxes": s.boxes_json(), "split": s.split}
                           for s in samples])
     atomic.write_text(out, table.to_csv(index=False))
+    for note in ds.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"{len(samples)} samples of {name} written to {out}")
 
 
@@ -192,6 +196,12 @@ def _report(result, title: str) -> None:
     if result.record.get("random_weights"):
         title += " [random weights]"
     print_summary(title, result.summary, protocol.columns)
+    for note in result.record.get("dataset_notes", []):
+        typer.echo(f"note: {note}", err=True)
+    unscored = result.record.get("unscored_files") or {}
+    if unscored:
+        reasons = "; ".join(f"{n} {why}" for why, n in unscored.items())
+        typer.echo(f"{sum(unscored.values())} heatmap file(s) not scored: {reasons}", err=True)
     skipped = result.record.get("skipped", [])
     if skipped:
         typer.echo(f"{len(skipped)} sample(s) skipped; reasons in {result.root / 'run.json'}", err=True)
@@ -244,6 +254,8 @@ def compare_cmd(
     _spec_path(spec_path)
     if format_ not in ("text", "latex", "markdown"):
         raise BenchError(f"--format {format_!r}: choose text, latex or markdown")
+    if out is not None and out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder; choose another --out")
     if protocols is not None:
         from .reporting.sensitivity import compare_protocols
 
@@ -317,6 +329,9 @@ def leaderboard_cmd(
     typer.echo(f"{len(built.texts) + len(built.figures)} files in {out} ({written} written)")
 
 
+INTERRUPTED = "interrupted; run the same command again to resume"
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2; Ctrl-C says how to resume."""
     try:
@@ -325,7 +340,7 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (KeyboardInterrupt, Interrupted):
-        typer.echo("interrupted; run the same command again to resume", err=True)
+        typer.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except ImportError as exc:
         from .core.optional import missing_model_package, models_message
@@ -335,6 +350,14 @@ def main() -> None:
             raise
         typer.echo(f"error: {models_message(package, 'this command')}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a path the user gave that cannot be written or read as asked
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(2)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C into a silent exit 130
+            typer.echo(INTERRUPTED, err=True)
+        raise
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_the_accumulating_scorer_gives_the_numbers_of_bench_score(bench_cli, tmp
 def test_three_lines_in_a_notebook() -> None:
     from bench.core.geometry import box_mask
 
-    samples = bench.protocol_samples("phantom", options={"n_test": 6, "n_train": 0})
+    samples = bench.protocol_samples("phantom", options={"n_test": 16, "n_train": 0})
     maps = [box_mask(s.boxes, s.height, s.width).astype(float) for s in samples]
     scores = bench.score_maps(maps, samples)
     # the GT mask itself: every threshold gives the GT, the maximum lies in it, and with no spread

@@ -270,8 +270,8 @@ def _nih_tree(root: Path, header: str | None = ODD_HEADER) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "BBox_List_2017.csv").write_text("\n".join(([header] if header else []) + rows) + "\n")
     (root / "images").mkdir(exist_ok=True)
-    Image.new("L", (256, 320), 40).save(root / "images" / "a.png")
-    Image.new("RGBA", (300, 200), (200, 100, 50, 10)).save(root / "b.png")
+    Image.new("L", (1024, 1024), 40).save(root / "images" / "a.png")
+    Image.new("RGBA", (1024, 1024), (200, 100, 50, 10)).save(root / "b.png")
     (root / "images_002" / "images").mkdir(parents=True, exist_ok=True)
     Image.new("L", (64, 64), 7).save(root / "images_002" / "images" / "d.png")
     return root
@@ -284,16 +284,22 @@ def test_chestxray14_synthetic(tmp_path: Path, header: str | None) -> None:
     assert [s.sample_id for s in samples] == ["a-effusion", "b-infiltrate", "a-mass", "c-nodule", "d-pneumothorax"]
     a = samples[0]
     assert a.boxes == ((10.5, 20.25, 30.125, 40.0), (150.75, 160.5, 30.0, 20.0))
-    assert (a.width, a.height, a.category, a.phrase) == (256, 320, "effusion", "pleural effusion")
+    assert (a.width, a.height, a.category, a.phrase) == (1024, 1024, "effusion", "pleural effusion")
     b = samples[1]
-    assert (b.width, b.height, b.phrase, Path(b.image_path)) == (300, 200, "pulmonary infiltrate", root / "b.png")
+    assert (b.width, b.height, b.phrase, Path(b.image_path)) == (1024, 1024, "pulmonary infiltrate", root / "b.png")
     pixels = ChestXray14Dataset(root).load_image(b)
-    assert pixels.shape == (200, 300) and pixels.dtype == np.uint8 and int(pixels[0, 0]) == 124
+    assert pixels.shape == (1024, 1024) and pixels.dtype == np.uint8 and int(pixels[0, 0]) == 124
     c = samples[3]
     assert (c.width, c.height) == (1024, 1024)
     with pytest.raises(SampleError, match="c.png"):
         ChestXray14Dataset(root).load_image(c)
-    assert Path(samples[4].image_path) == root / "images_002" / "images" / "d.png" and samples[4].width == 64
+    d = samples[4]
+    assert Path(d.image_path) == root / "images_002" / "images" / "d.png" and d.width == 1024
+    with pytest.raises(SampleError, match=r"d.png is 64x64, but the dataset records 1024x1024"):
+        ChestXray14Dataset(root).load_image(d)
+    problems = ChestXray14Dataset(root).check_images(samples)
+    assert sorted(problems) == ["c-nodule", "d-pneumothorax"]
+    assert "image not found" in problems["c-nodule"] and "is 64x64" in problems["d-pneumothorax"]
     templated = ChestXray14Dataset(root, {"template": "findings of {finding}"}).samples()
     assert [s.phrase for s in templated][:3] == ["findings of pleural effusion", "findings of pulmonary infiltrate",
                                                  "findings of lung mass"]

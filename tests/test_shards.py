@@ -56,7 +56,7 @@ def _same_run(a: Path, b: Path) -> None:
     assert maps_a == sorted(p.name for p in (b / "heatmaps").iterdir()) and len(maps_a) == 10
     for name in maps_a:
         np.testing.assert_array_equal(Heatmap.load(a / "heatmaps" / name).values, Heatmap.load(b / "heatmaps" / name).values)
-    assert sorted(p.name for p in a.iterdir()) == ["heatmaps", "run.json", "samples.csv", "summary.csv"]
+    assert sorted(p.name for p in a.iterdir()) == [".lock", "heatmaps", "run.json", "samples.csv", "summary.csv"]
 
 
 def test_select_splits_by_sorted_id() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class Heatmap:
             raise ValueError(f"heatmap must be a non-empty 2-D array, got shape {self.values.shape}")
 
     def save(self, path: Path) -> None:
-        """Write as .npz atomically (values and a JSON geometry record)."""
+        """Write as .npz atomically (values and a JSON geometry record); equal maps give equal files."""
         record = json.dumps({"geometry": self.geometry.to_dict(), "meta": self.meta})
 
         def writer(fh) -> None:
@@ -40,10 +41,20 @@ class Heatmap:
 
     @classmethod
     def load(cls, path: Path) -> "Heatmap":
-        with np.load(Path(path), allow_pickle=False) as data:
-            record = json.loads(str(data["record"]))
-            values = data["values"]
-        return cls(values, Geometry.from_dict(record["geometry"]), record.get("meta", {}))
+        """Read a map written by `save`; ValueError (one line naming the file) for anything else."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                missing = [k for k in ("values", "record") if k not in data.files]
+                if missing:
+                    raise ValueError(f"{path} has no {' or '.join(repr(k) for k in missing)} array (found: "
+                                     f"{', '.join(data.files) or 'none'}); a heatmap written by `bench run` holds "
+                                     "both, and maps at the original size go in as .npy files")
+                record = json.loads(str(data["record"]))
+                values = data["values"]
+            geometry = Geometry.from_dict(record["geometry"])
+        except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read heatmap {path}: {exc or type(exc).__name__}") from None
+        return cls(values, geometry, record.get("meta", {}))
 
     @classmethod
     def from_original(cls, values: np.ndarray, description: str = "original size") -> "Heatmap":

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import BenchError
+from ..core.errors import BenchError, SampleError
 from ..core.samples import Sample
-from .images import read_grayscale
+from .images import check_images, read_grayscale
 
 
 class Dataset(ABC):
@@ -26,6 +26,8 @@ class Dataset(ABC):
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         self.data_root = Path(data_root) if data_root is not None else None
         self.options = dict(options or {})
+        #: lines about the data that changed nothing wrong but should be said (e.g. merged duplicate rows)
+        self.notes: list[str] = []
         unknown = sorted(set(self.options) - set(self.options_help))
         if unknown:
             known = ", ".join(sorted(self.options_help)) or "none"
@@ -40,8 +42,29 @@ class Dataset(ABC):
         return {k: v for k, v in sorted(self.options.items()) if k not in self.path_options}
 
     def load_image(self, sample: Sample) -> np.ndarray:
-        """The sample's radiograph as a 2-D grey-value array of shape (height, width)."""
-        return read_grayscale(sample.image_path, sample.sample_id)
+        """The sample's radiograph as a 2-D grey-value array of shape (height, width).
+
+        SampleError naming the file and both sizes when the image is not the size the dataset records.
+        """
+        pixels = read_grayscale(sample.image_path, sample.sample_id)
+        if pixels.shape != (sample.height, sample.width):
+            raise SampleError(sample.sample_id, f"image {sample.image_path} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                                                f"but the dataset records {sample.width}x{sample.height} for it")
+        return pixels
+
+    def check_images(self, samples: Sequence[Sample]) -> dict[str, str]:
+        """Sample id -> reason for each sample whose image does not decode or differs in size from its record."""
+        return check_images(samples, self.name)
+
+    def merge_duplicates(self, groups: dict, source: str) -> None:
+        """Drop repeated boxes within each sample's box list (in place), noting how many rows were merged."""
+        merged = 0
+        for key, boxes in groups.items():
+            unique = list(dict.fromkeys(boxes))
+            merged += len(boxes) - len(unique)
+            groups[key] = unique
+        if merged:
+            self.notes.append(f"{source}: {merged} duplicate row(s) (same sample, same box) merged")
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)

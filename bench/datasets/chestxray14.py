@@ -1,9 +1,11 @@
 """NIH ChestX-ray14 box subset: `BBox_List_2017.csv` and the PNG images.
 
 The official box list's header is `Image Index,Finding Label,Bbox [x,y,w,h],,,` (the box header
-split over four names, three empty names after it), so columns are read by position: image,
-finding, x, y, w, h. A cleaned header, or none, reads the same. There are no report sentences:
-the phrase is built from the finding.
+split over four names, three empty names after it); columns are found by their header names, so a
+cleaned header with its columns in another order reads the same. The boxes are given on the
+1024 x 1024 release images, so every sample has that size and an image of another size is a
+sample error. A Finding Label outside the dataset's eight is an error (option labels=any accepts
+it as its own category). There are no report sentences: the phrase is built from the finding.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..core.samples import Box, Sample
 from .base import Dataset
 
 CSV_NAME = "BBox_List_2017.csv"
-#: size of every released ChestX-ray14 image, used when an image file is missing
+#: size of every released ChestX-ray14 image: the boxes are given in its pixels
 RELEASE_SIZE = (1024, 1024)
 #: readable phrase of each (lower-cased) NIH finding label
 PHRASES: Mapping[str, str] = {
@@ -35,8 +37,46 @@ PHRASES: Mapping[str, str] = {
 }
 
 
+#: accepted (normalised) header names of the image and finding columns
+_IMAGE_NAMES = ("image index", "image", "image name", "image id")
+_FINDING_NAMES = ("finding label", "finding", "label", "finding labels")
+#: accepted (normalised) header names of the box columns
+_BOX_NAMES = {"x": ("x", "bbox x", "box x"), "y": ("y", "bbox y", "box y"),
+              "w": ("w", "width", "bbox w", "box w"), "h": ("h", "height", "bbox h", "box h")}
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.replace("_", " ").strip().lower().split())
+
+
+def _columns(header: list[str], csv: Path) -> list[int]:
+    """Positions of image, finding, x, y, w, h from the header row; BenchError if they are not there."""
+    names = [_norm(h) for h in header]
+
+    def find(accepted: tuple[str, ...], what: str) -> int:
+        hits = [i for i, n in enumerate(names) if n in accepted]
+        if len(hits) != 1:
+            raise BenchError(f"{csv}: header {','.join(header)!r} has {'no' if not hits else 'more than one'} "
+                             f"{what} column (expected Image Index, Finding Label, Bbox [x,y,w,h])")
+        return hits[0]
+
+    image, finding = find(_IMAGE_NAMES, "Image Index"), find(_FINDING_NAMES, "Finding Label")
+    official = [i for i, n in enumerate(names) if n.startswith("bbox [")]  # split over 4 names, or 1 and 3 empty
+    if len(official) == 1:  # the release's header: the box's four values from the "Bbox [x,y,w,h]" column on
+        start = official[0]
+        if names[start + 1:start + 4] not in (["y", "w", "h]"], ["", "", ""]):
+            raise BenchError(f"{csv}: header {','.join(header)!r}: the box columns after {header[start]!r} "
+                             "must be y, w, h")
+        return [image, finding, start, start + 1, start + 2, start + 3]
+    return [image, finding, *(find(_BOX_NAMES[k], f"box {k}") for k in ("x", "y", "w", "h"))]
+
+
 def read_box_list(csv: Path) -> pd.DataFrame:
-    """The box list as columns image, finding, x, y, w, h (floats); BenchError naming the problem."""
+    """The box list as columns image, finding, x, y, w, h (floats); BenchError naming the problem.
+
+    Columns are found by their header names (the release's `Bbox [x,y,w,h],,,` split header, or
+    one name per value: x, y, w, h); a file without a header is read in the release's order.
+    """
     if not csv.is_file():
         raise BenchError(f"{csv} not found (expected the ChestX-ray14 box list {CSV_NAME})")
     try:
@@ -45,11 +85,13 @@ def read_box_list(csv: Path) -> pd.DataFrame:
         raise BenchError(f"cannot read {csv}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if raw.shape[1] < 6:
         raise BenchError(f"{csv}: expected 6 columns (Image Index, Finding Label, x, y, w, h), found {raw.shape[1]}")
-    table = raw.iloc[:, :6].copy()
+    raw = raw.apply(lambda col: col.str.strip())
+    positions = list(range(6))
+    if len(raw) and not all(_is_number(v) for v in raw.iloc[0, 2:6]):
+        positions = _columns(list(raw.iloc[0]), csv)
+        raw = raw.iloc[1:]
+    table = raw.iloc[:, positions].copy()
     table.columns = ["image", "finding", "x", "y", "w", "h"]
-    table = table.apply(lambda col: col.str.strip())
-    if len(table) and not _is_number(table.iloc[0]["x"]):
-        table = table.iloc[1:]  # the header row
     table = table[(table["image"] != "") | (table["finding"] != "")].reset_index(drop=True)
     for col, label in (("image", "Image Index"), ("finding", "Finding Label")):
         empty = (table[col] == "").to_numpy()
@@ -74,15 +116,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header without decoding pixels; the release size if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+def category_of(label: str) -> str:
+    """The category of a Finding Label: lower case, `_` read as a space (`Pleural_Effusion`)."""
+    return _norm(label)
 
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError):
-        return RELEASE_SIZE
+
+#: the Finding Labels as the box list spells them
+_LABELS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltrate", "Mass", "Nodule", "Pneumonia", "Pneumothorax")
 
 
 class ChestXray14Dataset(Dataset):
@@ -91,7 +131,9 @@ class ChestXray14Dataset(Dataset):
     name = "chestx-ray14"
     description = "NIH ChestX-ray14 box subset (BBox_List_2017.csv + PNGs under --data-root or BENCH_NIH_ROOT)"
     options_help = {"template": "phrase template over {finding} (default '{finding}', with readable names "
-                                "such as 'pleural effusion' for Effusion)"}
+                                "such as 'pleural effusion' for Effusion)",
+                    "labels": "'known' (default: a Finding Label outside the 8 of the box list is an error) or "
+                              "'any' (each other label becomes its own category)"}
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         super().__init__(data_root, options)
@@ -103,6 +145,9 @@ class ChestXray14Dataset(Dataset):
                              f"use {{finding}} as its only field ({exc})") from None
         if "\0" not in probe:
             raise BenchError(f"dataset chestx-ray14: template {self.template!r} does not contain {{finding}}")
+        self.labels = self.option("labels", "known")
+        if self.labels not in ("known", "any"):
+            raise BenchError(f"dataset chestx-ray14: option labels={self.labels!r} must be 'known' or 'any'")
 
     def root(self) -> Path:
         """The folder holding BBox_List_2017.csv: --data-root, else BENCH_NIH_ROOT."""
@@ -124,14 +169,18 @@ class ChestXray14Dataset(Dataset):
         folders = [root / "images", root, *sorted(p for p in root.glob("images_*/images") if p.is_dir())]
         groups: dict[tuple[str, str], list[Box]] = {}
         labels: dict[tuple[str, str], str] = {}
-        for image, finding, x, y, w, h in table.itertuples(index=False):
-            key = (image, finding.lower())
+        for row, (image, finding, x, y, w, h) in enumerate(table.itertuples(index=False), start=1):
+            key = (image, category_of(finding))
+            if key[1] not in PHRASES and self.labels == "known":
+                raise BenchError(f"{root / CSV_NAME}: data row {row} ({image}) has Finding Label {finding!r}, not one "
+                                 f"of {', '.join(_LABELS)}; fix the row, or accept other labels with -O labels=any")
             groups.setdefault(key, []).append((x, y, w, h))
             labels.setdefault(key, finding)
+        self.merge_duplicates(groups, str(root / CSV_NAME))
         out = []
         for (image, category), boxes in groups.items():
             path = next((f / image for f in folders if (f / image).is_file()), root / "images" / image)
-            width, height = image_size(path) if path.is_file() else RELEASE_SIZE
+            width, height = RELEASE_SIZE
             out.append(Sample(f"{Path(image).stem}-{category.replace(' ', '_')}", str(path), width, height,
                               category, self.phrase(category), tuple(boxes), "test",
                               {"image": image, "finding_label": labels[(image, category)]}))

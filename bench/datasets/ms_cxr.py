@@ -138,6 +138,7 @@ class MsCxrDataset(Dataset):
             key = (row.dicom_id, row.label_text)
             groups.setdefault(key, []).append((row.x, row.y, row.w, row.h))
             firsts.setdefault(key, row)
+        self.merge_duplicates(groups, str(csv))
         out = []
         for (dicom_id, text), boxes in groups.items():
             first = firsts[(dicom_id, text)]

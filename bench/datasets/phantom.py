@@ -519,6 +519,10 @@ def _png(pixels: np.ndarray) -> bytes:
 _ID = re.compile(r"^phantom-(train|test)-(\d+)$")
 
 
+#: most samples one split may have (each is drawn in memory before a run starts)
+MAX_SAMPLES = 100_000
+
+
 class PhantomDataset(Dataset):
     """Built-in procedural data: 8 categories, exact boxes, location phrases, train/test splits."""
 
@@ -539,8 +543,8 @@ class PhantomDataset(Dataset):
             raise BenchError(f"dataset phantom: option size={self.size!r} must be 'default' or 'mimic'")
         self.counts = {"test": self.int_option("n_test", 200), "train": self.int_option("n_train", 400)}
         for split, n in self.counts.items():
-            if n < 0:
-                raise BenchError(f"dataset phantom: option n_{split}={n} must not be negative")
+            if not 0 <= n <= MAX_SAMPLES:
+                raise BenchError(f"dataset phantom: option n_{split}={n} must be between 0 and {MAX_SAMPLES}")
 
     def fingerprint_options(self) -> dict[str, str]:
         """Every option with its value in force (defaults included), so `-O seed=0` hashes as no option."""
@@ -572,6 +576,10 @@ class PhantomDataset(Dataset):
         folder = self.folder
         return [self._sample(self.case(split, i), folder)
                 for split in ("test", "train") for i in range(self.counts[split])]
+
+    def check_images(self, samples: Sequence[Sample]) -> dict[str, str]:
+        """Nothing to check: each image is drawn from the same case that sets its size and boxes."""
+        return {}
 
     def _case_of(self, sample: Sample) -> Case:
         m = _ID.match(sample.sample_id)

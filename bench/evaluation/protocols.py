@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..core.errors import BenchError
@@ -253,10 +253,40 @@ def protocol_from_toml(data: dict, source: str) -> Protocol:
         value = flat.get(bound)
         if value is not None and not isinstance(value, (int, float)):
             raise BenchError(f"{source}: {bound} must be a number")
+    _check_types(flat, source)
     try:
         return Protocol(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in flat.items()})
     except TypeError as exc:
         raise BenchError(f"{source}: {exc}") from None
+
+
+def _check_types(flat: dict[str, Any], source: str) -> None:
+    """BenchError naming the key whose value has the wrong type (checked before any work, not at the summary)."""
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+                for f in fields(Protocol) if f.default is not MISSING or f.default_factory is not MISSING}
+    for key, value in flat.items():
+        default = defaults.get(key)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "a string"
+        elif isinstance(default, tuple):
+            ok, want = isinstance(value, (list, tuple)), "a list"
+        elif isinstance(default, dict):
+            ok, want = isinstance(value, dict), "a table"
+        else:
+            continue
+        if not ok:
+            raise BenchError(f"{source}: {key} = {value!r} must be {want}")
+        if isinstance(default, tuple) and default and all(isinstance(d, (int, float)) for d in default) \
+                and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise BenchError(f"{source}: {key} = {value!r} must be a list of numbers")
 
 
 def protocol_names() -> list[str]:

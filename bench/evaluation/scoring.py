@@ -39,6 +39,8 @@ def check_values(heatmap: Heatmap, sample_id: str) -> None:
     values = heatmap.values
     if not np.issubdtype(values.dtype, np.number):
         raise SampleError(sample_id, f"heatmap has non-numeric dtype {values.dtype}")
+    if np.iscomplexobj(values):
+        raise SampleError(sample_id, f"heatmap has complex dtype {values.dtype}; a heatmap holds real values")
     if np.isinf(values).any():
         raise SampleError(sample_id, "heatmap has infinite values")
     if not np.isfinite(values).any():

@@ -18,7 +18,7 @@ from ..core.heatmap import Heatmap
 from ..evaluation.protocols import Protocol
 from ..evaluation.resample import to_original
 from ..evaluation.scoring import apply_policy
-from ..running.rundir import RunDir, record_backend, safe_name
+from ..running.rundir import RunDir, file_name, record_backend
 
 THUMBNAIL = 256
 
@@ -54,7 +54,7 @@ def _stored_heatmap(run: RunDir, record: dict, sample_id: str) -> Heatmap | None
     scored = record.get("heatmaps")
     if not scored:
         return None
-    npz, npy = Path(scored) / f"{safe_name(sample_id)}.npz", Path(scored) / f"{safe_name(sample_id)}.npy"
+    npz, npy = Path(scored) / f"{file_name(sample_id)}.npz", Path(scored) / f"{file_name(sample_id)}.npy"
     if npz.is_file():
         return Heatmap.load(npz)
     if npy.is_file():

@@ -112,5 +112,8 @@ def apply_overrides(spec: dict, overrides: Sequence[str]) -> dict:
         if path[-1] not in table:
             known = ", ".join(sorted(table)) or "none"
             raise BenchError(f"--set {key}: {spec['name']} has no field {'.'.join(path)!r} (known: {known})")
+        if isinstance(table[path[-1]], dict):
+            fields = ", ".join(f"{'.'.join(path)}.{k}" for k in sorted(table[path[-1]])) or "none"
+            raise BenchError(f"--set {key}: {'.'.join(path)!r} is a table of fields, not a value (set one of: {fields})")
         table[path[-1]] = parse_value(raw.strip())
     return spec

@@ -86,6 +86,11 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     """
     if len(roots) < 2:
         raise BenchError("compare needs at least two run directories")
+    resolved = [Path(r).resolve() for r in roots]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise BenchError(f"run {roots[i]} is given twice (as {roots[resolved.index(r)]} and {roots[i]}); "
+                             "compare distinct runs")
     runs = [load_run(r) for r in roots]
     fingerprints = {r.record.get("protocol_fingerprint") for r in runs}
     if len(fingerprints) > 1:

@@ -30,7 +30,7 @@ from ..core.errors import BenchError
 from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
-from ..running.rundir import RunDir, record_backend, safe_name
+from ..running.rundir import RunDir, file_name, record_backend, safe_name
 from ..running.runner import (
     _user_heatmap_loader,
     dataset_identity,
@@ -123,7 +123,7 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     _, chosen = eval_samples(dataset, protocol, None)
     skipped: dict[str, str] = {}
-    chosen = validate_all([s for s in chosen if safe_name(s.sample_id) in available], True, skipped)
+    chosen = validate_all([s for s in chosen if file_name(s.sample_id) in available], True, skipped)
     if not chosen:
         raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
     backend = record_backend(run.record)

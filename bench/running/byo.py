@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.geometry import Geometry
 from ..core.heatmap import Heatmap
-from .rundir import safe_name
+from .rundir import file_name
 
 
 def write_native_map(folder: Path, sample_id: str, values: np.ndarray, geometry: Geometry) -> Path:
@@ -25,6 +25,6 @@ def write_native_map(folder: Path, sample_id: str, values: np.ndarray, geometry:
     width)` for a map over the whole image, or `Geometry.short_side_crop(height, width, 512, 448)`
     for a map of the centre crop of an image whose short side was resized to 512.
     """
-    path = Path(folder) / f"{safe_name(sample_id)}.npz"
+    path = Path(folder) / f"{file_name(sample_id)}.npz"
     Heatmap(np.asarray(values), geometry, {"source": "bring-your-own"}).save(path)
     return path

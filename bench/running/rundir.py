@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from glob import escape as glob_escape
@@ -12,13 +13,27 @@ import pandas as pd
 
 from ..core import atomic
 from ..core.errors import BenchError
+from .lock import LOCK_FILES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def safe_name(sample_id: str) -> str:
-    """A file name for a sample id (ids are already safe in the built-in datasets)."""
-    return _UNSAFE.sub("_", sample_id)
+def safe_name(text: str) -> str:
+    """`text` with every character outside [A-Za-z0-9._-] replaced by `_` (not unique: see file_name)."""
+    return _UNSAFE.sub("_", text)
+
+
+def file_name(sample_id: str) -> str:
+    """The file stem of a sample's heatmap: unique per sample id and the same in every run.
+
+    An id made only of [A-Za-z0-9._-] is its own name (every built-in dataset's ids are); any other
+    id gets its unsafe characters replaced and the first 8 hex digits of its SHA-1 appended, so
+    `x y-mass` and `x_y-mass` never share a file.
+    """
+    cleaned = safe_name(sample_id)
+    if cleaned == sample_id and sample_id not in ("", ".", ".."):
+        return sample_id
+    return f"{cleaned}~{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:8]}"
 
 
 def record_backend(record: dict | None) -> str | None:
@@ -58,7 +73,7 @@ class RunDir:
         return self.root / "scores.jsonl"
 
     def heatmap_path(self, sample_id: str) -> Path:
-        return self.heatmaps / f"{safe_name(sample_id)}.npz"
+        return self.heatmaps / f"{file_name(sample_id)}.npz"
 
     def remove_stale_temporaries(self, targets: Iterable[Path] | None = None) -> None:
         """Delete temporary files left by a process killed in the middle of an atomic write.
@@ -78,7 +93,8 @@ class RunDir:
 
     def holds_only_shards(self) -> bool:
         """True when the folder holds nothing but shard results (heatmaps/ and shards/)."""
-        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards") for p in self.root.iterdir())
+        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards", *LOCK_FILES)
+                                                    for p in self.root.iterdir())
 
     def read_run(self) -> dict | None:
         if not self.run_json.is_file():
@@ -124,4 +140,10 @@ class RunDir:
     def read_samples(self) -> pd.DataFrame:
         if not self.samples_csv.is_file():
             raise BenchError(f"{self.root} has no samples.csv (not a finished run)")
-        return pd.read_csv(self.samples_csv, dtype={"sample_id": str, "category": str})
+        try:
+            table = pd.read_csv(self.samples_csv, dtype={"sample_id": str, "category": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise BenchError(f"cannot read {self.samples_csv}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+        if "sample_id" not in table.columns or table.empty:
+            raise BenchError(f"{self.samples_csv} holds no sample rows")
+        return table

@@ -11,7 +11,6 @@ each shard does its part, and a run without a shard merges their results (see be
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -35,9 +34,10 @@ from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import shards
+from .lock import check_folder, is_empty, locked
 from .progress import progress_bar
 from .provenance import run_header
-from .rundir import RunDir, record_backend, safe_name
+from .rundir import RunDir, file_name, record_backend
 
 
 @dataclass
@@ -107,6 +107,7 @@ def spec_files(method: str | None, protocol: str) -> dict[str, dict[str, str]]:
 def eval_samples(dataset: Dataset, protocol: Protocol, limit: int | None) -> tuple[list[Sample], list[Sample]]:
     """(all samples of the dataset, the protocol's sample set cut to `limit`)."""
     everything = dataset.samples()
+    check_unique_ids(everything, dataset.name)
     chosen = select_samples(everything, protocol)
     if not chosen:
         raise BenchError(f"dataset {dataset.name} has no sample in split {protocol.split!r}")
@@ -124,8 +125,34 @@ def dataset_identity(dataset: Dataset, protocol: Protocol) -> dict:
             "dataset_samples": len(full)}
 
 
-def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str]) -> list[Sample]:
-    """Drop (with --skip-bad) or reject invalid samples before any work starts."""
+def check_unique_ids(samples: Sequence[Sample], dataset: str) -> None:
+    """BenchError when two samples share an id, or their heatmap files would share a name.
+
+    Names are compared without case, so a run folder on a case-insensitive disk is safe too.
+    """
+    seen: dict[str, str] = {}
+    for s in samples:
+        key = file_name(s.sample_id).casefold()
+        other = seen.setdefault(key, s.sample_id)
+        if other != s.sample_id:
+            raise BenchError(f"dataset {dataset}: samples {other!r} and {s.sample_id!r} would share the heatmap file "
+                             f"{file_name(s.sample_id)}.npz (ids differing only in case); rename one of them")
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.sample_id] = counts.get(s.sample_id, 0) + 1
+    dupes = [k for k, n in counts.items() if n > 1]
+    if dupes:
+        raise BenchError(f"dataset {dataset}: sample id {dupes[0]!r} is given to {counts[dupes[0]]} samples "
+                         f"({len(dupes)} id(s) repeated); every sample needs its own id")
+
+
+def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str],
+                 dataset: Dataset | None = None) -> list[Sample]:
+    """Drop (with --skip-bad) or reject invalid samples before any work starts.
+
+    With `dataset`, every image is also checked (it decodes, its size is the recorded one), for
+    every method alike, so that methods which never read pixels score the same sample set.
+    """
     good = []
     for s in samples:
         if s.sample_id in skipped:
@@ -137,6 +164,15 @@ def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, s
             if not skip_bad:
                 raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
             skipped[s.sample_id] = exc.reason
+    if dataset is not None:
+        problems = dataset.check_images(good)
+        for s in good:
+            if s.sample_id in problems:
+                if not skip_bad:
+                    raise BenchError(f"sample {s.sample_id}: {problems[s.sample_id]} "
+                                     "(use --skip-bad to record it and go on)")
+                skipped[s.sample_id] = problems[s.sample_id]
+        good = [s for s in good if s.sample_id not in problems]
     return good
 
 
@@ -154,17 +190,26 @@ def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
         "protocol": protocol.fingerprint(),
         "random_weights": req.random_weights,
         "seed": req.seed,
+        "limit": req.limit,
     }
+
+
+def _said_limit(limit: int | None) -> str:
+    return "no --limit" if limit is None else f"--limit {limit}"
 
 
 def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
     previous = rundir.read_run()
     if previous is None:
-        if rundir.root.exists() and any(rundir.root.iterdir()) and not rundir.holds_only_shards():
+        if not is_empty(rundir.root) and not rundir.holds_only_shards():
             raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
         return None
     if previous.get("config") != config:
         old = previous.get("config", {})
+        if {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in config.items() if k != "limit"}:
+            raise BenchError(f"--out {rundir.root} holds a run with {_said_limit(old.get('limit'))}, this one has "
+                             f"{_said_limit(config['limit'])}: a run's sample set is part of its identity; "
+                             "choose another --out")
         raise BenchError(
             f"--out {rundir.root} holds a different run (method {old.get('method', {}).get('name')}, dataset "
             f"{old.get('dataset', {}).get('name')}); choose another --out, or re-score it with `bench score`"
@@ -174,15 +219,23 @@ def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
 
 def compute_heatmaps(method, dataset: Dataset, samples: Sequence[Sample], rundir: RunDir, skip_bad: bool,
                      skipped: dict[str, str], batch_size: int) -> float:
-    """Write a heatmap for every sample that has none yet; returns the seconds spent."""
-    todo = [s for s in samples if not rundir.heatmap_path(s.sample_id).is_file()]
+    """Write a heatmap for every sample that has none yet; returns the seconds spent.
+
+    Batches are a fixed partition of `samples` (consecutive runs of `batch_size`), and a batch
+    with any map missing is computed whole, so a sample's map never depends on where an earlier
+    attempt stopped: a resumed run writes the same bytes as an uninterrupted one.
+    """
+    batches = list(_batches(samples, batch_size))
+    todo = [b for b in batches if any(not rundir.heatmap_path(s.sample_id).is_file() for s in b)]
     rundir.heatmaps.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with progress_bar(f"{method.name}: heatmaps", len(samples), done=len(samples) - len(todo)) as advance:
-        for batch in _batches(todo, batch_size):
+    with progress_bar(f"{method.name}: heatmaps", len(samples), done=len(samples) - sum(map(len, todo))) as advance:
+        for batch in todo:
             for sample, heatmap in _run_batch(method, dataset, batch, skip_bad, skipped):
-                rundir.heatmaps.mkdir(parents=True, exist_ok=True)
-                heatmap.save(rundir.heatmap_path(sample.sample_id))
+                path = rundir.heatmap_path(sample.sample_id)
+                if not path.is_file():
+                    rundir.heatmaps.mkdir(parents=True, exist_ok=True)
+                    heatmap.save(path)
             advance(len(batch))
     return time.perf_counter() - start
 
@@ -282,6 +335,16 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
     return RunResult(rundir.root, table, summary, record)
 
 
+def check_request(req: RunRequest) -> None:
+    """BenchError for an option out of range, before anything is loaded or written."""
+    if req.batch_size < 1:
+        raise BenchError(f"--batch-size {req.batch_size}: must be at least 1")
+    if req.limit is not None and req.limit < 1:
+        raise BenchError(f"--limit {req.limit}: must be at least 1")
+    if req.out is not None:
+        check_folder(Path(req.out))
+
+
 def run(req: RunRequest) -> RunResult | ShardResult:
     """`bench run`: heatmaps for every sample of the protocol's set, scored and summarised.
 
@@ -289,6 +352,7 @@ def run(req: RunRequest) -> RunResult | ShardResult:
     (WORLD_SIZE > 1 in the environment) every process does the shard of its rank on its own
     device, waits for the others, and the main process merges.
     """
+    check_request(req)
     launch = shards.launch_from_env()
     if launch is not None:
         if req.shard is not None:
@@ -331,26 +395,31 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     part = {s.sample_id for s in shards.select(chosen, shard)}
     skipped: dict[str, str] = {}
-    valid = validate_all(chosen, req.skip_bad, skipped)  # the whole set: a method may fit on it
+    valid = validate_all(chosen, req.skip_bad, skipped, dataset)  # the whole set: a method may fit on it
     skipped = {k: v for k, v in skipped.items() if k in part}
     mine = [s for s in valid if s.sample_id in part]
     rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
+    check_folder(rundir.root)
     config = _config(spec, req, protocol)
-    _check_resumable(rundir, config)
-    shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
+    if rundir.root.is_dir():  # refuse a wrong --out before loading a model; checked again under the lock
+        _check_resumable(rundir, config)
+        shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
     method = backend(spec, context)
     method.prepare(dataset)  # raises on missing checkpoints before anything is written
     files = shards.ShardFiles(rundir.root, shard)
-    rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
     record = shards.new_record(shard, config, shards.sample_set_id(chosen), len(mine), req.device)
-    files.write(record)
     excluded: set[str] = set()
+    with locked(rundir.root):  # the check and the shard's record in one step, against a whole run
+        _check_resumable(rundir, config)
+        shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
+        rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
+        files.write(record)
     try:
         t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
-        table, t_score = score_all(mine, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
+        table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
                                    write_log=files.scores_log, excluded=excluded)
     except BaseException as exc:
@@ -378,8 +447,14 @@ def _run_whole(req: RunRequest) -> RunResult:
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
-    all_chosen = chosen
     rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
+    with locked(rundir.root):  # held from the identity check to the last table
+        return _run_whole_locked(req, t0, spec, backend, protocol, dataset, everything, chosen, rundir)
+
+
+def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, protocol: Protocol, dataset: Dataset,
+                      everything: list[Sample], chosen: list[Sample], rundir: RunDir) -> RunResult:
+    all_chosen = chosen
     config = _config(spec, req, protocol)
     previous = _check_resumable(rundir, config)
     records = shards.read_records(rundir.root)
@@ -392,7 +467,7 @@ def _run_whole(req: RunRequest) -> RunResult:
         for rec in merged:
             skipped.update({item["sample_id"]: item["reason"] for item in rec.get("skipped", [])})
             excluded.update(rec.get("excluded", []))
-    chosen = validate_all(chosen, req.skip_bad, skipped)
+    chosen = validate_all(chosen, req.skip_bad, skipped, dataset)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
     missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
@@ -400,7 +475,6 @@ def _run_whole(req: RunRequest) -> RunResult:
     if missing or not merged:  # merging finished shards needs no model
         method = backend(spec, context)
         method.prepare(dataset)  # raises on missing checkpoints before anything is written
-    created = not rundir.root.exists()
     record = {
         "status": "running",
         **run_header(),
@@ -417,23 +491,21 @@ def _run_whole(req: RunRequest) -> RunResult:
         **dataset_identity(dataset, protocol),
         "n_samples": len(chosen),
         "spec_files": spec_files(req.method, req.protocol),
+        "dataset_notes": list(dataset.notes),
     }
+    if req.limit is not None:
+        record["sample_ids"] = [s.sample_id for s in all_chosen]
     if previous is None:
         rundir.write_run(record)
     rundir.remove_stale_temporaries()
     logs = [shards.ShardFiles(rundir.root, shards.Shard(i, len(merged))).scores_log for i in range(len(merged))]
-    try:
+    chosen = [s for s in chosen if s.sample_id not in skipped]
+    t_maps = 0.0
+    if method is not None:
+        t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
-        t_maps = 0.0
-        if method is not None:
-            t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
-            chosen = [s for s in chosen if s.sample_id not in skipped]
-        table, t_score = score_all(chosen, protocol, rundir, lambda s: Heatmap.load(rundir.heatmap_path(s.sample_id)),
-                                   req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded)
-    except BenchError:
-        if created and not any(rundir.heatmaps.glob("*.npz")):
-            shutil.rmtree(rundir.root, ignore_errors=True)
-        raise
+    table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),
+                               req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded)
     found = shards.merged_versions(merged)
     record.update({
         "skipped": _ordered(skipped, all_chosen),
@@ -451,18 +523,35 @@ def _run_whole(req: RunRequest) -> RunResult:
     return result
 
 
+def _run_heatmap_loader(rundir: RunDir) -> Callable[[Sample], Heatmap]:
+    """The heatmaps a run wrote, a file that cannot be read being a sample error."""
+
+    def load(s: Sample) -> Heatmap:
+        try:
+            return Heatmap.load(rundir.heatmap_path(s.sample_id))
+        except ValueError as exc:
+            raise SampleError(s.sample_id, str(exc)) from None
+
+    return load
+
+
 def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
     """Heatmaps from a run's heatmaps/ (.npz) or user .npy files at the original image size."""
 
     def load(s: Sample) -> Heatmap:
-        name = safe_name(s.sample_id)
+        name = file_name(s.sample_id)
         npz, npy = folder / f"{name}.npz", folder / f"{name}.npy"
+        if npz.is_file() and npy.is_file():
+            raise SampleError(s.sample_id, f"both {npy.name} and {npz.name} are in {folder}; keep one of them")
         if npz.is_file():
-            return Heatmap.load(npz)
+            try:
+                return Heatmap.load(npz)
+            except ValueError as exc:
+                raise SampleError(s.sample_id, str(exc)) from None
         if npy.is_file():
             try:
                 values = np.load(npy, allow_pickle=False)
-            except ValueError as exc:
+            except (ValueError, OSError, EOFError) as exc:
                 raise SampleError(s.sample_id, f"cannot read {npy}: {exc}") from None
             if values.ndim != 2 or values.shape != (s.height, s.width):
                 raise SampleError(s.sample_id, f"{npy} has shape {values.shape}, expected ({s.height}, {s.width})")
@@ -474,64 +563,99 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
 
 def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
     """How many scored maps came on a native grid (.npz, values + geometry) and how many at the original size."""
-    native = sum(1 for sid in sample_ids if (folder / f"{safe_name(sid)}.npz").is_file())
+    native = sum(1 for sid in sample_ids if (folder / f"{file_name(sid)}.npz").is_file())
     return {"native": native, "original": len(sample_ids) - native}
 
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                  dataset_options: dict[str, str] | None = None, skip_bad: bool = False) -> RunResult:
-    """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model."""
+    """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
+
+    A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
+    of the protocol's set are counted in run.json (`unscored_files`) with the reason.
+    """
     t0 = time.perf_counter()
     heatmaps = Path(heatmaps)
     if heatmaps.is_dir() and (heatmaps / "heatmaps").is_dir():
         heatmaps = heatmaps / "heatmaps"  # a run directory was given
     if not heatmaps.is_dir():
         raise BenchError(f"--heatmaps {heatmaps} is not a folder")
+    check_folder(Path(out))
     protocol = load_protocol(protocol_name)
     dataset = get_dataset(dataset_name, data_root, dataset_options)
     source = RunDir(heatmaps.parent).read_run() if (heatmaps.parent / "run.json").is_file() else None
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     everything, chosen = eval_samples(dataset, protocol, None)
-    if source and source.get("limit") is not None:
-        chosen = [s for s in chosen if safe_name(s.sample_id) in available]
+    limit = (source or {}).get("limit")
+    if limit is not None:
+        kept = source.get("sample_ids")
+        if kept is not None:
+            wanted = set(kept)
+            chosen = [s for s in chosen if s.sample_id in wanted]
+        else:
+            chosen = [s for s in chosen if file_name(s.sample_id) in available]
+    unscored = _unscored_files(available, everything, chosen, protocol)
     skipped: dict[str, str] = {}
     chosen = validate_all(chosen, skip_bad, skipped)
     rundir = RunDir(out)
     config = {"scored": str(heatmaps.resolve()), "dataset": {"name": dataset_name,
               "options": dict(sorted((dataset_options or {}).items())),
               "data_root": str(Path(data_root).resolve()) if data_root else None}, "protocol": protocol.fingerprint()}
-    previous = rundir.read_run()
-    if previous is not None and previous.get("config") != config:
-        raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
-    if previous is None and rundir.root.exists() and any(rundir.root.iterdir()):
-        raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
-    rundir.remove_stale_temporaries()
-    backend = record_backend(source)
-    excluded: set[str] = set()
-    table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped, backend,
-                               excluded=excluded)
-    record = {
-        "status": "running",
-        **run_header(),
-        "config": config,
-        "method": (source or {}).get("method", "external"),
-        "backend": backend,
-        "overrides": (source or {}).get("overrides", []),
-        "dataset": dataset_name,
-        "protocol": protocol.to_dict(),
-        "protocol_fingerprint": protocol.fingerprint(),
-        "spec_files": spec_files(None, protocol_name),
-        "random_weights": bool((source or {}).get("random_weights", False)),
-        "heatmaps": str(heatmaps.resolve()),
-        "source_run": source.get("config") if source else None,
-        "limit": (source or {}).get("limit"),
-        **dataset_identity(dataset, protocol),
-        "n_samples": len(table),
-        "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
-        "excluded": sorted(excluded),
-        "heatmap_grid": _grids(heatmaps, table["sample_id"]),
-        "provenance": (source or {}).get("provenance", {}),
-        "versions": versions(),
-        "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
-    }
-    return finish(rundir, table, protocol, record)
+    with locked(rundir.root):
+        previous = rundir.read_run()
+        if previous is not None and previous.get("config") != config:
+            raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
+        if previous is None and not is_empty(rundir.root):
+            raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
+        rundir.remove_stale_temporaries()
+        backend = record_backend(source)
+        excluded: set[str] = set()
+        table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
+                                   backend, excluded=excluded)
+        record = {
+            "status": "running",
+            **run_header(),
+            "config": config,
+            "method": (source or {}).get("method", "external"),
+            "backend": backend,
+            "overrides": (source or {}).get("overrides", []),
+            "dataset": dataset_name,
+            "protocol": protocol.to_dict(),
+            "protocol_fingerprint": protocol.fingerprint(),
+            "spec_files": spec_files(None, protocol_name),
+            "random_weights": bool((source or {}).get("random_weights", False)),
+            "heatmaps": str(heatmaps.resolve()),
+            "source_run": source.get("config") if source else None,
+            "limit": limit,
+            **dataset_identity(dataset, protocol),
+            "n_samples": len(table),
+            "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
+            "excluded": sorted(excluded),
+            "heatmap_grid": _grids(heatmaps, table["sample_id"]),
+            "unscored_files": unscored,
+            "dataset_notes": list(dataset.notes),
+            "provenance": (source or {}).get("provenance", {}),
+            "versions": versions(),
+            "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
+        }
+        if limit is not None:
+            record["sample_ids"] = [s.sample_id for s in chosen]
+        return finish(rundir, table, protocol, record)
+
+
+def _unscored_files(available: set[str], everything: Sequence[Sample], chosen: Sequence[Sample],
+                    protocol: Protocol) -> dict[str, int]:
+    """How many heatmap files (by stem) are no sample of the scored set, by reason."""
+    chosen_names = {file_name(s.sample_id) for s in chosen}
+    split_names = {file_name(s.sample_id) for s in everything if s.split == protocol.split}
+    all_names = {file_name(s.sample_id) for s in everything}
+    out: dict[str, int] = {}
+    for stem in available - chosen_names:
+        if stem in split_names:
+            reason = "outside the source run's --limit"
+        elif stem in all_names:
+            reason = f"not in split {protocol.split!r}"
+        else:
+            reason = "no sample of the dataset"
+        out[reason] = out.get(reason, 0) + 1
+    return dict(sorted(out.items()))

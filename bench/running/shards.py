@@ -175,6 +175,10 @@ def check_compatible(records: dict[Shard, dict], config: dict, root: Path) -> No
     for shard, rec in records.items():
         if rec.get("config") != config:
             old = rec.get("config", {})
+            if {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in config.items() if k != "limit"}:
+                raise BenchError(f"--out {root} holds shard {shard} of a run on a different sample set (--limit "
+                                 f"{old.get('limit')}, this one {config.get('limit')}); run the merge with the "
+                                 "shards' options, or choose another --out")
             raise BenchError(
                 f"--out {root} holds shard {shard} of a different run (method {old.get('method', {}).get('name')}, "
                 f"dataset {old.get('dataset', {}).get('name')}); choose another --out")
