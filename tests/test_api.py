@@ -14,8 +14,8 @@ import pytest
 import bench
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = {"n_test": 8, "n_train": 8}
-CLI_OPTIONS = ["-O", "n_test=8", "-O", "n_train=8"]
+OPTIONS = {"n_test": 16, "n_train": 8}  # two test samples per category: every group has a CI
+CLI_OPTIONS = ["-O", "n_test=16", "-O", "n_train=8"]
 
 
 def test_import_bench_is_light_and_the_api_is_reached_lazily() -> None:
@@ -145,7 +145,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
 def test_load_compare_and_rescore_runs_as_the_command_line(bench_cli, tmp_path: Path, two_runs) -> None:
     prior, oracle = two_runs
     run = bench.load_run(oracle)
-    assert run.name == "oracle_gaussian" and run.protocol.name == "default" and len(run.samples) == 8
+    assert run.name == "oracle_gaussian" and run.protocol.name == "default" and len(run.samples) == 16
     assert set(run.summary["group"]) >= {"macro", "micro"}
 
     r = bench_cli("compare", prior, oracle, "--out", tmp_path / "cmp")
@@ -174,6 +174,6 @@ def test_a_comparison_exports_latex_and_markdown(two_runs) -> None:
     assert lines[2].startswith("| box_prior | 0.") and "**" not in lines[2]
     assert re.match(r"\| oracle_gaussian \| \*\*0\.67\d \[0\.\d{3}, 0\.\d{3}\] †\*\* \| \*\*0\.99\d", lines[3])
     fingerprint = comparison.protocol.fingerprint()
-    assert f"Table: macro mean [95% CI] on 8 common samples under protocol default (fingerprint {fingerprint})" in md
+    assert f"Table: macro mean [95% CI] on 16 common samples under protocol default (fingerprint {fingerprint})" in md
     tex = comparison.table("latex")
     assert r"\textbf{0.67" in tex and r"oracle\_gaussian" in tex and "pointing\\_game" in tex

@@ -33,10 +33,10 @@ def die():
 
 if hook == "hold":  # the method's prepare waits for the file `arg` (a model still loading)
     from bench.running import runner
-    real = runner.backend_class
+    real = runner.method_backend
 
-    def backend_class(name):
-        cls = real(name)
+    def method_backend(spec, source):
+        cls = real(spec, source)
 
         class Held(cls):
             def prepare(self, dataset):
@@ -45,7 +45,7 @@ if hook == "hold":  # the method's prepare waits for the file `arg` (a model sti
                     time.sleep(0.05)
                 return super().prepare(dataset)
         return Held
-    runner.backend_class = backend_class
+    runner.method_backend = method_backend
 elif hook == "maps":  # killed once `arg` heatmaps are written
     from bench.core.heatmap import Heatmap
     real_save, count = Heatmap.save, [0]
@@ -131,6 +131,9 @@ def _same_results(a: Path, b: Path) -> None:
             assert fa[name] == fb[name], name
     ra, rb = json.loads(fa["run.json"]), json.loads(fb["run.json"])
     assert ra.pop("timings").keys() == rb.pop("timings").keys()
+    assert ra.pop("date") and rb.pop("date")
+    ca, cb = ra.pop("command"), rb.pop("command")  # the same but for the --out each run was given
+    assert [c for c in ca if c != str(a)] == [c for c in cb if c != str(b)]
     for record in (ra, rb):
         record["provenance"].pop("sample_evals_per_sample", None)
     assert ra == rb
@@ -180,10 +183,10 @@ def _batch_dependent(monkeypatch) -> None:
 
     from bench.running import runner
 
-    real = runner.backend_class
+    real = runner.method_backend
 
-    def backend_class(name):
-        cls = real(name)
+    def method_backend(spec, source):
+        cls = real(spec, source)
 
         class ByBatch(cls):
             def heatmaps(self, batch, dataset):
@@ -194,7 +197,7 @@ def _batch_dependent(monkeypatch) -> None:
                 return maps
         return ByBatch
 
-    monkeypatch.setattr(runner, "backend_class", backend_class)
+    monkeypatch.setattr(runner, "method_backend", method_backend)
 
 
 @pytest.mark.parametrize("stop_after", [1, 4])

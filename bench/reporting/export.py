@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..core.errors import BenchError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
-from .report import headline_metrics
+from .report import format_ci, headline_metrics
 
 FORMATS = ("latex", "markdown")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -29,7 +29,7 @@ class Cell:
     significant: bool = False  # paired difference against the reference row excludes zero
 
     def text(self) -> str:
-        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return format_ci(self.mean, self.low, self.high)
 
 
 def latex_escape(text: str) -> str:
@@ -61,7 +61,7 @@ def _latex(rows, metrics, caption: str, label: str, table_label: str) -> str:
     def cell(c: Cell | None) -> str:
         if c is None:
             return "--"
-        text = f"{c.mean:.3f} [{c.low:.3f}, {c.high:.3f}]" + (r"$^\dagger$" if c.significant else "")
+        text = c.text().replace("n<2", "$n<2$") + (r"$^\dagger$" if c.significant else "")
         return rf"\textbf{{{text}}}" if c.best else text
 
     lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
