@@ -383,9 +383,9 @@ def test_gmm_seed_option(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
     real = scoring.native_mask
 
-    def spy(values, seed, majority=True):
+    def spy(values, seed, majority=True, *args, **kwargs):
         seen.append(seed)
-        return real(values, seed, majority)
+        return real(values, seed, majority, *args, **kwargs)
 
     monkeypatch.setattr(scoring, "native_mask", spy)
     score(whole(blob_map()), BLOB, crop6("nutzel2025", seed=7))
