@@ -41,7 +41,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "minmax_precision": ("float64", "float32", "float16"),
     "threshold_precision": ("float64", "float32", "float16"),
     "gmm_input": ("normalised", "stored"),
-    "gmm_threshold_precision": ("float64", "float32", "float16"),
+    "gmm_precision": ("float64", "float32", "float16"),
     "on_no_box_in_crop": ("score", "exclude"),
     "threshold_op": (">", ">="),
     "cnr_variance": ("population", "sample"),
@@ -64,7 +64,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
     "values": ("clip_min", "clip_max", "normalise", "precision", "minmax_precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
-                "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_threshold_precision",
+                "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
     "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
@@ -77,7 +77,7 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
-                  "threshold_precision", "gmm_input", "gmm_threshold_precision", "on_no_box_in_crop")
+                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Protocol:
     auc_bins: int = 5
     binary_mask: str = "none"
     gmm_input: str = "normalised"
-    gmm_threshold_precision: str = "float64"
+    gmm_precision: str = "float64"
     gmm_seed: str = "fixed"
     gmm_majority: bool = True
     on_empty_mask: str = "zero"
@@ -176,11 +176,6 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: eval_grid = \"centre_crop\" needs interpolation = \"bilinear\"")
         if self.drop_boxes != "none" and self.eval_grid != "original":
             raise BenchError(f"protocol {self.name}: drop_boxes = {self.drop_boxes!r} needs eval_grid = \"original\"")
-        if self.on_no_box_in_crop != "score" and self.eval_grid != "centre_crop":
-            raise BenchError(f"protocol {self.name}: on_no_box_in_crop = {self.on_no_box_in_crop!r} needs "
-                             "eval_grid = \"centre_crop\"")
-        if self.gmm_input != "normalised" and self.binary_mask == "none":
-            raise BenchError(f"protocol {self.name}: gmm_input = {self.gmm_input!r} needs binary_mask = \"gmm\"")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
         if self.crop_size < 1 or self.model_input < 1:

@@ -132,7 +132,9 @@ def _cnr_columns(per_box: Callable[[], list[float]], union: Callable[[], float],
 
 
 def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequence[np.ndarray]],
-                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1) -> dict[str, float]:
+                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1,
+                  sorted_auc: bool = False) -> dict[str, float]:
+    """Every metric on the dense grid; `sorted_auc` takes the exact AUC from sorted values instead of ranks."""
     scores: dict[str, float] = OrderedDict()
     inf = protocol.zero_variance_value
     thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
@@ -147,6 +149,9 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
         elif metric == "miou":
             scores["miou"] = dense.miou(h, gt, thresholds, protocol.strict)
         elif metric == "auc_roc":
+            if sorted_auc and protocol.auc == "exact":
+                scores["auc_roc"] = pixels.auc_roc(pixels.SortedPixels.build(h, gt))
+                continue
             hq = dense.quantise_bins(h, protocol.auc_bins) if protocol.auc == "binned" else h
             scores["auc_roc"] = dense.auc_roc(hq, gt)
         elif metric == "auc_roc_binned":
@@ -191,11 +196,12 @@ def _binary_mask(native: np.ndarray, where, protocol: Protocol,
                  fit: Callable[[np.ndarray, int | None], float]) -> np.ndarray:
     """The protocol's GMM mask on the crop grid; a failed fit gives an empty or the previous mask.
 
-    The threshold is rounded to `gmm_threshold_precision` before `value > threshold`, as the
-    published comparison of a half-precision tensor with a Python float does.
+    The threshold is rounded to `gmm_precision` before `value > threshold`, as the published
+    comparison of a half-precision tensor with a Python float does (torch keeps the scalar at the
+    tensor's dtype).
     """
     shape = (where.rows.size, where.cols.size)
-    precision = protocol.gmm_threshold_precision
+    precision = protocol.gmm_precision
 
     def rounded_fit(values: np.ndarray, seed: int | None) -> float:
         return round_to(fit(values, seed), precision)
@@ -211,14 +217,13 @@ def _binary_mask(native: np.ndarray, where, protocol: Protocol,
 def gmm_values(heatmap: Heatmap, protocol: Protocol, normalised: np.ndarray) -> np.ndarray:
     """What the GMM is fitted on: the min-maxed map, or under `gmm_input = "stored"` the map as saved.
 
-    The published codes fit the map they stored (G2G: in half precision, `precision = "float16"`),
-    while the continuous map of the other metrics is min-maxed first.
+    The published codes fit the map they stored (G2G's `+bbm` merged map raw, Dombrowski et al.'s
+    un-normalised attention map), while the continuous map of the other metrics is min-maxed
+    first. Either is held at `gmm_precision`, the dtype of the published tensor.
     """
-    if protocol.gmm_input == "normalised":
-        return normalised
-    v = np.asarray(heatmap.values, dtype=np.float64)
-    if protocol.precision == "float16" or protocol.minmax_precision == "float16":
-        v = v.astype(np.float16).astype(np.float64)
+    v = normalised if protocol.gmm_input == "normalised" else np.asarray(heatmap.values, dtype=np.float64)
+    if protocol.gmm_precision != "float64":
+        v = v.astype(_DTYPES[protocol.gmm_precision]).astype(np.float64)
     return v
 
 
@@ -240,7 +245,8 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     if binary is not None and not binary.any() and protocol.on_empty_mask == "zero":
         return OrderedDict((c, 0.0) for c in protocol.columns)
     masks = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
-    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes)), protocol)
+    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes), fit is not gmm_threshold),
+                   protocol)
 
 
 def _require_nearest_original(protocol: Protocol, route: str) -> None:
