@@ -108,9 +108,9 @@ def main() -> None:
     byo = [(_byo_map(s, rng), s) for s in samples[: args.byo_samples]]
     for name in ("default", "vilouras2024"):
         p = load_protocol(name)
-        new_s, new = _per_sample(lambda m, s: score(m, s, p), byo)
+        new_s, new = _per_sample(lambda m, s, p=p: score(m, s, p), byo)
         old_s, old = _per_sample(_old_original_route(p), byo)
-        brute_s, brute = _per_sample(lambda m, s: score_dense(m, s, p), byo)
+        brute_s, brute = _per_sample(lambda m, s, p=p: score_dense(m, s, p), byo)
         _line(f"{name}: sorted pixels vs before", new_s, old_s, "new", "before", _worst(new, old))
         _line(f"{name}: sorted pixels vs brute force", new_s, brute_s, "new", "brute force", _worst(new, brute))
 
@@ -123,8 +123,8 @@ def main() -> None:
         gmm_pairs.append((Heatmap(v, Geometry.short_side_crop(s.height, s.width, 512, 512)), s))
     for name in ("nutzel2025", "dombrowski2024"):
         p = load_protocol(name)
-        new_s, new = _per_sample(lambda m, s: score(m, s, p), gmm_pairs)
-        old_s, old = _per_sample(lambda m, s: score_dense(m, s, p), gmm_pairs)
+        new_s, new = _per_sample(lambda m, s, p=p: score(m, s, p), gmm_pairs)
+        old_s, old = _per_sample(lambda m, s, p=p: score_dense(m, s, p), gmm_pairs)
         _line(f"{name}: histogram vs per-pixel fit", new_s, old_s, "new", "before", _worst(new, old))
 
     print("4. box dropping under vilouras2024 (native maps of the 512 crop)")
