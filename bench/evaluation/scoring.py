@@ -39,7 +39,20 @@ _DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
 class ExcludedSample(SampleError):
-    """The protocol leaves this sample out (none of its boxes survives the model's crop)."""
+    """The protocol leaves this sample out (none of its boxes survives the model's crop, or lies in the centre crop).
+
+    Its reason starts with PREFIX, so a run's list of skipped samples tells these apart (`is_exclusion`).
+    """
+
+    PREFIX = "excluded by the protocol: "
+
+    def __init__(self, sample_id: str, reason: str) -> None:
+        super().__init__(sample_id, reason if reason.startswith(self.PREFIX) else self.PREFIX + reason)
+
+
+def is_exclusion(reason: str) -> bool:
+    """True for the reason of an ExcludedSample (the protocol's own choice, not a bad input)."""
+    return reason.startswith(ExcludedSample.PREFIX)
 
 
 def check_values(heatmap: Heatmap, sample_id: str) -> None:
@@ -347,15 +360,21 @@ def prefers_pixels(heatmap: Heatmap) -> bool:
 
 def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
     """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value policy."""
+    return score_with_boxes(heatmap, sample, protocol, backend)[0]
+
+
+def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol,
+                     backend: str | None = None) -> tuple[dict[str, float], Sample]:
+    """`score`, and the sample with the boxes it was scored against (after `drop_boxes`)."""
     _checked(heatmap, sample)
     sample = protocol_sample(heatmap, sample, protocol)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend, fast_threshold)
+        return _score_crop(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":
         if prefers_pixels(heatmap):
-            return _score_pixels(heatmap, sample, protocol, backend)
-        return _score_cells(heatmap, sample, protocol, backend)
-    return _score_dense(heatmap, sample, protocol, backend)
+            return _score_pixels(heatmap, sample, protocol, backend), sample
+        return _score_cells(heatmap, sample, protocol, backend), sample
+    return _score_dense(heatmap, sample, protocol, backend), sample
 
 
 def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample]:
@@ -387,5 +406,6 @@ def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample
     return [s for s, _ in groups]
 
 
-__all__ = ["ExcludedSample", "apply_policy", "check_values", "gmm_values", "prefers_pixels", "prepare_values",
-           "protocol_sample", "score", "score_cells", "score_dense", "score_pixels", "select_samples"]
+__all__ = ["ExcludedSample", "apply_policy", "check_values", "gmm_values", "is_exclusion", "prefers_pixels",
+           "prepare_values", "protocol_sample", "score", "score_cells", "score_dense", "score_pixels",
+           "score_with_boxes", "select_samples"]
