@@ -120,3 +120,34 @@ def test_findings_outside_the_centre_crop_are_excluded(name: str) -> None:
         score(hm, far_left, load_protocol(name))
     kept = score(hm, far_left, proto(name, on_no_box_in_crop="score", on_empty_mask="score"))
     assert kept["cnr"] == 0.0 and kept["auc_roc"] == 0.5
+
+
+def test_runs_record_the_scored_boxes_and_count_exclusions(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bench.leaderboard.pages import _excluded, _scored_boxes
+    from bench.running.rundir import RunDir
+    from bench.running.runner import finish, score_all
+
+    p = load_protocol("vilouras2024")
+    g = Geometry.short_side_crop(200, 400, 512, 512)  # the model's crop: columns 100-299
+    inside, outside = (150, 50, 40, 40), (10, 50, 40, 40)
+    both = Sample("both", "x.png", 400, 200, "c", "p", (inside, outside), "test")
+    lost = Sample("lost", "y.png", 400, 200, "c", "p", (outside,), "test")
+    hm = Heatmap(np.linspace(0, 1, 64).reshape(8, 8), g)
+    skipped: dict[str, str] = {}
+    rundir = RunDir(tmp_path / "run")
+    table, _ = score_all([both, lost], p, rundir, lambda s: hm, False, skipped)
+    assert table["boxes"].tolist() == ["[[150, 50, 40, 40], [10, 50, 40, 40]]"]
+    assert table["scored_boxes"].tolist() == ["[[150, 50, 40, 40]]"]
+    record = {"skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()]}
+    assert finish(rundir, table, p, record).record["n_excluded"] == 1
+    assert _excluded({"skipped": record["skipped"] + [{"sample_id": "z", "reason": "unreadable image"}]}) == 1
+    assert pd.read_csv(rundir.samples_csv)["scored_boxes"].tolist() == ["[[150, 50, 40, 40]]"]
+    # a second run that kept both boxes of `both`: the page says the ground truth differed on 1 sample
+    other = table.assign(scored_boxes=table["boxes"])
+    board = SimpleNamespace(entries=[SimpleNamespace(samples=table), SimpleNamespace(samples=other)])
+    assert "1 sample(s) were scored against partly different boxes" in _scored_boxes(board)[0]
+    assert _scored_boxes(SimpleNamespace(entries=[SimpleNamespace(samples=table)] * 2)) == []
