@@ -82,8 +82,8 @@ def test_original_size_maps_take_the_sorted_pixel_route(monkeypatch: pytest.Monk
 
 
 def _half_maps(rng: np.random.Generator):
-    for i in range(24):
-        n = (16, 64, 96)[i % 3]
+    for i in range(12):
+        n = (16, 48, 80)[i % 3]
         kind = i % 4
         if kind == 0:
             x = rng.random((n, n))
@@ -119,7 +119,7 @@ def test_histogram_gmm_unseeded_draws_from_numpy_as_the_per_pixel_fit() -> None:
 
 def test_label_crop_from_geometry_equals_the_full_resolution_mask() -> None:
     rng = np.random.default_rng(3)
-    for i in range(120):
+    for i in range(60):
         h, w = int(rng.integers(300, 900)), int(rng.integers(300, 900))
         resize = int(rng.choice([512, 256]))
         crop = int(rng.choice([resize, resize * 15 // 16, resize * 7 // 8]))
