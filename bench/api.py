@@ -29,7 +29,7 @@ from .datasets import get_dataset
 from .datasets.base import Dataset
 from .evaluation import protocols as _protocols
 from .evaluation.protocols import Protocol
-from .evaluation.scoring import ExcludedSample, score
+from .evaluation.scoring import ExcludedSample, score_with_boxes
 from .reporting import compare as _compare
 from .reporting import sensitivity as _sensitivity
 from .reporting.compare import LoadedRun
@@ -197,13 +197,13 @@ class Scorer:
             if sample.sample_id not in valid:
                 continue
             try:
-                values = score(_heatmap(value, sample, where), sample, self.protocol, self.backend)
+                values, scored = score_with_boxes(_heatmap(value, sample, where), sample, self.protocol, self.backend)
             except SampleError as exc:
                 if not self.skip_bad and not isinstance(exc, ExcludedSample):
                     raise BenchError(f"{exc} (pass skip_bad=True to record it and go on)") from None
                 self.skipped[sample.sample_id] = exc.reason
                 continue
-            self._rows[sample.sample_id] = sample_row(sample, values, self.protocol)
+            self._rows[sample.sample_id] = sample_row(sample, values, self.protocol, scored.boxes_json())
             self._order.append(sample.sample_id)
 
     def compute(self) -> Scores:

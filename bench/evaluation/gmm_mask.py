@@ -7,15 +7,20 @@ evaluation grid by bilinear interpolation of 0/1 values and rounding half to eve
 
 The published code fits the mixture without a random state and never seeds NumPy. Here the fit is
 seeded by default (`random_state` = the protocol seed); an unseeded fit is a legacy option.
+
+`gmm_threshold` is scikit-learn's fit on every pixel, the reference; `fast_threshold` follows the
+same fit on the value histogram (`bench.evaluation.gmm_histogram`) and is what scoring uses.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 
 from .crop_grid import CropSampling, sample_bilinear
+from .gmm_histogram import NotFollowed, histogram_threshold
 
 
 class GmmError(ValueError):
@@ -40,6 +45,23 @@ def gmm_threshold(values: np.ndarray, seed: int | None) -> float:
     return float(np.mean(gmm.means_))
 
 
+def fast_threshold(values: np.ndarray, seed: int | None) -> float:
+    """`gmm_threshold` computed on the value histogram; the per-pixel fit where the histogram fit cannot follow it."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        raise GmmError(f"{x.size} finite value(s): a 2-component mixture needs at least 2")
+    state = None
+    if seed is None:
+        state = np.random.get_state()
+    try:
+        return histogram_threshold(x, seed)
+    except NotFollowed:
+        if state is not None:
+            np.random.set_state(state)
+        return gmm_threshold(x, seed)
+
+
 def majority_interior(mask: np.ndarray) -> np.ndarray:
     """3x3 majority vote (>= 5 of 9 set) on interior pixels; the one-pixel border is left as is."""
     out = mask.copy()
@@ -51,9 +73,13 @@ def majority_interior(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def native_mask(values: np.ndarray, seed: int | None, majority: bool = True) -> np.ndarray:
-    """The GMM foreground on the native grid (NaN is background). Raises GmmError if no fit is possible."""
-    threshold = gmm_threshold(values, seed)
+def native_mask(values: np.ndarray, seed: int | None, majority: bool = True,
+                fit: Callable[[np.ndarray, int | None], float] = fast_threshold) -> np.ndarray:
+    """The GMM foreground on the native grid (NaN is background). Raises GmmError if no fit is possible.
+
+    `fit` gives the threshold: `fast_threshold` (the default) or the per-pixel reference `gmm_threshold`.
+    """
+    threshold = fit(values, seed)
     with np.errstate(invalid="ignore"):
         mask = np.asarray(values, dtype=np.float64) > threshold
     return majority_interior(mask) if majority else mask
@@ -86,4 +112,4 @@ class PreviousMask:
         return cls.last
 
 
-__all__ = ["GmmError", "PreviousMask", "gmm_threshold", "majority_interior", "mask_on_grid", "native_mask"]
+__all__ = ["GmmError", "PreviousMask", "fast_threshold", "gmm_threshold", "majority_interior", "mask_on_grid", "native_mask"]

@@ -10,6 +10,15 @@ The crop is the one the heatmap's geometry records (`short_side_crop(H, W, resiz
 for their LDM (MONAI centre crop: start = n // 2 - crop // 2) and 480 / 448 for BioViL / BioViL-T
 (torchvision `CenterCrop`: start = round((n - crop) / 2)). A map over the whole image is treated
 as resize only, without a crop. For any other field of view a box is kept if it overlaps it.
+
+`surviving_boxes_mask` builds that label mask at full resolution (the reference);
+`surviving_boxes` evaluates the same bilinear resize only at the output pixels next to each box,
+from the crop geometry and the boxes, and hands the rare pixel whose rounding it cannot decide
+(an interpolated value within 1e-4 of a half) to the reference.
+
+A map given at the original size with NaN outside its field of view (`Heatmap.from_original`, the
+published code's own format) records a whole-image geometry; `field_of_view` recovers the
+rectangle of its finite values, so the crop rule sees the crop the map came from.
 """
 
 from __future__ import annotations
@@ -42,17 +51,35 @@ def _resized_labels(boxes: Sequence[Box], height: int, width: int, resize: int) 
     return torch.round(out[0, 0]).to(torch.int64).numpy()
 
 
-def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512) -> list[int]:
-    """Indices of the boxes kept under the label-mask rule for a map with this geometry."""
+def field_of_view(values: np.ndarray, geometry: Geometry) -> Geometry:
+    """The geometry, or for a whole-image map at the image size the bounding rectangle of its finite values."""
+    g = geometry
+    if not g.covers_whole_image or values.shape != (g.image_height, g.image_width):
+        return g
+    finite = np.isfinite(values)
+    rows = np.flatnonzero(finite.any(axis=1))
+    cols = np.flatnonzero(finite.any(axis=0))
+    if rows.size == 0 or (rows.size == g.image_height and cols.size == g.image_width):
+        return g
+    return Geometry(g.image_height, g.image_width, int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1),
+                    int(cols[-1] - cols[0] + 1), "finite region of an original-size map")
+
+
+def _kept_overlapping(boxes: Sequence[Box], g: Geometry) -> list[int]:
+    kept = []
+    for i, box in enumerate(boxes):
+        r0, r1, c0, c1 = box_ranges(box, g.image_height, g.image_width)
+        if max(r0, g.top) < min(r1, g.top + g.height) and max(c0, g.left) < min(c1, g.left + g.width):
+            kept.append(i)
+    return kept
+
+
+def surviving_boxes_mask(boxes: Sequence[Box], geometry: Geometry, resize: int = 512) -> list[int]:
+    """Indices of the boxes kept under the label-mask rule, from the full-resolution label mask (reference)."""
     g = geometry
     crop = model_crop(g, resize)
     if crop is None and not g.covers_whole_image:
-        kept = []
-        for i, box in enumerate(boxes):
-            r0, r1, c0, c1 = box_ranges(box, g.image_height, g.image_width)
-            if max(r0, g.top) < min(r1, g.top + g.height) and max(c0, g.left) < min(c1, g.left + g.width):
-                kept.append(i)
-        return kept
+        return _kept_overlapping(boxes, g)
     labels = _resized_labels(boxes, g.image_height, g.image_width, resize)
     if crop is not None:
         top = _crop_start(labels.shape[0], crop, resize)
@@ -62,4 +89,85 @@ def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512)
     return [v - 1 for v in range(1, len(boxes) + 1) if 5 * v in present]
 
 
-__all__ = ["surviving_boxes"]
+def _axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's bilinear (align_corners=False) source indices and weights of one axis, in float32."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    real = np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                      np.float32(0))
+    i0 = real.astype(np.int64)
+    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
+    l1 = np.clip(real - i0.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float64)
+    return i0, i1, 1.0 - l1, l1
+
+
+class _Undecided(Exception):
+    pass
+
+
+def _labels_at(ranges: list[tuple[int, int, int, int]], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Label values 5v (later boxes over earlier ones) at the source pixels rows x cols."""
+    out = np.zeros((rows.size, cols.size))
+    for v, (r0, r1, c0, c1) in enumerate(ranges, 1):
+        rin = (rows >= r0) & (rows < r1)
+        cin = (cols >= c0) & (cols < c1)
+        out[np.ix_(rin, cin)] = 5 * v
+    return out
+
+
+def _values_near(u: int, ranges: list[tuple[int, int, int, int]], row_axis, col_axis,
+                 out_rows: np.ndarray, out_cols: np.ndarray) -> np.ndarray:
+    """Interpolated labels at the crop's output pixels whose source neighbourhood touches box u."""
+    r0, r1, c0, c1 = ranges[u]
+    ri0, ri1, rw0, rw1 = (a[out_rows] for a in row_axis)
+    ci0, ci1, cw0, cw1 = (a[out_cols] for a in col_axis)
+    near_r = ((ri0 >= r0) & (ri0 < r1)) | ((ri1 >= r0) & (ri1 < r1))
+    near_c = ((ci0 >= c0) & (ci0 < c1)) | ((ci1 >= c0) & (ci1 < c1))
+    if not near_r.any() or not near_c.any():
+        return np.zeros(0)
+    ri0, ri1, rw0, rw1 = ri0[near_r], ri1[near_r], rw0[near_r], rw1[near_r]
+    ci0, ci1, cw0, cw1 = ci0[near_c], ci1[near_c], cw0[near_c], cw1[near_c]
+    top = _labels_at(ranges, ri0, ci0) * cw0 + _labels_at(ranges, ri0, ci1) * cw1
+    bottom = _labels_at(ranges, ri1, ci0) * cw0 + _labels_at(ranges, ri1, ci1) * cw1
+    return (top * rw0[:, None] + bottom * rw1[:, None]).ravel()
+
+
+def _present_labels(values: np.ndarray, n_boxes: int) -> set[int]:
+    """Box numbers v whose value 5v occurs after rounding; _Undecided when a near-half value could decide one."""
+    present = {int(x) // 5 for x in np.unique(np.round(values)) if x > 0 and x % 5 == 0 and x <= 5 * n_boxes}
+    low = np.floor(values)
+    doubtful = np.abs(values - low - 0.5) < 1e-4
+    for candidate in np.unique(np.concatenate([low[doubtful], low[doubtful] + 1])):
+        if candidate > 0 and candidate % 5 == 0 and candidate <= 5 * n_boxes and int(candidate) // 5 not in present:
+            raise _Undecided
+    return present
+
+
+def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512) -> list[int]:
+    """Indices of the boxes kept under the label-mask rule for a map with this geometry.
+
+    Equal to `surviving_boxes_mask`. Every non-zero output pixel has a box pixel among its four
+    bilinear sources, so the resized label mask is evaluated only next to the boxes (where
+    interpolation between two labels can also produce a third box's value).
+    """
+    g = geometry
+    crop = model_crop(g, resize)
+    if crop is None and not g.covers_whole_image:
+        return _kept_overlapping(boxes, g)
+    ranges = [box_ranges(b, g.image_height, g.image_width) for b in boxes]
+    rh, rw = resized_size(g.image_height, g.image_width, resize)
+    if crop is not None:
+        top, left = _crop_start(rh, crop, resize), _crop_start(rw, crop, resize)
+        out_rows = np.arange(top, min(top + crop, rh))
+        out_cols = np.arange(left, min(left + crop, rw))
+    else:
+        out_rows, out_cols = np.arange(rh), np.arange(rw)
+    row_axis, col_axis = _axis(rh, g.image_height), _axis(rw, g.image_width)
+    near = [_values_near(u, ranges, row_axis, col_axis, out_rows, out_cols) for u in range(len(ranges))]
+    try:
+        present = _present_labels(np.concatenate(near) if near else np.zeros(0), len(ranges))
+        return [v - 1 for v in range(1, len(boxes) + 1) if v in present]
+    except _Undecided:
+        return surviving_boxes_mask(boxes, geometry, resize)
+
+
+__all__ = ["field_of_view", "surviving_boxes", "surviving_boxes_mask"]

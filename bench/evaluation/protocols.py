@@ -14,6 +14,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import BenchError
 from ..core.specs import SpecFile, find_spec, spec_names
 from .metrics import DEFAULT_THRESHOLDS
@@ -36,6 +38,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "outside": ("zero", "exclude"),
     "normalise": ("minmax", "none"),
     "precision": ("float64", "float16"),
+    "minmax_precision": ("float64", "float32", "float16"),
+    "threshold_precision": ("float64", "float32", "float16"),
+    "gmm_input": ("normalised", "stored"),
+    "gmm_precision": ("float64", "float32", "float16"),
+    "on_no_box_in_crop": ("score", "exclude"),
     "threshold_op": (">", ">="),
     "cnr_variance": ("population", "sample"),
     "cnr_boxes": ("union", "per_box"),
@@ -55,10 +62,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 # TOML section of each field (the file groups related choices; the object is flat)
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
-    "values": ("clip_min", "clip_max", "normalise", "precision", "backend"),
-    "metrics": ("metrics", "thresholds", "threshold_op", "cnr_variance", "cnr_boxes", "cnr_zero_variance", "auc",
-                "auc_bins", "binary_mask", "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
-    "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase"),
+    "values": ("clip_min", "clip_max", "normalise", "precision", "minmax_precision", "backend"),
+    "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
+                "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
+                "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
+    "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
@@ -68,17 +76,23 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 # fingerprints of protocols that do not use them stay what they were
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
-                  "precision", "require_category_in_phrase", "weighted_nan")
+                  "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
+                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop")
 
 
 @dataclass(frozen=True)
 class ValuePolicy:
-    """How raw map values become scored values: clip, then min-max (or not)."""
+    """How raw map values become scored values: clip, then min-max (or not).
+
+    `minmax_precision` is the arithmetic of both steps (the map is cast to it first, as a published
+    code that stores or computes its map at that precision does); `precision` rounds the result.
+    """
 
     clip_min: float | None = None
     clip_max: float | None = None
     normalise: str = "minmax"
     precision: str = "float64"
+    minmax_precision: str = "float64"
 
 
 @dataclass(frozen=True)
@@ -97,16 +111,20 @@ class Protocol:
     clip_max: float | None = None
     normalise: str = "minmax"
     precision: str = "float64"
+    minmax_precision: str = "float64"
     backend_values: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
     metrics: tuple[str, ...] = METRIC_BASES[:6]
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     threshold_op: str = ">"
+    threshold_precision: str = "float64"
     cnr_variance: str = "population"
     cnr_boxes: str = "union"
     cnr_zero_variance: str = "zero"
     auc: str = "exact"
     auc_bins: int = 5
     binary_mask: str = "none"
+    gmm_input: str = "normalised"
+    gmm_precision: str = "float64"
     gmm_seed: str = "fixed"
     gmm_majority: bool = True
     on_empty_mask: str = "zero"
@@ -117,6 +135,7 @@ class Protocol:
     drop_boxes: str = "none"
     model_input: int = 512
     require_category_in_phrase: bool = False
+    on_no_box_in_crop: str = "score"
     groups: tuple[str, ...] = ("macro", "micro")
     bootstrap_resamples: int = 10_000
     ci_level: float = 0.95
@@ -205,7 +224,11 @@ class Protocol:
         base = {"clip_min": self.clip_min, "clip_max": self.clip_max, "normalise": self.normalise}
         if backend is not None and backend in self.backend_values:
             base.update(self.backend_values[backend])
-        return ValuePolicy(**base, precision=self.precision)
+        return ValuePolicy(**base, precision=self.precision, minmax_precision=self.minmax_precision)
+
+    def rounded_threshold(self, t: float) -> float:
+        """A threshold as the published comparison sees it: rounded to `threshold_precision`."""
+        return round_to(t, self.threshold_precision)
 
     def fingerprint(self) -> str:
         """Hash of every choice that changes a number (name and wording excluded)."""
@@ -224,6 +247,11 @@ class Protocol:
         names = {f.name for f in fields(cls)}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
         return cls(**kwargs)
+
+
+def round_to(value: float, precision: str) -> float:
+    """`value` rounded to the nearest float16 / float32 (unchanged for float64)."""
+    return float(np.dtype(precision).type(value))
 
 
 def iou_column(t: float) -> str:

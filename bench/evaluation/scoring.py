@@ -1,11 +1,14 @@
 """Scoring one heatmap against one sample's boxes under a protocol.
 
-Two routes give the same numbers on the original grid: `score_dense` upsamples to the full
-evaluation grid and applies `bench.evaluation.metrics` pixel by pixel (the reference, and the route for
-bilinear protocols); `score_cells` works on the native-grid rectangles of `bench.evaluation.cells` (exact for
-nearest upsampling, and the default whenever the protocol allows it). Protocols evaluated in the
-512 centre-crop space of the diffusion-model papers, with or without GMM binary masks, always take
-the dense route (`bench.evaluation.crop_grid`, `bench.evaluation.gmm_mask`).
+Three routes give the same numbers on the original grid: `score_dense` upsamples to the full
+evaluation grid and applies `bench.evaluation.metrics` pixel by pixel (the reference: box dropping
+from the full-resolution label mask, the GMM fitted on every pixel); `score_cells` works on the
+native-grid rectangles of `bench.evaluation.cells` (exact for nearest upsampling); `score_pixels`
+sorts the full-grid values once (`bench.evaluation.sorted_pixels`), the fast route for maps with
+about one native cell per pixel, such as bring-your-own maps at the original size. `score` picks
+the fastest exact route for the map's grid. Protocols evaluated in the 512 centre-crop space of the
+diffusion-model papers take the crop route (`bench.evaluation.crop_grid`, `bench.evaluation.gmm_mask`),
+with the GMM fitted on the value histogram under `score` and on every pixel under `score_dense`.
 """
 
 from __future__ import annotations
@@ -21,17 +24,35 @@ from ..core.geometry import box_mask
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from . import metrics as dense
+from . import sorted_pixels as pixels
 from . import weighted_metrics as weighted
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
-from .gmm_mask import GmmError, PreviousMask, mask_on_grid, native_mask
-from .label_crop import surviving_boxes
-from .protocols import Protocol, ValuePolicy, iou_column
+from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mask_on_grid, native_mask
+from .label_crop import field_of_view, surviving_boxes, surviving_boxes_mask
+from .protocols import Protocol, ValuePolicy, iou_column, round_to
 from .resample import to_original
+
+#: a map with at least this share of native cells per field-of-view pixel takes the sorted-pixel route
+PIXEL_ROUTE_SHARE = 0.25
+_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
 class ExcludedSample(SampleError):
-    """The protocol leaves this sample out (none of its boxes survives the model's crop)."""
+    """The protocol leaves this sample out (none of its boxes survives the model's crop, or lies in the centre crop).
+
+    Its reason starts with PREFIX, so a run's list of skipped samples tells these apart (`is_exclusion`).
+    """
+
+    PREFIX = "excluded by the protocol: "
+
+    def __init__(self, sample_id: str, reason: str) -> None:
+        super().__init__(sample_id, reason if reason.startswith(self.PREFIX) else self.PREFIX + reason)
+
+
+def is_exclusion(reason: str) -> bool:
+    """True for the reason of an ExcludedSample (the protocol's own choice, not a bad input)."""
+    return reason.startswith(ExcludedSample.PREFIX)
 
 
 def check_values(heatmap: Heatmap, sample_id: str) -> None:
@@ -53,16 +74,22 @@ def check_values(heatmap: Heatmap, sample_id: str) -> None:
 def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
     """Clip, then min-max over the finite values (a constant map becomes all zeros); NaN stays NaN.
 
-    Under `precision = "float16"` the result is rounded to the nearest half-precision value, as a
-    map stored in float16 after its min-max (Nützel et al.) is; ties at the maximum become possible.
+    Both steps run in `minmax_precision` arithmetic, the map cast to it first: G2G casts its map to
+    float16 and min-maxes it in float16, Vilouras et al.'s LDM path min-maxes in float32. Under
+    `precision = "float16"` the result is rounded to the nearest half-precision value, as a map
+    stored in float16 after its min-max is; ties at the maximum become possible. Returns float64.
     """
-    v = np.array(values, dtype=np.float64)
+    dtype = _DTYPES[policy.minmax_precision]
+    v = np.array(values, dtype=dtype)
     if policy.clip_min is not None or policy.clip_max is not None:
-        v = np.clip(v, policy.clip_min, policy.clip_max)
+        lo_clip = None if policy.clip_min is None else dtype(policy.clip_min)
+        hi_clip = None if policy.clip_max is None else dtype(policy.clip_max)
+        v = np.clip(v, lo_clip, hi_clip)
     if policy.normalise == "minmax":
         finite = np.isfinite(v)
         lo, hi = v[finite].min(), v[finite].max()
-        v = (v - lo) / (hi - lo) if hi > lo else np.where(finite, 0.0, np.nan)
+        v = (v - lo) / (hi - lo) if hi > lo else np.where(finite, dtype(0), dtype(np.nan))
+    v = v.astype(np.float64, copy=False)
     if policy.precision == "float16":
         v = v.astype(np.float16).astype(np.float64)
     return v
@@ -89,15 +116,17 @@ def _check_size(heatmap: Heatmap, sample: Sample) -> None:
         )
 
 
-def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol) -> Sample:
+def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False) -> Sample:
     """The sample with only the boxes the protocol scores against this heatmap.
 
     Under `drop_boxes = "label_crop"` boxes outside the model's crop leave the ground truth
-    (`bench.evaluation.label_crop`); ExcludedSample when none is left.
+    (`bench.evaluation.label_crop`; the crop of an original-size map is the rectangle of its finite
+    values); ExcludedSample when none is left. `reference` uses the full-resolution label mask.
     """
     if protocol.drop_boxes == "none":
         return sample
-    kept = surviving_boxes(sample.boxes, heatmap.geometry, protocol.model_input)
+    rule = surviving_boxes_mask if reference else surviving_boxes
+    kept = rule(sample.boxes, field_of_view(heatmap.values, heatmap.geometry), protocol.model_input)
     if not kept:
         raise ExcludedSample(sample.sample_id, "no box survives the model's input crop (drop_boxes = label_crop)")
     if len(kept) == len(sample.boxes):
@@ -118,20 +147,26 @@ def _cnr_columns(per_box: Callable[[], list[float]], union: Callable[[], float],
 
 
 def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequence[np.ndarray]],
-                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1) -> dict[str, float]:
+                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1,
+                  sorted_auc: bool = False) -> dict[str, float]:
+    """Every metric on the dense grid; `sorted_auc` takes the exact AUC from sorted values instead of ranks."""
     scores: dict[str, float] = OrderedDict()
     inf = protocol.zero_variance_value
+    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
                 scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf),
                                            lambda: dense.cnr(h, gt, protocol.ddof, inf), protocol))
         elif metric == "iou":
-            for t in protocol.thresholds:
-                scores[iou_column(t)] = dense.iou_at(h, gt, t, protocol.strict)
+            for t, rounded in zip(protocol.thresholds, thresholds):
+                scores[iou_column(t)] = dense.iou_at(h, gt, rounded, protocol.strict)
         elif metric == "miou":
-            scores["miou"] = dense.miou(h, gt, protocol.thresholds, protocol.strict)
+            scores["miou"] = dense.miou(h, gt, thresholds, protocol.strict)
         elif metric == "auc_roc":
+            if sorted_auc and protocol.auc == "exact":
+                scores["auc_roc"] = pixels.auc_roc(pixels.SortedPixels.build(h, gt))
+                continue
             hq = dense.quantise_bins(h, protocol.auc_bins) if protocol.auc == "binned" else h
             scores["auc_roc"] = dense.auc_roc(hq, gt)
         elif metric == "auc_roc_binned":
@@ -151,55 +186,101 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
     return scores
 
 
-def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
-    """All metric columns by brute force on the full evaluation grid."""
+def _checked(heatmap: Heatmap, sample: Sample) -> None:
     check_values(heatmap, sample.sample_id)
     _check_size(heatmap, sample)
+
+
+def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+    """All metric columns by brute force on the full evaluation grid (the reference every route is tested against)."""
+    _checked(heatmap, sample)
+    sample = protocol_sample(heatmap, sample, protocol, reference=True)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend)
-    sample = protocol_sample(heatmap, sample, protocol)
+        return _score_crop(heatmap, sample, protocol, backend, gmm_threshold)
+    return _score_dense(heatmap, sample, protocol, backend)
+
+
+def _score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
     h = prepare_values(to_original(heatmap, protocol.interpolation), protocol, backend)
     gt = box_mask(sample.boxes, sample.height, sample.width)
     masks = lambda: [box_mask([b], sample.height, sample.width) for b in sample.boxes]  # noqa: E731
     return _finish(_dense_scores(h, gt, masks, None, protocol), protocol)
 
 
-def _binary_mask(native: np.ndarray, where, protocol: Protocol) -> np.ndarray:
-    """The protocol's GMM mask on the crop grid; a failed fit gives an empty or the previous mask."""
+def _binary_mask(native: np.ndarray, where, protocol: Protocol,
+                 fit: Callable[[np.ndarray, int | None], float]) -> np.ndarray:
+    """The protocol's GMM mask on the crop grid; a failed fit gives an empty or the previous mask.
+
+    The threshold is rounded to `gmm_precision` before `value > threshold`, as the published
+    comparison of a half-precision tensor with a Python float does (torch keeps the scalar at the
+    tensor's dtype).
+    """
     shape = (where.rows.size, where.cols.size)
+    precision = protocol.gmm_precision
+
+    def rounded_fit(values: np.ndarray, seed: int | None) -> float:
+        return round_to(fit(values, seed), precision)
+
     try:
-        mask = native_mask(native, protocol.seed if protocol.gmm_seed == "fixed" else None, protocol.gmm_majority)
+        mask = native_mask(native, protocol.seed if protocol.gmm_seed == "fixed" else None, protocol.gmm_majority,
+                           rounded_fit)
     except GmmError:
         return PreviousMask.recall(shape) if protocol.on_gmm_error == "previous" else np.zeros(shape, dtype=bool)
     return PreviousMask.remember(mask_on_grid(mask, where))
 
 
-def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+def gmm_values(heatmap: Heatmap, protocol: Protocol, normalised: np.ndarray) -> np.ndarray:
+    """What the GMM is fitted on: the min-maxed map, or under `gmm_input = "stored"` the map as saved.
+
+    The published codes fit the map they stored (G2G's `+bbm` merged map raw, Dombrowski et al.'s
+    un-normalised attention map), while the continuous map of the other metrics is min-maxed
+    first. Either is held at `gmm_precision`, the dtype of the published tensor.
+    """
+    v = normalised if protocol.gmm_input == "normalised" else np.asarray(heatmap.values, dtype=np.float64)
+    if protocol.gmm_precision != "float64":
+        v = v.astype(_DTYPES[protocol.gmm_precision]).astype(np.float64)
+    return v
+
+
+def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
+                fit: Callable[[np.ndarray, int | None], float]) -> dict[str, float]:
     """Metrics in the centre-crop space: min-max on the native grid, then bilinear to the crop."""
     space = CropSpace.for_image(sample.height, sample.width, protocol.crop_size)
+    gt = gt_mask(sample.boxes, space, protocol.gt_antialias)
+    if protocol.on_no_box_in_crop == "exclude" and not gt.any():
+        raise ExcludedSample(sample.sample_id, "no box lies inside the centre crop (on_no_box_in_crop = exclude)")
     native = apply_policy(heatmap.values, protocol.value_policy(backend))
     where = sampling(heatmap.geometry, native.shape, space)
     h = sample_bilinear(native, where)
     if protocol.outside == "zero":
         h = np.where(np.isfinite(h), h, 0.0)
-    gt = gt_mask(sample.boxes, space, protocol.gt_antialias)
-    binary = _binary_mask(native, where, protocol) if protocol.binary_mask == "gmm" else None
+    binary = None
+    if protocol.binary_mask == "gmm":
+        binary = _binary_mask(gmm_values(heatmap, protocol, native), where, protocol, fit)
     if binary is not None and not binary.any() and protocol.on_empty_mask == "zero":
         return OrderedDict((c, 0.0) for c in protocol.columns)
     masks = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
-    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes)), protocol)
+    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes), fit is not gmm_threshold),
+                   protocol)
+
+
+def _require_nearest_original(protocol: Protocol, route: str) -> None:
+    if protocol.interpolation != "nearest" or protocol.eval_grid != "original":
+        raise ValueError(f"the {route} route is exact only for nearest upsampling on the original grid")
 
 
 def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
     """All metric columns on native-grid rectangles (nearest upsampling on the original grid only)."""
-    if protocol.interpolation != "nearest" or protocol.eval_grid != "original":
-        raise ValueError("the cell route is exact only for nearest upsampling on the original grid")
-    check_values(heatmap, sample.sample_id)
-    _check_size(heatmap, sample)
-    sample = protocol_sample(heatmap, sample, protocol)
+    _require_nearest_original(protocol, "cell")
+    _checked(heatmap, sample)
+    return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+
+
+def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
     raw = build_cells(heatmap.values, heatmap.geometry, sample.boxes)
     c = Cells(prepare_values(raw.values, protocol, backend), raw.weights, raw.inside, raw.first, raw.members)
     inf = protocol.zero_variance_value
+    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
     scores: dict[str, float] = OrderedDict()
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
@@ -207,10 +288,10 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
                 scores.update(_cnr_columns(lambda: weighted.cnr_per_box_values(c, protocol.ddof, inf),
                                            lambda: weighted.cnr(c, protocol.ddof, inf), protocol))
         elif metric == "iou":
-            for t in protocol.thresholds:
-                scores[iou_column(t)] = weighted.iou_at(c, t, protocol.strict)
+            for t, rounded in zip(protocol.thresholds, thresholds):
+                scores[iou_column(t)] = weighted.iou_at(c, rounded, protocol.strict)
         elif metric == "miou":
-            scores["miou"] = weighted.miou(c, protocol.thresholds, protocol.strict)
+            scores["miou"] = weighted.miou(c, thresholds, protocol.strict)
         elif metric == "auc_roc":
             cq = weighted.quantise_bins(c, protocol.auc_bins) if protocol.auc == "binned" else c
             scores["auc_roc"] = weighted.auc_roc(cq)
@@ -218,6 +299,50 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
             scores["auc_roc_binned"] = weighted.auc_roc(weighted.quantise_bins(c, protocol.auc_bins))
         elif metric == "pointing_game":
             scores["pointing_game"] = weighted.pointing_game(c)
+    return _finish(scores, protocol)
+
+
+def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+    """All metric columns on the full original grid from sorted values (nearest upsampling on the original grid only)."""
+    _require_nearest_original(protocol, "sorted-pixel")
+    _checked(heatmap, sample)
+    return _score_pixels(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+
+
+def _on_original(heatmap: Heatmap) -> np.ndarray:
+    """The map on the original grid (nearest); a map already at the image size is used as it is."""
+    g = heatmap.geometry
+    if g.covers_whole_image and heatmap.values.shape == (g.image_height, g.image_width):
+        return heatmap.values
+    return to_original(heatmap, "nearest")
+
+
+def _score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    h = prepare_values(_on_original(heatmap), protocol, backend)
+    gt = box_mask(sample.boxes, sample.height, sample.width)
+    p = pixels.SortedPixels.build(h, gt)
+    inf = protocol.zero_variance_value
+    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
+    scores: dict[str, float] = OrderedDict()
+    for metric in protocol.metrics:
+        if metric in ("cnr", "cnr_abs"):
+            if "cnr" not in scores:
+                per_box = (lambda: [pixels.cnr(p, protocol.ddof, inf)]) if len(sample.boxes) == 1 else (  # noqa: E731
+                    lambda: dense.cnr_per_box_values(
+                        h, [box_mask([b], sample.height, sample.width) for b in sample.boxes], protocol.ddof, inf))
+                scores.update(_cnr_columns(per_box, lambda: pixels.cnr(p, protocol.ddof, inf), protocol))
+        elif metric == "iou":
+            for t, rounded in zip(protocol.thresholds, thresholds):
+                scores[iou_column(t)] = pixels.iou_at(p, rounded, protocol.strict)
+        elif metric == "miou":
+            scores["miou"] = pixels.miou(p, thresholds, protocol.strict)
+        elif metric == "auc_roc":
+            scores["auc_roc"] = (pixels.auc_roc_binned(p, protocol.auc_bins) if protocol.auc == "binned"
+                                 else pixels.auc_roc(p))
+        elif metric == "auc_roc_binned":
+            scores["auc_roc_binned"] = pixels.auc_roc_binned(p, protocol.auc_bins)
+        elif metric == "pointing_game":
+            scores["pointing_game"] = dense.pointing_game(h, gt)
     return _finish(scores, protocol)
 
 
@@ -229,11 +354,29 @@ def _finish(scores: dict[str, float], protocol: Protocol) -> dict[str, float]:
     return out
 
 
+def prefers_pixels(heatmap: Heatmap) -> bool:
+    """True when the map has so many native cells per field-of-view pixel that sorting pixels beats cutting cells."""
+    g = heatmap.geometry
+    return heatmap.values.size >= PIXEL_ROUTE_SHARE * g.height * g.width
+
+
 def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
-    """Score by the fastest exact route the protocol allows; `backend` picks a per-backend value policy."""
-    if protocol.interpolation == "nearest" and protocol.eval_grid == "original":
-        return score_cells(heatmap, sample, protocol, backend)
-    return score_dense(heatmap, sample, protocol, backend)
+    """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value policy."""
+    return score_with_boxes(heatmap, sample, protocol, backend)[0]
+
+
+def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol,
+                     backend: str | None = None) -> tuple[dict[str, float], Sample]:
+    """`score`, and the sample with the boxes it was scored against (after `drop_boxes`)."""
+    _checked(heatmap, sample)
+    sample = protocol_sample(heatmap, sample, protocol)
+    if protocol.eval_grid == "centre_crop":
+        return _score_crop(heatmap, sample, protocol, backend, fast_threshold), sample
+    if protocol.interpolation == "nearest":
+        if prefers_pixels(heatmap):
+            return _score_pixels(heatmap, sample, protocol, backend), sample
+        return _score_cells(heatmap, sample, protocol, backend), sample
+    return _score_dense(heatmap, sample, protocol, backend), sample
 
 
 def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample]:
@@ -265,5 +408,6 @@ def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample
     return [s for s, _ in groups]
 
 
-__all__ = ["ExcludedSample", "apply_policy", "check_values", "prepare_values", "protocol_sample", "score",
-           "score_cells", "score_dense", "select_samples"]
+__all__ = ["ExcludedSample", "apply_policy", "check_values", "gmm_values", "is_exclusion", "prefers_pixels",
+           "prepare_values", "protocol_sample", "score", "score_cells", "score_dense", "score_pixels",
+           "score_with_boxes", "select_samples"]

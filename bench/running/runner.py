@@ -28,7 +28,14 @@ from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
-from ..evaluation.scoring import ExcludedSample, check_values, score, select_samples
+from ..evaluation.scoring import (
+    ExcludedSample,
+    check_values,
+    is_exclusion,
+    protocol_sample,
+    score_with_boxes,
+    select_samples,
+)
 from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
@@ -264,9 +271,10 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
-    itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad. Scores are also
-    taken from `logs` (shard logs), and new ones go to `write_log` [default: the run's log].
-    The ids of samples the protocol left out are added to `excluded`.
+    itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad, and their ids
+    added to `excluded`. Each row records the boxes the sample was scored against (`scored_boxes`,
+    after the protocol's `drop_boxes`). Scores are also taken from `logs` (shard logs), and new ones
+    go to `write_log` [default: the run's log].
     """
     fingerprint = protocol.fingerprint()
     done = rundir.read_scores(fingerprint, logs)
@@ -279,39 +287,45 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 advance(1)
                 continue
             entry = done.get(s.sample_id)
-            if entry is None:
-                try:
-                    values = score(load(s), s, protocol, backend)
-                except SampleError as exc:
-                    if not skip_bad and not isinstance(exc, ExcludedSample):
-                        raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
-                    skipped[s.sample_id] = exc.reason
-                    if isinstance(exc, ExcludedSample) and excluded is not None:
-                        excluded.add(s.sample_id)
-                    advance(1)
-                    continue
-                entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values}
-                pending.append(entry)
-                if len(pending) >= 200:
-                    rundir.append_scores(pending, write_log)
-                    pending = []
-            rows.append(sample_row(s, entry["scores"], protocol))
+            try:
+                if entry is None:
+                    values, scored = score_with_boxes(load(s), s, protocol, backend)
+                    entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values,
+                             "boxes": scored.boxes_json()}
+                    pending.append(entry)
+                    if len(pending) >= 200:
+                        rundir.append_scores(pending, write_log)
+                        pending = []
+                elif "boxes" not in entry:  # logged before the scored boxes were
+                    entry["boxes"] = (s.boxes_json() if protocol.drop_boxes == "none"
+                                      else protocol_sample(load(s), s, protocol).boxes_json())
+            except SampleError as exc:
+                if not skip_bad and not isinstance(exc, ExcludedSample):
+                    raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
+                skipped[s.sample_id] = exc.reason
+                if isinstance(exc, ExcludedSample) and excluded is not None:
+                    excluded.add(s.sample_id)
+                advance(1)
+                continue
+            rows.append(sample_row(s, entry["scores"], protocol, entry["boxes"]))
             advance(1)
     if pending:
         rundir.append_scores(pending, write_log)
     return samples_table(rows, protocol), time.perf_counter() - start
 
 
-def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol) -> dict:
-    """One row of a samples table: the sample's fields, then the protocol's metric columns."""
+def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, scored_boxes: str) -> dict:
+    """One row of a samples table: the sample's fields, the boxes it was scored against (JSON), then
+    the protocol's metric columns."""
     return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
             "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
-            **{c: scores[c] for c in protocol.columns}}
+            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns}}
 
 
 def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
     """The samples table (samples.csv) of rows made by `sample_row`."""
-    columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", *protocol.columns]
+    columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
+               *protocol.columns]
     return pd.DataFrame(list(rows), columns=columns)
 
 
@@ -329,6 +343,7 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"
+    record["n_excluded"] = sum(is_exclusion(item["reason"]) for item in record.get("skipped", []))
     rundir.write_run(record)
     if rundir.scores_log.is_file():
         rundir.scores_log.unlink()
