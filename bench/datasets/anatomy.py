@@ -161,6 +161,26 @@ def _side_for(position: int, marks: list[tuple[int, str]]) -> str | None:
     return after[0] if after else None
 
 
+def names_location(phrase: str, rules: AnatomyRules | None = None) -> bool:
+    """Whether a phrase says where its finding is: a side or bilateral word ("left pneumothorax",
+    "bibasilar"), a midline region ("cardiac silhouette"), a region cue that implies its side
+    ("retrocardiac", "lingula"), a whole-lung word ("pulmonary edema") or a pathology whose region
+    needs no side ("cardiomegaly"). "pleural effusion" or "basilar atelectasis" alone do not: a
+    zone of unnamed side is no location (as the paper's curation drops them)."""
+    rules = rules or load_rules()
+    words = _words(phrase)
+    marks = _sides_at(words, rules)
+    regions = _match(words, rules.regions)
+    if any(cue.target not in SIDED_REGIONS for _, cue in regions):
+        return True
+    pathologies = [cue for _, cue in _match(words, rules.pathologies)]
+    if any(cue.region and cue.region not in SIDED_REGIONS for cue in pathologies):
+        return True
+    if marks or any(cue.side for _, cue in regions):
+        return True
+    return any(cue.target == "lung" for _, cue in regions)
+
+
 def parse_phrase(phrase: str, rules: AnatomyRules | None = None) -> Finding:
     """(locations, pathology) of a finding phrase, e.g. "small right apical pneumothorax" ->
     (right_apical_zone,), "pneumothorax".
