@@ -70,7 +70,7 @@ def test_phantom_train_phrases_give_triplets_on_their_side():
 
 class _FakeRadGraph:
     def __call__(self, texts):
-        assert texts == ["small effusion at the left base"]
+        assert texts == ["Small effusion at the left base"]
         return {"0": {"entities": {"1": {"tokens": "effusion", "label": "Observation::definitely present"},
                                    "2": {"tokens": "left", "label": "Anatomy::definitely present"},
                                    "3": {"tokens": "base", "label": "Anatomy::definitely present"}}}}
