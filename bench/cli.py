@@ -252,6 +252,24 @@ def tune_lut_cmd(
     typer.echo(f"{len(lut.gaussians)} locations from {counts['boxes']} boxes of {counts['images']} images written to {out}")
 
 
+@tune_app.command("anatomy")
+def tune_anatomy_cmd(
+    spec: str = typer.Option(..., "--spec", help="Tuning spec: a built-in name (anatomy_ldm, anatomy_phantom) or a TOML path."),
+    out: Path = typer.Option(..., "--out", help="Output folder: the codebook, losses.csv, loss_curve.png, tune.json, checkpoints/ (an existing one resumes)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of the method's checkpoints (as for bench run)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ..."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="The method's architecture with random weights (smoke tests, timing)."),
+) -> None:
+    """Tune the location-token codebook of an anatomy_ldm method; writes the file its adapter reads."""
+    from .methods.ldm.anatomy_tune import CodebookTuner
+    from .methods.ldm.tune_spec import load_tune_spec
+
+    tuner = CodebookTuner(load_tune_spec(spec), out, device=device, random_weights=random_weights, weights=weights)
+    result = tuner.run()
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final.items())
+    typer.echo(f"codebook after {result.steps} steps written to {result.codebook} ({losses}; {result.seconds:.0f} s)")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:

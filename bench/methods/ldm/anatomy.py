@@ -79,12 +79,26 @@ def load_codebook(path: Path, dim: int, rules: AnatomyRules | None = None) -> Co
     return _check(Codebook(keys, embeddings.float()), rules, dim, str(path))
 
 
-def save_codebook(codebook: Codebook, path: Path) -> None:
-    """Write a codebook in the format `load_codebook` reads."""
-    from safetensors.torch import save_file
+def save_codebook(codebook: Codebook, path: Path, provenance: dict | None = None) -> None:
+    """Write a codebook atomically in the format `load_codebook` reads (with `provenance`, JSON, inside)."""
+    from safetensors.torch import save
 
-    save_file({"embeddings": codebook.embeddings.contiguous().float()}, str(path),
-              metadata={"locations": json.dumps(list(codebook.keys))})
+    from ...core import atomic
+
+    metadata = {"locations": json.dumps(list(codebook.keys))}
+    if provenance is not None:
+        metadata["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+    atomic.write_bytes(Path(path), save({"embeddings": codebook.embeddings.detach().cpu().contiguous().float()},
+                                        metadata=metadata))
+
+
+def codebook_provenance(path: Path) -> dict | None:
+    """The training provenance stored in a codebook file, if any."""
+    from safetensors.torch import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("provenance")
+    return json.loads(raw) if raw else None
 
 
 def random_codebook(dim: int, seed: int = 0, std: float = 0.02, rules: AnatomyRules | None = None) -> Codebook:
