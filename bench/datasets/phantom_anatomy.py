@@ -1,8 +1,9 @@
 """The phantom's anatomy as boxes of the 27 anatomical locations, from the generator's own geometry.
 
 Lung locations are parts of each lung ellipse, cut in its unit-disc coordinates (a across,
-positive towards the lateral chest wall; b down, -1 apex, +1 base): zones are bands of b, the apex
-its top, the hilum its medial middle, the costophrenic angle its lateral base, the hemidiaphragm its
+positive towards the lateral chest wall; b down, -1 apex, +1 base): zones are bands of b around
+the heights where the generator puts a zone's findings, the apex its top, the hilum the medial
+middle where it puts perihilar findings, the costophrenic angle its lateral base, the hemidiaphragm its
 lowest part. Midline structures are rectangles of the chest frame (u across, v down, both 0..1),
 the cardiac silhouette is the heart ellipse. Boxes are tight around the interior points, so the
 table built from them (`phantom_lut`) is exact for the generator: no annotation enters it.
@@ -17,16 +18,19 @@ import numpy as np
 
 from ..core.samples import Box
 from .anatomy_lut import AnatomyLut, box_gaussian, build_lut
-from .phantom import Case, Ellipse, make_case
+from .phantom import _ZONE_B, Case, Ellipse, make_case
 
+#: lung zones: bands of b around the generator's own zone centres (`_ZONE_B`), split half-way between them
+_CUTS = ((_ZONE_B["upper"] + _ZONE_B["mid"]) / 2, (_ZONE_B["mid"] + _ZONE_B["lower"]) / 2)
+_HALF = _CUTS[0] - _ZONE_B["upper"]
 #: lung parts: (a_lateral, b) -> inside, on the unit disc of the lung
 _LUNG_PARTS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "lung": lambda a, b: np.ones_like(a, dtype=bool),
-    "upper_lung_zone": lambda a, b: b < -1 / 3,
-    "mid_lung_zone": lambda a, b: (b >= -1 / 3) & (b < 1 / 3),
-    "lower_lung_zone": lambda a, b: b >= 1 / 3,
+    "upper_lung_zone": lambda a, b: (b >= _ZONE_B["upper"] - _HALF) & (b < _CUTS[0]),
+    "mid_lung_zone": lambda a, b: (b >= _CUTS[0]) & (b < _CUTS[1]),
+    "lower_lung_zone": lambda a, b: (b >= _CUTS[1]) & (b < _ZONE_B["lower"] + 0.3),
     "apical_zone": lambda a, b: b < -0.7,
-    "hilar_structures": lambda a, b: (a < -0.35) & (np.abs(b + 0.05) < 0.3),
+    "hilar_structures": lambda a, b: (a > -0.8) & (a < 0.1) & (np.abs(b + 0.05) < 0.35),  # perihilar findings sit at a = -0.35
     "costophrenic_angle": lambda a, b: (a > 0.25) & (b > 0.55),
     "hemidiaphragm": lambda a, b: b > 0.8,
 }
