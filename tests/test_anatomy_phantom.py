@@ -15,7 +15,7 @@ from bench.methods.ldm.anatomy import codebook_provenance, load_codebook
 from bench.methods.ldm.settings import METHODS_DIR
 from bench.methods.specs import apply_overrides, load_method_spec
 
-CODEBOOK = METHODS_DIR / "phantom_ldm" / "anatomy_codebook.safetensors"
+CODEBOOK = METHODS_DIR / "phantom_anatomy" / "anatomy_codebook.safetensors"
 
 
 @pytest.fixture(scope="module", autouse=True)
