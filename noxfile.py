@@ -35,3 +35,4 @@ def perf(session: nox.Session) -> None:
     """Speed measured side by side in one run (ratios, not timed tests); posargs go to perf_ldm.py."""
     session.run(PY, "benchmarks/perf_scoring.py")
     session.run(PY, "benchmarks/perf_ldm.py", *session.posargs)
+    session.run(PY, "benchmarks/perf_tune.py")

@@ -1,4 +1,4 @@
-"""The `bench` command line: list, dataset, run, score, compare, leaderboard."""
+"""The `bench` command line: list, dataset, run, score, compare, leaderboard, tune."""
 
 from __future__ import annotations
 
@@ -327,6 +327,46 @@ def leaderboard_cmd(
         return
     written = leaderboard.write(built, out)
     typer.echo(f"{len(built.texts) + len(built.figures)} files in {out} ({written} written)")
+
+
+tune_app = typer.Typer(no_args_is_help=True, help="Train what a method needs and nobody published "
+                       "(the anatomy_ldm location codebook and its anatomical priors).")
+app.add_typer(tune_app, name="tune")
+
+
+@tune_app.command("lut")
+@_resumable
+def tune_lut_cmd(
+    gold: Path = typer.Option(..., "--gold", help="Chest ImaGenome gold-standard box table (CSV: image_id, bbox_name, x1, y1, x2, y2)."),
+    out: Path = typer.Option(..., "--out", help="TOML file to write the anatomical prior table to."),
+    coordinate_size: float = typer.Option(224.0, "--coordinate-size", help="Side of the square frame the corners are given on (without image_width/image_height columns)."),
+) -> None:
+    """Build the location -> Gaussian table of anatomy_ldm from anatomical boxes (mu = centre, sigma = side / 6)."""
+    from .datasets.anatomy_lut import build_lut, read_imagenome_gold, save_lut
+
+    records, counts = read_imagenome_gold(gold, coordinate_size)
+    lut = build_lut(records, provenance={"source": f"Chest ImaGenome gold standard ({gold.name})", **counts})
+    save_lut(lut, out)
+    typer.echo(f"{len(lut.gaussians)} locations from {counts['boxes']} boxes of {counts['images']} images written to {out}")
+
+
+@tune_app.command("anatomy")
+@_resumable
+def tune_anatomy_cmd(
+    spec: str = typer.Option(..., "--spec", help="Tuning spec: a built-in name (anatomy_ldm, anatomy_phantom) or a TOML path."),
+    out: Path = typer.Option(..., "--out", help="Output folder: the codebook, losses.csv, loss_curve.png, tune.json, checkpoints/ (an existing one resumes)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of the method's checkpoints (as for bench run)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ..."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="The method's architecture with random weights (smoke tests, timing)."),
+) -> None:
+    """Tune the location-token codebook of an anatomy_ldm method; writes the file its adapter reads."""
+    from .methods.ldm.anatomy_tune import CodebookTuner
+    from .methods.ldm.tune_spec import load_tune_spec
+
+    tuner = CodebookTuner(load_tune_spec(spec), out, device=device, random_weights=random_weights, weights=weights)
+    result = tuner.run()
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final.items())
+    typer.echo(f"codebook after {result.steps} steps written to {result.codebook} ({losses}; {result.seconds:.0f} s)")
 
 
 INTERRUPTED = "interrupted; run the same command again to resume"

@@ -19,6 +19,8 @@ DATASETS: dict[str, str] = {
     "phantom": "bench.datasets.phantom:PhantomDataset",
     "chestx-ray14": "bench.datasets.chestxray14:ChestXray14Dataset",
     "ms-cxr": "bench.datasets.ms_cxr:MsCxrDataset",
+    "ms-cxr-loc": "bench.datasets.ms_cxr_loc:MsCxrLocDataset",
+    "vindr-cxr": "bench.datasets.vindr_cxr:VindrCxrDataset",
 }
 
 

@@ -6,7 +6,8 @@ Location of a sample: `params.location` when set (e.g. `--set location=right_api
 uses the placeholder tokens (the method), "words" the plain location names with no codebook (the
 prompt format alone). `params.read_tokens` picks the prompt part whose attention makes the map:
 "location", "pathology" or "both". The codebook file is `weights.codebook` (relative to --weights,
-else to `weights.local_dir`); with --random-weights a seeded random codebook of the right shape.
+else to `weights.local_dir`, else to `weights.package_dir`); with --random-weights a seeded random
+codebook of the right shape. `bench tune anatomy` writes such a file.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class AnatomyLdmMethod(LdmMethod):
         path = Path(self.codebook_file or "location_codebook.safetensors").expanduser()
         if path.is_absolute():
             return path
-        base = self.context.weights or self.settings.local_dir or Path.cwd()
+        base = self.context.weights or self.settings.local_dir or self.settings.package_dir or Path.cwd()
         return Path(base) / path
 
     def prepare(self, dataset: Dataset | None = None) -> None:

@@ -1,0 +1,58 @@
+"""The shipped phantom codebook: anatomy_phantom_ldm reads it, and its location tokens steer the map."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bench.datasets.anatomy import load_rules
+from bench.datasets.phantom import PhantomDataset, flip_side
+from bench.methods import RunContext, backend_class
+from bench.methods.ldm.anatomy import codebook_provenance, load_codebook
+from bench.methods.ldm.settings import METHODS_DIR
+from bench.methods.specs import apply_overrides, load_method_spec
+
+CODEBOOK = METHODS_DIR / "phantom_anatomy" / "anatomy_codebook.safetensors"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, before))
+    yield
+    torch.set_num_threads(before)
+
+
+def test_shipped_codebook_fits_the_phantom_model_and_records_its_training():
+    book = load_codebook(CODEBOOK, 64)
+    assert book.keys == load_rules().keys
+    record = codebook_provenance(CODEBOOK)
+    assert record["method"] == "anatomy_phantom_ldm" and record["spec"]["name"] == "anatomy_phantom"
+    assert record["data"]["dataset"] == "phantom" and record["data"]["split"] == "train"
+    assert record["random_weights"] is False
+
+
+def _left_share(values: np.ndarray) -> float:
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64)) - np.nanmin(values)
+    half = v.shape[1] // 2
+    return float(v[:, :half].sum() / max(v.sum(), 1e-12))
+
+
+@pytest.mark.parametrize("tokens", ["codebook"])
+def test_swapping_the_location_moves_the_map_across(tmp_path, tokens):
+    dataset = PhantomDataset(tmp_path, {"n_test": "32", "n_train": "0"})
+    tests = [s for s in dataset.samples() if s.split == "test" and s.extra["side"] in ("right", "left")]
+    spec = apply_overrides(load_method_spec("anatomy_phantom_ldm"), [f"location_tokens={tokens}"])
+    method = backend_class(spec["backend"])(spec, RunContext(batch_size=8))
+    method.prepare(dataset)
+    maps = method.heatmaps(tests, dataset)
+    flipped = method.heatmaps([dataclasses.replace(s, phrase=flip_side(s.phrase)) for s in tests], dataset)
+    assert all("<left_" in f.meta["prompt"] or "<right_" in f.meta["prompt"] for f in flipped)
+    moved = 0
+    for s, h, f in zip(tests, maps, flipped):
+        toward_left = s.extra["side"] == "left"  # the prompt now names the patient's right: the image's left
+        moved += (_left_share(f.values) > _left_share(h.values)) == toward_left
+    assert len(tests) >= 15 and moved == len(tests)

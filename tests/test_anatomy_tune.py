@@ -1,0 +1,117 @@
+"""The codebook tuner: the losses of eqs. 2-4, the spec file, and a short seeded, resumable run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.core.errors import BenchError
+from bench.datasets.anatomy import load_rules
+from bench.methods.ldm.anatomy import codebook_provenance, load_codebook
+from bench.methods.ldm.anatomy_tune import CodebookTuner, diversity_loss, localisation_loss
+from bench.methods.ldm.tune_spec import load_tune_spec
+
+
+def test_diversity_loss_is_the_mean_squared_cosine_of_token_pairs():
+    a = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])  # tokens: e1, e2, (e1 + e2)
+    # cos(1,2) = 0, cos(1,3) = cos(2,3) = 1/sqrt(2): six ordered pairs, squares 0, 0.5, 0.5 twice each
+    assert float(diversity_loss(a)) == pytest.approx((0 + 0.5 + 0.5) * 2 / 6)
+    assert float(diversity_loss(a[:, :1])) == 0.0
+
+
+def test_localisation_loss_uses_the_stop_gradient_target():
+    attention = torch.tensor([[0.2, 0.4], [0.6, 0.2], [0.0, 0.2]], requires_grad=True)  # 3 positions, 2 tokens
+    gaussian = torch.tensor([1.0, 0.5, 0.0])
+    loss = localisation_loss(attention, gaussian, alpha=0.1, epsilon=1e-5)
+    a_sp = torch.tensor([0.3, 0.4, 0.1])
+    target = torch.tensor([0.3 + 0.1, 0.4 + 0.05, 0.0])  # outside G > eps the target is 0
+    expected = 1 - float(a_sp @ target) / (float(a_sp.norm()) * float(target.norm()))
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    loss.backward()  # the gradient flows through A_sp only, not through the target
+    a = a_sp.clone().requires_grad_(True)
+    (1 - torch.nn.functional.cosine_similarity(a, target, dim=0)).backward()
+    assert torch.allclose(attention.grad, a.grad[:, None].expand(3, 2) / 2)
+
+
+def _spec(tmp_path: Path, **train) -> Path:
+    extra = "\n".join(f"{k} = {v}" for k, v in train.items())
+    path = tmp_path / "tiny.toml"
+    path.write_text(f"""
+method = "anatomy_phantom_ldm"
+[data]
+options = {{ n_train = "3", n_test = "0" }}
+parser = "rules"
+[train]
+steps = 2
+batch = 1
+lr = 0.01
+{extra}
+[diffusion]
+num_inference_steps = 10
+steps = [4]
+[output]
+checkpoint_every = 1
+""")
+    return path
+
+
+def test_spec_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlearning_rate = 1\n")
+    with pytest.raises(BenchError, match="unknown field train.learning_rate"):
+        load_tune_spec(bad)
+    bad.write_text("[train]\nbatch = 'two'\n")
+    with pytest.raises(BenchError, match="train.batch = 'two' should be a int"):
+        load_tune_spec(bad)
+    bad.write_text("[train]\noptimizer = 'lbfgs'\n")
+    with pytest.raises(BenchError, match="not one of adam, adamw, sgd"):
+        load_tune_spec(bad)
+    with pytest.raises(BenchError, match="unknown tuning spec 'nope'"):
+        load_tune_spec("nope")
+    paper = load_tune_spec("anatomy_ldm")
+    assert (paper.train["batch"], paper.train["lr"], paper.train["alpha"], paper.train["epsilon"],
+            paper.diffusion["num_inference_steps"], paper.diffusion["steps"]) == (1, 1e-4, 0.1, 1e-5, 100, "30:60")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tune")
+    spec = load_tune_spec(_spec(tmp))
+    tuner = CodebookTuner(spec, tmp / "out", device="cpu")
+    return tmp, spec, tuner, tuner.run(progress=False)
+
+
+def test_tuned_codebook_is_what_anatomy_ldm_reads_with_its_provenance(tiny_run):
+    tmp, spec, tuner, result = tiny_run
+    assert result.codebook.name == "anatomy_codebook.safetensors"
+    book = load_codebook(result.codebook, 64)
+    assert book.keys == load_rules().keys and book.embeddings.shape == (27, 64)
+    record = codebook_provenance(result.codebook)
+    assert record["spec"]["train"]["lr"] == 0.01 and record["seed"] == 0
+    assert record["data"]["parser"].startswith("rules") and record["data"]["counts"]["triplets"] == 3
+    assert record["lut"]["provenance"]["source"].startswith("phantom generator")
+    assert record["timesteps_read"] == [501] and set(record["versions"]) >= {"torch", "bench"}
+    assert (tmp / "out" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (tmp / "out" / "losses.csv").read_text().splitlines()
+    assert lines[0] == "step,loss,diversity,localisation" and len(lines) == 3
+
+
+def test_only_the_trained_rows_move_and_a_resumed_run_matches(tiny_run):
+    tmp, spec, tuner, result = tiny_run
+    first = load_codebook(result.codebook, 64)
+    init = tuner._initial_codebook(tuner.method.models.text).embeddings
+    moved = (first.embeddings - init).abs().sum(dim=1) > 0
+    used = {k for step in (0, 1) for i in tuner.batch_indices(step) for k in tuner.triplets[i].locations}
+    assert {k for k, m in zip(first.keys, moved) if m} == used
+    # resume: keep only the first checkpoint, rerun, get the same codebook
+    for ck in (tmp / "out" / "checkpoints").glob("step-0000002.pt"):
+        ck.unlink()
+    again = CodebookTuner(spec, tmp / "out", device="cpu").run(progress=False)
+    assert torch.equal(load_codebook(again.codebook, 64).embeddings, first.embeddings)
+    other = load_tune_spec(_spec(tmp, alpha=0.5))
+    with pytest.raises(BenchError, match="checkpoints of another tuning spec"):
+        CodebookTuner(other, tmp / "out", device="cpu").run(progress=False)
+    assert math.isfinite(result.final["loss"])
