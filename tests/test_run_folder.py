@@ -297,3 +297,17 @@ def test_two_processes_on_one_out(tmp_path: Path) -> None:
             assert p.returncode == 2 and err.strip().count("\n") == 0, err
             assert f"is in use by bench process {other.pid}" in err
     _same_results(alone, out)
+
+
+def test_a_folder_holding_only_the_lock_counts_as_empty_while_its_owner_record_is_written(tmp_path: Path) -> None:
+    """Another process may be between writing and renaming the lock's owner record."""
+    from bench.running.lock import is_empty
+    from bench.running.rundir import RunDir
+
+    (tmp_path / ".lock").write_text("")
+    (tmp_path / ".lock.owner.k2j4x.tmp").write_text("{}")
+    assert is_empty(tmp_path)
+    (tmp_path / "shards").mkdir()
+    assert RunDir(tmp_path).holds_only_shards()
+    (tmp_path / ".samples.csv.a1.tmp").write_text("")
+    assert not is_empty(tmp_path) and not RunDir(tmp_path).holds_only_shards()

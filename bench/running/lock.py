@@ -28,6 +28,12 @@ LOCK_NAME = ".lock"
 OWNER_NAME = ".lock.owner"
 #: names of the lock's own files, which do not count as run contents
 LOCK_FILES = frozenset({LOCK_NAME, OWNER_NAME})
+
+
+def is_lock_file(name: str) -> bool:
+    """The lock's own files, the owner record's atomic-write temporary included (another process
+    may be writing it while this one looks at the folder)."""
+    return name in LOCK_FILES or (name.startswith(f"{OWNER_NAME}.") and name.endswith(".tmp"))
 #: seconds a second process waits for the lock before it refuses
 WAIT_S = 5.0
 
@@ -48,7 +54,7 @@ def check_folder(root: Path, flag: str = "--out") -> None:
 
 def is_empty(root: Path) -> bool:
     """True when the folder is missing or holds nothing but the lock's own files."""
-    return not root.is_dir() or all(p.name in LOCK_FILES for p in root.iterdir())
+    return not root.is_dir() or all(is_lock_file(p.name) for p in root.iterdir())
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..core import atomic
 from ..core.errors import BenchError
-from .lock import LOCK_FILES
+from .lock import is_lock_file
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -93,7 +93,7 @@ class RunDir:
 
     def holds_only_shards(self) -> bool:
         """True when the folder holds nothing but shard results (heatmaps/ and shards/)."""
-        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards", *LOCK_FILES)
+        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards") or is_lock_file(p.name)
                                                     for p in self.root.iterdir())
 
     def read_run(self) -> dict | None:
