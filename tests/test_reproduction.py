@@ -150,3 +150,15 @@ def test_the_committed_guide_names_every_headline_dataset() -> None:
     guide = load_guide(REPO / "reported")
     head = load_reported(REPO / "reported")
     assert set(head.loc[head["headline"] == "yes", "dataset"]) <= set(guide["datasets"])
+
+
+def test_a_reproduce_command_carries_the_options_its_dataset_and_method_need() -> None:
+    from bench.leaderboard.reproduction import load_guide, run_command
+
+    guide = load_guide(REPO / "reported")
+    vindr = run_command("biovil", "vindr-cxr", "vilouras2025", guide)
+    assert ("`bench run --method biovil --dataset vindr-cxr --protocol vilouras2025 --data-root VINDR_CXR "
+            "-O lut=CHEST_IMAGENOME_LUT.toml --out runs/vindr-cxr/vilouras2025/biovil`") in vindr
+    ldm = run_command("ldm_frozen", "vindr-cxr", "vilouras2025", guide)
+    assert "-O lut=CHEST_IMAGENOME_LUT.toml --weights MONAI_CXR_LDM_BUNDLE --out" in ldm
+    assert "-O lut" not in run_command("biovil", "ms-cxr", "vilouras2024", guide)

@@ -23,7 +23,7 @@ GUIDE = "reproduction.toml"
 
 
 def load_guide(reported: Path) -> dict:
-    """`reported/reproduction.toml` (datasets: data_root, access; methods: args, blocker); empty when absent."""
+    """`reported/reproduction.toml` (datasets: data_root, args, access; methods: args, blocker); empty when absent."""
     path = Path(reported) / GUIDE
     if not path.is_file():
         return {"datasets": {}, "methods": {}}
@@ -36,7 +36,7 @@ def load_guide(reported: Path) -> dict:
         raise BenchError(f"{path}: unknown table {unknown[0]!r} (known: datasets, methods)")
     from ..reporting.reported import DATASETS, known_method
 
-    fields = {"datasets": ("data_root", "access"), "methods": ("args", "blocker")}
+    fields = {"datasets": ("data_root", "args", "access"), "methods": ("args", "blocker")}
     for part, known in (("datasets", DATASETS), ("methods", None)):
         for name, entry in data.get(part, {}).items():
             if (name not in known) if known is not None else not known_method(name):
@@ -51,7 +51,8 @@ def load_guide(reported: Path) -> dict:
 def run_command(method: str, dataset: str, protocol: str, guide: dict) -> str:
     """The `bench run` that reproduces a number, then the `--add` that commits it."""
     root = guide["datasets"].get(dataset, {}).get("data_root", "DATA_ROOT")
-    extra = guide["methods"].get(method, {}).get("args", "")
+    extra = " ".join(a for a in (guide["datasets"].get(dataset, {}).get("args", ""),
+                                 guide["methods"].get(method, {}).get("args", "")) if a)
     out = f"runs/{dataset}/{protocol}/{method}"
     run = f"bench run --method {method} --dataset {dataset} --protocol {protocol} --data-root {root}"
     return f"`{run}{' ' + extra if extra else ''} --out {out}` then `bench leaderboard --add {out}`"
