@@ -400,14 +400,21 @@ def _ordered(skipped: dict[str, str], samples: Sequence[Sample]) -> list[dict]:
     return [{"sample_id": k, "reason": skipped[k]} for k in keys]
 
 
-def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
-    """One shard: its heatmaps into heatmaps/, its scores and state under shards/; no tables."""
-    t0 = time.perf_counter()
+def _load(req: RunRequest) -> tuple[dict, type, Protocol, Dataset, list[Sample], list[Sample]]:
+    """The request's method spec (overrides applied), backend class, protocol, dataset, and its
+    samples: every one, and the protocol's set (after --limit)."""
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
     backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
+    return spec, backend, protocol, dataset, everything, chosen
+
+
+def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
+    """One shard: its heatmaps into heatmaps/, its scores and state under shards/; no tables."""
+    t0 = time.perf_counter()
+    spec, backend, protocol, dataset, everything, chosen = _load(req)
     part = {s.sample_id for s in shards.select(chosen, shard)}
     skipped: dict[str, str] = {}
     valid = validate_all(chosen, req.skip_bad, skipped, dataset)  # the whole set: a method may fit on it
@@ -457,11 +464,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
 def _run_whole(req: RunRequest) -> RunResult:
     """The whole sample set in this process, taking over every result complete shards left."""
     t0 = time.perf_counter()
-    spec = apply_overrides(load_method_spec(req.method), req.overrides)
-    backend = method_backend(spec, method_spec_file(req.method).label)
-    protocol = load_protocol(req.protocol)
-    dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
-    everything, chosen = eval_samples(dataset, protocol, req.limit)
+    spec, backend, protocol, dataset, everything, chosen = _load(req)
     rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
     with locked(rundir.root):  # held from the identity check to the last table
         return _run_whole_locked(req, t0, spec, backend, protocol, dataset, everything, chosen, rundir)
