@@ -242,3 +242,14 @@ def test_a_typo_in_the_params_of_a_model_spec_is_refused_before_any_model_loads(
     assert r.code == 2 and r.err.count("\n") == 1
     assert f"{path}: unknown field 'params.num_inference_step' (known: antialias, architecture," in r.err
     assert "num_inference_steps, " in r.err and not (tmp_path / "run").exists()
+
+
+def test_a_registered_class_of_the_wrong_kind_is_one_line() -> None:
+    from bench.core.errors import BenchError
+    from bench.core.registry import resolve
+    from bench.datasets.base import Dataset
+
+    with pytest.raises(BenchError) as info:
+        resolve({"odd": "bench.core.samples:Sample"}, "odd", "dataset", None, Dataset)
+    assert str(info.value) == "dataset 'odd' (bench.core.samples.Sample) is not a bench Dataset subclass"
+    assert resolve({"ok": "bench.datasets.phantom:PhantomDataset"}, "ok", "dataset", None, Dataset).name == "phantom"

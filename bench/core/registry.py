@@ -38,8 +38,10 @@ def registered(table: Mapping[str, str], group: str | None) -> dict[str, str]:
     return {**extra, **table}
 
 
-def resolve(table: Mapping[str, str], name: str, label: str, group: str | None = None) -> type:
-    """Import the class registered as `module:attr` under `name`; BenchError naming the known ones."""
+def resolve(table: Mapping[str, str], name: str, label: str, group: str | None = None,
+            base: type | None = None) -> type:
+    """Import the class registered as `module:attr` under `name`; BenchError naming the known ones,
+    or when the class is not a subclass of `base`."""
     extra = plugins(group) if group else {}
     if name in table and name in extra and extra[name] != table[name]:
         raise BenchError(f"{label} {name!r} is built in and also registered by an installed package "
@@ -58,7 +60,7 @@ def resolve(table: Mapping[str, str], name: str, label: str, group: str | None =
             if package is None:
                 raise
             raise BenchError(models_message(package, f"{label} {name!r}")) from None
-        return getattr(loaded, attr)
+        return _checked_subclass(getattr(loaded, attr), name, label, base)
     try:  # a plugin: its import problems are the user's to fix, so one line names it
         found = importlib.import_module(module)
         for part in attr.split(".") if attr else []:
@@ -67,4 +69,10 @@ def resolve(table: Mapping[str, str], name: str, label: str, group: str | None =
         raise BenchError(f"{label} {name!r} ({target}, entry-point group {group}) cannot be loaded: {exc}") from None
     if not isinstance(found, type):
         raise BenchError(f"{label} {name!r} ({target}) is not a class")
-    return found
+    return _checked_subclass(found, name, label, base)
+
+
+def _checked_subclass(cls: type, name: str, label: str, base: type | None) -> type:
+    if base is not None and not issubclass(cls, base):
+        raise BenchError(f"{label} {name!r} ({cls.__module__}.{cls.__name__}) is not a bench {base.__name__} subclass")
+    return cls

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from ..core.errors import BenchError
 from ..core.registry import registered, resolve
 from .base import Dataset
 
@@ -26,10 +25,7 @@ DATASETS: dict[str, str] = {
 
 def dataset_class(name: str) -> type[Dataset]:
     """The class registered under `name` (built in or by an installed package); BenchError for an unknown name."""
-    cls = resolve(DATASETS, name, "dataset", ENTRY_POINTS)
-    if not issubclass(cls, Dataset):
-        raise BenchError(f"dataset {name!r} ({cls.__module__}.{cls.__name__}) is not a bench Dataset subclass")
-    return cls
+    return resolve(DATASETS, name, "dataset", ENTRY_POINTS, Dataset)
 
 
 def dataset_names() -> list[str]:

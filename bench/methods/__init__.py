@@ -6,7 +6,6 @@ Installed packages add backends under the entry-point group `bench.backends`
 
 from __future__ import annotations
 
-from ..core.errors import BenchError
 from ..core.registry import registered, resolve
 from ..core.specs import check_fields
 from .base import Method, RunContext
@@ -25,10 +24,7 @@ BACKENDS: dict[str, str] = {
 
 def backend_class(name: str) -> type[Method]:
     """The Method subclass registered under backend `name` (built in or by an installed package)."""
-    cls = resolve(BACKENDS, name, "backend", ENTRY_POINTS)
-    if not issubclass(cls, Method):
-        raise BenchError(f"backend {name!r} ({cls.__module__}.{cls.__name__}) is not a bench Method subclass")
-    return cls
+    return resolve(BACKENDS, name, "backend", ENTRY_POINTS, Method)
 
 
 def backend_names() -> list[str]:
