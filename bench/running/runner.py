@@ -213,7 +213,7 @@ def _check_resumable(rundir: RunDir, config: dict) -> dict | None:
         return None
     if previous.get("config") != config:
         old = previous.get("config", {})
-        if {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in config.items() if k != "limit"}:
+        if shards.differs_only_in_limit(old, config):
             raise BenchError(f"--out {rundir.root} holds a run with {_said_limit(old.get('limit'))}, this one has "
                              f"{_said_limit(config['limit'])}: a run's sample set is part of its identity; "
                              "choose another --out")

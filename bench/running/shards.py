@@ -170,12 +170,17 @@ def read_records(root: Path) -> dict[Shard, dict]:
     return out
 
 
+def differs_only_in_limit(old: dict, new: dict) -> bool:
+    """Two run configurations that are the same run but for `--limit` (so another sample set)."""
+    return {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in new.items() if k != "limit"}
+
+
 def check_compatible(records: dict[Shard, dict], config: dict, root: Path) -> None:
     """Refuse shard results of another method, dataset, protocol or seed."""
     for shard, rec in records.items():
         if rec.get("config") != config:
             old = rec.get("config", {})
-            if {k: v for k, v in old.items() if k != "limit"} == {k: v for k, v in config.items() if k != "limit"}:
+            if differs_only_in_limit(old, config):
                 raise BenchError(f"--out {root} holds shard {shard} of a run on a different sample set (--limit "
                                  f"{old.get('limit')}, this one {config.get('limit')}); run the merge with the "
                                  "shards' options, or choose another --out")
