@@ -26,6 +26,7 @@ from ..core import atomic
 from ..core.errors import BenchError
 from ..core.geometry import Geometry
 from .anatomy import AnatomyRules, load_rules
+from .tables import read_csv, require_columns
 
 FORMAT = 1
 PHANTOM_LUT_FILE = Path(__file__).resolve().parent / "anatomy_lut_phantom.toml"
@@ -142,18 +143,11 @@ def read_imagenome_gold(csv: Path, coordinate_size: float = 224.0,
     ("right lower lung zone"); boxes of other names (devices, "right atrium") are skipped and
     counted; a box with no area is an error naming its row.
     """
-    import pandas as pd
 
     rules = rules or load_rules()
-    try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise BenchError(f"cannot read {csv}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    table = read_csv(csv)
     table.columns = [c.strip() for c in table.columns]
-    for col in GOLD_COLUMNS:
-        if col not in table.columns:
-            raise BenchError(f"{csv}: missing column {col!r} (a Chest ImaGenome gold box table has "
-                             f"{', '.join(GOLD_COLUMNS)})")
+    require_columns(table, csv, GOLD_COLUMNS, f"a Chest ImaGenome gold box table has {', '.join(GOLD_COLUMNS)}")
     sized = "image_width" in table.columns and "image_height" in table.columns
     names = {loc.name: loc.key for loc in rules.locations}
     records, skipped = [], 0

@@ -20,6 +20,7 @@ import pandas as pd
 from ..core.errors import BenchError
 from ..core.samples import Box, Sample
 from .base import Dataset
+from .tables import read_csv
 
 CSV_NAME = "BBox_List_2017.csv"
 #: size of every released ChestX-ray14 image: the boxes are given in its pixels
@@ -79,10 +80,7 @@ def read_box_list(csv: Path) -> pd.DataFrame:
     """
     if not csv.is_file():
         raise BenchError(f"{csv} not found (expected the ChestX-ray14 box list {CSV_NAME})")
-    try:
-        raw = pd.read_csv(csv, header=None, dtype=str, skip_blank_lines=True, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise BenchError(f"cannot read {csv}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    raw = read_csv(csv, header=None, skip_blank_lines=True)
     if raw.shape[1] < 6:
         raise BenchError(f"{csv}: expected 6 columns (Image Index, Finding Label, x, y, w, h), found {raw.shape[1]}")
     raw = raw.apply(lambda col: col.str.strip())

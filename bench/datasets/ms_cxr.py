@@ -18,6 +18,7 @@ import pandas as pd
 from ..core.errors import BenchError
 from ..core.samples import Box, Sample
 from .base import Dataset
+from .tables import read_csv, require_columns
 
 COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
 NUMERIC = ("x", "y", "w", "h", "image_width", "image_height")
@@ -55,15 +56,9 @@ def find_csv(root: Path, depth: int = 3) -> Path | None:
 
 def read_table(csv: Path) -> pd.DataFrame:
     """The CSV with its columns checked; BenchError naming the file and the column at fault."""
-    try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BenchError(f"cannot read {csv}: {reason}") from None
+    table = read_csv(csv)
     table.columns = [c.strip() for c in table.columns]
-    for col in COLUMNS:
-        if col not in table.columns:
-            raise BenchError(f"{csv}: missing column {col!r}")
+    require_columns(table, csv, COLUMNS)
     for col in ("dicom_id", "path", "category_name", *NUMERIC):
         table[col] = table[col].str.strip()
     for col in COLUMNS:

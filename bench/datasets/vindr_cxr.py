@@ -26,6 +26,7 @@ from .anatomy import build_prompt, load_rules
 from .anatomy_lut import box_gaussian, load_lut
 from .base import Dataset
 from .images import read_grayscale
+from .tables import read_csv, require_columns
 
 COLUMNS = ("image_id", "class_name", "x_min", "y_min", "x_max", "y_max")
 CLASSES = {"atelectasis": "atelectasis", "cardiomegaly": "cardiomegaly", "consolidation": "consolidation",
@@ -107,14 +108,9 @@ class VindrCxrDataset(Dataset):
         lut = load_lut(Path(self.options["lut"]).expanduser())
         rules = load_rules()
         csv = self.csv_path()
-        try:
-            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise BenchError(f"cannot read {csv}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        table = read_csv(csv)
         table.columns = [c.strip() for c in table.columns]
-        for col in COLUMNS:
-            if col not in table.columns:
-                raise BenchError(f"{csv}: missing column {col!r}")
+        require_columns(table, csv, COLUMNS)
         table = table[table["class_name"].str.strip().str.lower().isin(CLASSES)]
         for col in COLUMNS[2:]:
             values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)

@@ -26,6 +26,7 @@ from typing import Iterable, Protocol, Sequence
 from ...core.errors import BenchError
 from ...core.samples import Sample
 from ...datasets.anatomy import AnatomyRules, build_prompt, load_rules, names_location, parse_phrase
+from ...datasets.tables import read_csv, require_columns
 
 CURATION_FILE = Path(__file__).resolve().parent / "anatomy_curation.toml"
 ANAT_DP = ("Anatomy::definitely present", "ANAT-DP")
@@ -238,15 +239,9 @@ def reports_from_samples(samples: Iterable[Sample]) -> list[Report]:
 
 def read_reports(csv: Path) -> list[Report]:
     """The reports table; BenchError naming the file and the column or row at fault."""
-    import pandas as pd
 
-    try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise BenchError(f"cannot read {csv}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    for col in ("image_path", "category", "report"):
-        if col not in table.columns:
-            raise BenchError(f"{csv}: missing column {col!r} (a reports table has image_path, category, report)")
+    table = read_csv(csv)
+    require_columns(table, csv, ("image_path", "category", "report"), "a reports table has image_path, category, report")
     out = []
     for i, row in enumerate(table.itertuples(index=False), start=1):
         if not row.image_path.strip() or not row.category.strip():
