@@ -12,12 +12,14 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.methods.ldm.anatomy import (
-    Codebook,
     build_prompt,
+    codebook_provenance,
     explicit_locations,
+    initial_codebook,
     inject_codebook,
     load_codebook,
     load_rules,
+    location_vocabulary,
     parse_phrase,
     prompt_positions,
     random_codebook,
@@ -123,10 +125,10 @@ def test_rules_hold_27_distinct_locations_with_sides():
 
 def test_prompt_is_location_then_pathology():
     assert build_prompt(["right_apical_zone"], "pneumothorax") == \
-        ("<right_apical_zone> pneumothorax", "<right_apical_zone>")
-    prompt, where = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis", tokens=False)
+        ("right apical zone pneumothorax", ("right apical zone",))
+    prompt, names = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis")
     assert prompt == "right lower lung zone and left lower lung zone atelectasis"
-    assert where == "right lower lung zone and left lower lung zone"
+    assert names == ("right lower lung zone", "left lower lung zone")
 
 
 # ---------------------------------------------------------------- codebook
@@ -154,58 +156,126 @@ def _tiny_clip(tmp_path: Path):
     return tokenizer, CLIPTextModel(config).eval()
 
 
+def _tiny_bert(tmp_path: Path, words: list[str]):
+    """A whole-word BERT tokenizer over `words` and a one-layer BERT with random weights."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=DIM, intermediate_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, max_position_embeddings=32)
+    return tokenizer, BertModel(config).eval()
+
+
+def test_location_vocabulary_is_the_tokens_of_the_location_names(tmp_path):
+    clip, _ = _tiny_clip(tmp_path)
+    tokens = location_vocabulary(clip)
+    # character-level BPE: every letter of the names, word-final letters as their own tokens
+    assert tokens[:6] == ("r", "i", "g", "h", "t</w>", "l")
+    assert set(tokens) == {t for loc in load_rules().locations for w in loc.name.split() for t in clip.tokenize(w)}
+    bert, _ = _tiny_bert(tmp_path, ["right", "left", "lung", "lower", "atelectasis"])
+    words = location_vocabulary(bert)
+    # known words are their own tokens; unknown ones stand as themselves, once, in order of first use
+    assert words[:5] == ("right", "lung", "upper", "zone", "mid")
+    assert len(words) == len({w for loc in load_rules().locations for w in loc.name.split()}) == 24
+
+
+def test_untuned_codebook_gives_exactly_the_plain_word_prompt(tmp_path):
+    tokenizer, encoder = _tiny_bert(tmp_path, ["right", "left", "lung", "lower", "atelectasis"])
+    prompt, _ = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis")
+    plain_ids = tokenizer(prompt)["input_ids"]
+    with torch.no_grad():
+        plain = encoder(torch.tensor([plain_ids])).last_hidden_state
+    rows = encoder.get_input_embeddings().weight.shape[0]
+    ids = inject_codebook(tokenizer, encoder, initial_codebook(tokenizer, encoder))
+    # "zone" was [UNK]: now a token of its own, whose row starts at [UNK]'s; "and" stays [UNK]
+    assert tokenizer.tokenize(prompt) == ["right", "lower", "lung", "zone", "[UNK]", "left", "lower", "lung", "zone",
+                                          "atelectasis"]
+    assert ids["right"] == tokenizer.convert_tokens_to_ids("right") and ids["zone"] >= rows
+    coded_ids = tokenizer(prompt)["input_ids"]
+    assert coded_ids != plain_ids
+    with torch.no_grad():
+        coded = encoder(torch.tensor([coded_ids])).last_hidden_state
+    assert torch.equal(coded, plain)
+    # a pathology word that contains a location word is not split by the added tokens
+    assert tokenizer.tokenize("ozone") == ["[UNK]"]
+
+
 def test_codebook_injection_changes_exactly_the_location_token_embeddings(tmp_path):
-    tokenizer, encoder = _tiny_clip(tmp_path)
+    tokenizer, encoder = _tiny_bert(tmp_path, ["right", "left", "lung", "lower", "and", "atelectasis"])
     before = encoder.get_input_embeddings().weight.detach().clone()
-    plain_ids = tokenizer("atelectasis")["input_ids"]
-    codebook = random_codebook(DIM, seed=3)
+    tokens = location_vocabulary(tokenizer)
+    codebook = random_codebook(tokens, DIM, seed=3)
     ids = inject_codebook(tokenizer, encoder, codebook)
     after = encoder.get_input_embeddings().weight.detach()
+    known = {"right", "left", "lung", "lower"}
+    assert {t for t, i in ids.items() if i < before.shape[0]} == known
+    assert after.shape == (before.shape[0] + len(tokens) - len(known), DIM)
+    untouched = [i for i in range(before.shape[0]) if i not in ids.values()]
+    assert torch.equal(after[untouched], before[untouched])
+    assert torch.equal(after[[ids[t] for t in codebook.tokens]], codebook.embeddings)
 
-    assert sorted(ids.values()) == list(range(before.shape[0], before.shape[0] + 27))
-    assert after.shape == (before.shape[0] + 27, DIM)
-    assert torch.equal(after[: before.shape[0]], before)
-    assert torch.equal(after[[ids[k] for k in codebook.keys]], codebook.embeddings)
-    assert tokenizer("atelectasis")["input_ids"] == plain_ids
-
-    prompt, where = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis")
+    prompt, names = build_prompt(["right_lower_lung_zone", "left_lower_lung_zone"], "atelectasis")
     input_ids = tokenizer(prompt)["input_ids"]
-    positions = prompt_positions(tokenizer, where, "atelectasis", 77)
-    assert positions["location"] == [1, 2]
-    assert [input_ids[p] for p in positions["location"]] == [ids["right_lower_lung_zone"], ids["left_lower_lung_zone"]]
-    assert input_ids[positions["pathology"][0]:positions["pathology"][-1] + 1] == plain_ids[1:-1]
-    assert positions["both"] == positions["location"] + positions["pathology"]
+    positions = prompt_positions(tokenizer, names, "atelectasis", 77)
+    assert positions["location"] == [1, 2, 3, 4, 6, 7, 8, 9]  # position 5 is the binding "and"
+    assert positions["pathology"] == [10] and input_ids[10] == tokenizer.convert_tokens_to_ids("atelectasis")
+    assert positions["both"] == list(range(1, 11))  # the whole phrase, "and" included
+    assert prompt_positions(tokenizer, names, "atelectasis", 8)["location"] == [1, 2, 3, 4, 6]  # the end token at 7
 
     embed = encoder.get_input_embeddings()
     first = embed(torch.tensor([input_ids])).detach()[0]
-    other = random_codebook(DIM, seed=4)
-    inject_codebook(tokenizer, encoder, other)
-    assert encoder.get_input_embeddings().weight.shape[0] == before.shape[0] + 27
+    inject_codebook(tokenizer, encoder, random_codebook(tokens, DIM, seed=4))
+    assert encoder.get_input_embeddings().weight.shape == after.shape  # injecting again adds nothing
     second = embed(torch.tensor([input_ids])).detach()[0]
     changed = [i for i in range(len(input_ids)) if not torch.equal(first[i], second[i])]
     assert changed == positions["location"]
-    with torch.no_grad():
-        hidden = encoder(torch.tensor([input_ids])).last_hidden_state[0]
-    assert hidden.shape == (len(input_ids), DIM)
+    with pytest.raises(BenchError, match="not the 24 location tokens of this text encoder's tokenizer"):
+        inject_codebook(tokenizer, encoder, random_codebook(tokens[:-1] + ("elbow",), DIM))
+    with pytest.raises(BenchError, match="rows are 8-d, the text encoder's tokens are 16-d"):
+        inject_codebook(tokenizer, encoder, random_codebook(tokens, 8))
+
+
+def test_codebook_positions_with_a_subword_tokenizer(tmp_path):
+    tokenizer, encoder = _tiny_clip(tmp_path)
+    prompt, names = build_prompt(["right_lung"], "edema")
+    ids = inject_codebook(tokenizer, encoder, initial_codebook(tokenizer, encoder))
+    assert encoder.get_input_embeddings().weight.shape[0] == len(tokenizer)  # CLIP knows every piece: nothing added
+    positions = prompt_positions(tokenizer, names, "edema", 77)
+    input_ids = tokenizer(prompt)["input_ids"]
+    assert positions["location"] == list(range(1, 10))  # r i g h t</w> l u n g</w>
+    assert [input_ids[p] for p in positions["location"]] == [ids[t] for t in tokenizer.tokenize("right lung")]
+    assert positions["pathology"] == list(range(10, 15))
 
 
 def test_codebook_file_round_trip_and_one_line_errors(tmp_path):
-    codebook = random_codebook(DIM, seed=1)
+    codebook = random_codebook(("right", "lung", "zone"), DIM, seed=1)
     path = tmp_path / "codebook.safetensors"
-    save_codebook(codebook, path)
+    save_codebook(codebook, path, {"seed": 1})
     loaded = load_codebook(path, DIM)
-    assert loaded.keys == codebook.keys
+    assert loaded.tokens == codebook.tokens
     assert torch.equal(loaded.embeddings, codebook.embeddings)
+    assert codebook_provenance(path) == {"seed": 1}
 
     with pytest.raises(BenchError) as missing:
         load_codebook(tmp_path / "absent.safetensors", 1024)
     message = str(missing.value)
-    assert "absent.safetensors not found" in message and "27 x 1024" in message and "\n" not in message
+    assert "absent.safetensors not found" in message and "R x 1024" in message and "\n" not in message
+    assert "bench tune anatomy" in message
     with pytest.raises(BenchError, match="16-d, the text encoder's tokens are 1024-d"):
         load_codebook(path, 1024)
-    short = Codebook(codebook.keys[:-1] + ("right_elbow",), codebook.embeddings)
-    save_codebook(short, tmp_path / "short.safetensors")
-    with pytest.raises(BenchError, match="differ from the 27 known ones"):
+    from safetensors.torch import save_file
+
+    save_file({"embeddings": torch.zeros(27, DIM)}, str(tmp_path / "old.safetensors"),
+              metadata={"locations": json.dumps(list(load_rules().keys))})
+    with pytest.raises(BenchError, match="not a location-token codebook \\(no 'tokens' metadata") as old:
+        load_codebook(tmp_path / "old.safetensors", DIM)
+    assert "\n" not in str(old.value)
+    save_file({"embeddings": torch.zeros(2, DIM)}, str(tmp_path / "short.safetensors"),
+              metadata={"tokens": json.dumps(["right", "lung", "zone"])})
+    with pytest.raises(BenchError, match="do not hold one row per token \\(3\\)"):
         load_codebook(tmp_path / "short.safetensors", DIM)
     (tmp_path / "junk.safetensors").write_bytes(b"not a codebook")
     with pytest.raises(BenchError, match="not a location-token codebook"):
@@ -213,11 +283,12 @@ def test_codebook_file_round_trip_and_one_line_errors(tmp_path):
 
 
 def test_random_codebook_has_the_right_shape_and_seed():
-    a, b, c = random_codebook(1024, seed=0), random_codebook(1024, seed=0), random_codebook(1024, seed=1)
-    assert a.embeddings.shape == (27, 1024)
+    tokens = ("right", "lung")
+    a, b, c = random_codebook(tokens, 1024, seed=0), random_codebook(tokens, 1024, seed=0), random_codebook(tokens, 1024, seed=1)
+    assert a.embeddings.shape == (2, 1024) and a.tokens == tokens
     assert torch.equal(a.embeddings, b.embeddings)
     assert not torch.equal(a.embeddings, c.embeddings)
-    assert 0.015 < float(a.embeddings.std()) < 0.025
+    assert 0.01 < float(a.embeddings.std()) < 0.03
 
 
 # ---------------------------------------------------------------- anatomy_ldm end to end
@@ -278,11 +349,12 @@ def test_anatomy_ldm_random_weights_end_to_end(bench_cli, tmp_path):
             prompts[(folder.name, path.stem)] = (heatmap.meta["prompt"], heatmap.meta["tokens"])
     # phantom-test-00000: "small right lower lobe atelectasis"; -00001: "enlarged cardiac silhouette"
     prompt, tokens = prompts[("parsed", "phantom-test-00000")]
-    assert prompt == "<right_lower_lung_zone> atelectasis"
+    assert prompt == "right lower lung zone atelectasis"
     assert tokens[0] == 1 and len(tokens) > 1
-    assert prompts[("parsed", "phantom-test-00001")][0] == "<cardiac_silhouette> cardiomegaly"
-    assert prompts[("explicit", "phantom-test-00000")] == ("<right_apical_zone> atelectasis", [1])
-    assert prompts[("explicit", "phantom-test-00001")] == ("<right_apical_zone> cardiomegaly", [1])
+    assert prompts[("parsed", "phantom-test-00001")][0] == "cardiac silhouette cardiomegaly"
+    # read_tokens=location: the three tokens right</w> apical</w> zone</w>
+    assert prompts[("explicit", "phantom-test-00000")] == ("right apical zone atelectasis", [1, 2, 3])
+    assert prompts[("explicit", "phantom-test-00001")] == ("right apical zone cardiomegaly", [1, 2, 3])
     first = Heatmap.load(parsed / "heatmaps" / "phantom-test-00000.npz").values
     other = Heatmap.load(explicit / "heatmaps" / "phantom-test-00000.npz").values
     assert np.abs(first - other).max() > 1e-3
@@ -328,4 +400,5 @@ def test_location_precedence_spec_then_sample_then_phrase():
     forced = method("location=right_costophrenic_angle+right_lung")
     assert forced.finding(annotated) == (("right_costophrenic_angle", "right_lung"), "pneumothorax")
     words = method("location_tokens=words")
-    assert words.prompt_for(plain) == "left apical zone pneumothorax"
+    # the codebook changes the location words' embeddings, not the prompt
+    assert words.prompt_for(plain) == parsed.prompt_for(plain) == "left apical zone pneumothorax"

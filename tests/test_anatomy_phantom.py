@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets.anatomy import load_rules
 from bench.datasets.phantom import PhantomDataset, flip_side
 from bench.methods import RunContext, backend_class
-from bench.methods.ldm.anatomy import codebook_provenance, load_codebook
+from bench.methods.ldm.anatomy import codebook_provenance, load_codebook, location_vocabulary
 from bench.methods.ldm.settings import METHODS_DIR
 from bench.methods.specs import apply_overrides, load_method_spec
 
@@ -27,8 +26,11 @@ def two_threads():
 
 
 def test_shipped_codebook_fits_the_phantom_model_and_records_its_training():
+    from transformers import BertTokenizer
+
     book = load_codebook(CODEBOOK, 64)
-    assert book.keys == load_rules().keys
+    tokenizer = BertTokenizer.from_pretrained(str(METHODS_DIR / "phantom_ldm" / "tokenizer"))
+    assert book.tokens == location_vocabulary(tokenizer) and book.embeddings.shape == (24, 64)
     record = codebook_provenance(CODEBOOK)
     assert record["method"] == "anatomy_phantom_ldm" and record["spec"]["name"] == "anatomy_phantom"
     assert record["data"]["dataset"] == "phantom" and record["data"]["split"] == "train"
@@ -50,7 +52,7 @@ def test_swapping_the_location_moves_the_map_across(tmp_path, tokens):
     method.prepare(dataset)
     maps = method.heatmaps(tests, dataset)
     flipped = method.heatmaps([dataclasses.replace(s, phrase=flip_side(s.phrase)) for s in tests], dataset)
-    assert all("<left_" in f.meta["prompt"] or "<right_" in f.meta["prompt"] for f in flipped)
+    assert all(f.meta["prompt"].startswith(("left ", "right ")) for f in flipped)
     moved = 0
     for s, h, f in zip(tests, maps, flipped):
         toward_left = s.extra["side"] == "left"  # the prompt now names the patient's right: the image's left

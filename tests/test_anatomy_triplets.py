@@ -6,6 +6,7 @@ import pytest
 
 from bench.core.errors import BenchError
 from bench.core.samples import Sample
+from bench.datasets.anatomy import build_prompt
 from bench.datasets.phantom import PhantomDataset
 from bench.methods.ldm.anatomy_triplets import (
     RadGraphParser,
@@ -34,7 +35,8 @@ def test_kept_sentences_name_the_label_without_negation_and_with_a_location():
     triplets, counts = curate([_report(text)])
     assert [(t.locations, t.pathology) for t in triplets] == [(("right_costophrenic_angle",), "pleural effusion")]
     assert counts["off_label"] == 2 and counts["negated_or_resolved"] == 1 and counts["no_location"] == 1
-    assert triplets[0].prompt() == ("<right_costophrenic_angle> pleural effusion", "<right_costophrenic_angle>")
+    assert build_prompt(triplets[0].locations, triplets[0].pathology) == (
+        "right costophrenic angle pleural effusion", ("right costophrenic angle",))
 
 
 def test_mirror_locations_of_one_report_merge_into_one_bilateral_prompt():

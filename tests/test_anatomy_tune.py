@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.datasets.anatomy import load_rules
-from bench.methods.ldm.anatomy import codebook_provenance, load_codebook
+from bench.methods.ldm.anatomy import codebook_provenance, load_codebook, location_vocabulary
 from bench.methods.ldm.anatomy_tune import CodebookTuner, diversity_loss, localisation_loss
 from bench.methods.ldm.tune_spec import load_tune_spec
 
@@ -88,7 +89,8 @@ def test_tuned_codebook_is_what_anatomy_ldm_reads_with_its_provenance(tiny_run):
     tmp, spec, tuner, result = tiny_run
     assert result.codebook.name == "anatomy_codebook.safetensors"
     book = load_codebook(result.codebook, 64)
-    assert book.keys == load_rules().keys and book.embeddings.shape == (27, 64)
+    # one row per word of the 27 location names (the phantom tokenizer's vocabulary is whole words)
+    assert book.tokens == location_vocabulary(tuner.method.models.text.tokenizer) and book.embeddings.shape == (24, 64)
     record = codebook_provenance(result.codebook)
     assert record["spec"]["train"]["lr"] == 0.01 and record["seed"] == 0
     assert record["data"]["parser"].startswith("rules") and record["data"]["counts"]["triplets"] == 3
@@ -102,10 +104,11 @@ def test_tuned_codebook_is_what_anatomy_ldm_reads_with_its_provenance(tiny_run):
 def test_only_the_trained_rows_move_and_a_resumed_run_matches(tiny_run):
     tmp, spec, tuner, result = tiny_run
     first = load_codebook(result.codebook, 64)
-    init = tuner._initial_codebook(tuner.method.models.text).embeddings
-    moved = (first.embeddings - init).abs().sum(dim=1) > 0
-    used = {k for step in (0, 1) for i in tuner.batch_indices(step) for k in tuner.triplets[i].locations}
-    assert {k for k, m in zip(first.keys, moved) if m} == used
+    moved = (first.embeddings - tuner.initial.embeddings).abs().sum(dim=1) > 0
+    rules = load_rules()
+    used = {word for step in (0, 1) for i in tuner.batch_indices(step) for key in tuner.triplets[i].locations
+            for word in rules.find(key).name.split()}
+    assert {t for t, m in zip(first.tokens, moved) if m} == used
     # resume: keep only the first checkpoint, rerun, get the same codebook
     for ck in (tmp / "out" / "checkpoints").glob("step-0000002.pt"):
         ck.unlink()
@@ -115,3 +118,36 @@ def test_only_the_trained_rows_move_and_a_resumed_run_matches(tiny_run):
     with pytest.raises(BenchError, match="checkpoints of another tuning spec"):
         CodebookTuner(other, tmp / "out", device="cpu").run(progress=False)
     assert math.isfinite(result.final["loss"])
+
+
+def _tiny_anatomy_ldm(tmp_path: Path) -> Path:
+    """anatomy_ldm's adapter (MONAI U-Net, CLIP text encoder, DDIM inversion) on the tiny MONAI and CLIP
+    configurations, as a spec file outside the package."""
+    from bench.methods.specs import method_spec_file
+
+    text = method_spec_file("anatomy_ldm").text()
+    text = re.sub(r"^layers = \[.*?\]$", 'layers = ["down_blocks.2.attentions.0", "middle_block.attention"]', text,
+                  flags=re.M | re.S)
+    for key, value in {"resize": "64", "crop": "64", "architecture": '"tiny_monai"',
+                       "text_config": '"ldm_config/text/tiny_clip.json"'}.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+    path = tmp_path / "anatomy_ldm.toml"
+    path.write_text(text)
+    return path
+
+
+def test_tuning_the_monai_clip_model_through_ddim_inversion(tmp_path):
+    adapter = _tiny_anatomy_ldm(tmp_path)
+    spec_file = _spec(tmp_path)
+    spec_file.write_text(spec_file.read_text().replace('method = "anatomy_phantom_ldm"', f'method = "{adapter}"'))
+    spec = load_tune_spec(spec_file)
+    tuner = CodebookTuner(spec, tmp_path / "out", device="cpu", random_weights=True)
+    assert tuner.method.settings.process == "invert" and tuner.method.models.text.kind == "clip"
+    # CLIP's BPE knows every location word: the rows are existing tokens, nothing is added
+    tokenizer = tuner.method.models.text.tokenizer
+    assert not set(tokenizer.added_tokens_encoder) & set(tuner.initial.tokens)
+    result = tuner.run(progress=False)
+    book = load_codebook(result.codebook)
+    assert book.tokens == location_vocabulary(tokenizer) and "right</w>" in book.tokens
+    assert (book.embeddings - tuner.initial.embeddings).abs().sum() > 0
+    assert math.isfinite(result.final["loss"]) and codebook_provenance(result.codebook)["process"] == "invert"

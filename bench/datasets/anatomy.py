@@ -2,8 +2,8 @@
 
 A finding phrase becomes (locations, pathology) by rules kept as data in `anatomy_locations.toml`:
 side words (the patient's side, radiological convention), region cues and pathology terms. The
-prompt is "{location} {pathology}": one placeholder token `<key>` per location (read from a learned
-codebook by `anatomy_ldm`) or the locations' plain names. Datasets that rewrite phrases into this
+prompt is "{location} {pathology}" with the locations' plain names (`anatomy_ldm` reads the
+location words' embeddings from a learned codebook). Datasets that rewrite phrases into this
 format (`ms-cxr-loc`, `vindr-cxr`) and the codebook tuner share these rules.
 """
 
@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 from ..core.errors import BenchError
 
+#: the word that binds the locations of one prompt ("right lower lung zone and left lower lung zone")
+JOINER = "and"
 LOCATIONS_FILE = Path(__file__).resolve().parent / "anatomy_locations.toml"
 SIDED_REGIONS = frozenset({"lung", "upper", "mid", "lower", "apical", "hilar", "costophrenic", "hemidiaphragm",
                            "clavicle"})
@@ -31,16 +33,12 @@ FILLER = frozenset({
 
 @dataclass(frozen=True)
 class Location:
-    """One codebook entry: key (row name, placeholder `<key>`), plain-words name, patient side, region."""
+    """One anatomical location: key, plain-words name (the prompt's words), patient side, region."""
 
     key: str
     name: str
     side: str
     region: str
-
-    @property
-    def token(self) -> str:
-        return f"<{self.key}>"
 
 
 @dataclass(frozen=True)
@@ -233,10 +231,9 @@ def explicit_locations(value: Any, rules: AnatomyRules | None = None) -> tuple[s
     return keys
 
 
-def build_prompt(locations: Sequence[str], pathology: str, rules: AnatomyRules | None = None,
-                 tokens: bool = True) -> tuple[str, str]:
-    """("{location} {pathology}", location part): placeholder tokens, or plain names joined by "and"."""
+def build_prompt(locations: Sequence[str], pathology: str,
+                 rules: AnatomyRules | None = None) -> tuple[str, tuple[str, ...]]:
+    """("{location} {pathology}", the location names): plain names joined by "and"."""
     rules = rules or load_rules()
-    found = [rules.find(key) for key in locations]
-    where = " ".join(loc.token for loc in found) if tokens else " and ".join(loc.name for loc in found)
-    return f"{where} {pathology}", where
+    names = tuple(rules.find(key).name for key in locations)
+    return f"{f' {JOINER} '.join(names)} {pathology}", names

@@ -22,7 +22,7 @@ def loc_sample(sample: Sample, rules=None) -> Sample | None:
     keys = parse_phrase(sample.phrase, rules).locations
     if not keys:
         return None
-    phrase, _ = build_prompt(keys, sample.category, rules, tokens=False)
+    phrase, _ = build_prompt(keys, sample.category, rules)
     extra = {**sample.extra, "location": "+".join(keys), "original_phrase": sample.phrase}
     return Sample(sample.sample_id, sample.image_path, sample.width, sample.height, sample.category, phrase,
                   sample.boxes, sample.split, extra)

@@ -142,7 +142,7 @@ class VindrCxrDataset(Dataset):
                     keys.append(key)
             if not keys:
                 keys = [lut.nearest(box_gaussian(0, 0, width, height, width, height))]
-            phrase, _ = build_prompt(keys, category, rules, tokens=False)
+            phrase, _ = build_prompt(keys, category, rules)
             sid = f"{image_id}-{category.replace(' ', '_')}"
             out.append(Sample(sid, str(path), width, height, category, phrase, tuple(boxes), "test",
                               {"image_id": image_id, "location": "+".join(keys)}))

@@ -1,10 +1,10 @@
 """The `anatomy_ldm` backend (Vilouras et al. 2025): the `ldm` backend with "{location} {pathology}"
-prompts whose location tokens take their input embeddings from a learned codebook.
+prompts whose location words take their input embeddings from a learned codebook.
 
 Location of a sample: `params.location` when set (e.g. `--set location=right_apical_zone`), else
 `sample.extra["location"]`, else parsed from the phrase. `params.location_tokens` = "codebook"
-uses the placeholder tokens (the method), "words" the plain location names with no codebook (the
-prompt format alone). `params.read_tokens` picks the prompt part whose attention makes the map:
+injects the codebook rows of the location words (the method), "words" leaves the text encoder as
+it is (the same prompt with the encoder's own embeddings). `params.read_tokens` picks the prompt part whose attention makes the map:
 "location", "pathology" or "both". The codebook file is `weights.codebook` (relative to --weights,
 else to `weights.local_dir`, else to `weights.package_dir`); with --random-weights a seeded random
 codebook of the right shape. `bench tune anatomy` writes such a file.
@@ -19,13 +19,14 @@ from ...core.samples import Sample
 from ...datasets.base import Dataset
 from ..base import RunContext
 from .anatomy import (
+    anatomy_prompt,
     build_prompt,
     explicit_locations,
     inject_codebook,
     load_codebook,
     load_rules,
+    location_vocabulary,
     parse_phrase,
-    prompt_positions,
     random_codebook,
 )
 from .method import LdmMethod
@@ -55,7 +56,6 @@ class AnatomyLdmMethod(LdmMethod):
             explicit_locations(self.location, self.rules)
         self.codebook_file = str(spec.get("weights", {}).get("codebook", ""))
         self.location_ids: dict[str, int] = {}
-        self._parts: dict[str, tuple[str, str]] = {}
 
     def codebook_path(self) -> Path:
         """Where the codebook file is looked for."""
@@ -71,17 +71,18 @@ class AnatomyLdmMethod(LdmMethod):
             return
         use_codebook = self.location_tokens == "codebook"
         if use_codebook and not self.context.random_weights and not self.codebook_path().is_file():
-            load_codebook(self.codebook_path(), 0, self.rules)
+            load_codebook(self.codebook_path())
         super().prepare(dataset)
         if not use_codebook:
             return
         text = self.models.text
         dim = int(text.model.get_input_embeddings().embedding_dim)
         if self.context.random_weights:
-            codebook = random_codebook(dim, seed=self.context.seed, rules=self.rules)
+            codebook = random_codebook(location_vocabulary(text.tokenizer, self.rules), dim, seed=self.context.seed)
         else:
-            codebook = load_codebook(self.codebook_path(), dim, self.rules)
-        self.location_ids = inject_codebook(text.tokenizer, text.model, codebook)
+            codebook = load_codebook(self.codebook_path(), dim)
+        self.location_ids = inject_codebook(text.tokenizer, text.model, codebook, self.rules,
+                                            source=str(self.codebook_path()))
         text._cache.clear()
 
     def finding(self, sample: Sample) -> tuple[tuple[str, ...], str]:
@@ -96,19 +97,13 @@ class AnatomyLdmMethod(LdmMethod):
 
     def prompt_for(self, sample: Sample) -> str:
         keys, pathology = self.finding(sample)
-        text, where = build_prompt(keys, pathology, self.rules, tokens=self.location_tokens == "codebook")
-        prompt = self.settings.prompt.format(phrase=text)
-        self._parts[prompt] = (where, pathology)
-        return prompt
+        return self.settings.prompt.format(phrase=build_prompt(keys, pathology, self.rules)[0])
 
     def tokens_for(self, sample: Sample, prompt: str) -> list[int]:
-        where, pathology = self._parts[prompt]
-        tokenizer = self.models.text.tokenizer
-        prefix = prompt[:prompt.index(where)].strip()
-        shift = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
-        limit = self.settings.text_max_length
-        positions = [p + shift for p in prompt_positions(tokenizer, where, pathology, limit)[self.read_tokens]
-                     if p + shift < limit - 1]
+        keys, pathology = self.finding(sample)
+        _, positions = anatomy_prompt(self.settings.prompt, keys, pathology, self.models.text.tokenizer,
+                                      self.settings.text_max_length, self.rules)
+        positions = positions[self.read_tokens]
         if not positions:
             raise SampleError(sample.sample_id, f"no {self.read_tokens} token left in {prompt!r}")
         return positions

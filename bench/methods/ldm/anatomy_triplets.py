@@ -25,7 +25,7 @@ from typing import Iterable, Protocol, Sequence
 
 from ...core.errors import BenchError
 from ...core.samples import Sample
-from ...datasets.anatomy import AnatomyRules, build_prompt, load_rules, names_location, parse_phrase
+from ...datasets.anatomy import AnatomyRules, load_rules, names_location, parse_phrase
 from ...datasets.tables import read_csv, require_columns
 
 CURATION_FILE = Path(__file__).resolve().parent / "anatomy_curation.toml"
@@ -155,9 +155,6 @@ class Triplet:
     locations: tuple[str, ...]
     pathology: str
     sentence: str
-
-    def prompt(self, rules: AnatomyRules | None = None, tokens: bool = True) -> tuple[str, str]:
-        return build_prompt(self.locations, self.pathology, rules, tokens=tokens)
 
 
 def sentences(text: str) -> list[str]:

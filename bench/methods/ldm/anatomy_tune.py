@@ -1,9 +1,10 @@
 """Tuning the location-token codebook of `anatomy_ldm` (Vilouras et al. 2025, section 3.3).
 
 The method's own model is loaded frozen (autoencoder, U-Net, text encoder); the only trainable
-tensor is the codebook, K x D, one row per location, initialised from the text encoder's token
-embeddings of each location's plain name. An embedding hook puts the codebook rows in place of the
-placeholder tokens, so gradients reach them through the text encoder. Per training image:
+tensor is the codebook, R x D, one row per (sub-)token of the location names (`anatomy.py`),
+initialised from the text encoder's own embeddings of those tokens, so training starts exactly at
+the plain-word prompt. An embedding hook puts the codebook rows in place of the table's rows of
+those tokens, so gradients reach them through the text encoder. Per training image:
 
 1. the latent (posterior mean) and the latents of the read steps, under no gradient: independent
    q-samples for `noise_gt`, the guidance-driven DDIM walk for `invert` and `sample` (with the
@@ -47,7 +48,14 @@ from ...datasets.anatomy import load_rules
 from ...datasets.anatomy_lut import PHANTOM_LUT_FILE, AnatomyLut, load_lut
 from ...datasets.images import read_grayscale
 from ..base import RunContext
-from .anatomy import Codebook, inject_codebook, prompt_positions, save_codebook
+from .anatomy import (
+    Codebook,
+    anatomy_prompt,
+    initial_codebook,
+    inject_codebook,
+    random_codebook,
+    save_codebook,
+)
 from .anatomy_triplets import Triplet, curate, make_parser, read_reports, reports_from_samples
 from .capture import AttentionEvent, CrossAttentionCapture
 from .preprocess import crop_geometry, image_tensor, posterior
@@ -180,14 +188,13 @@ class CodebookTuner:
             part.requires_grad_(False)
             part.eval()
         text = models.text
+        self.initial = self._initial_codebook(text)
+        self.ids = inject_codebook(text.tokenizer, text.model, self.initial, self.rules)
         self.embedding = text.model.get_input_embeddings()
-        init = self._initial_codebook(text)
-        self.ids = inject_codebook(text.tokenizer, text.model, init)
-        self.embedding = text.model.get_input_embeddings()
-        self.codebook = torch.nn.Parameter(init.embeddings.clone().to(self.device))
+        self.codebook = torch.nn.Parameter(self.initial.embeddings.clone().to(self.device))
         lookup = torch.full((self.embedding.num_embeddings,), -1, dtype=torch.long)
-        for row, key in enumerate(init.keys):
-            lookup[self.ids[key]] = row
+        for row, token in enumerate(self.initial.tokens):
+            lookup[self.ids[token]] = row
         self.lookup = lookup.to(self.device)
         self.embedding.register_forward_hook(self._substitute)
         self.read = method.settings.step_selection().resolve(method._loop_timesteps())
@@ -195,19 +202,12 @@ class CodebookTuner:
         return method
 
     def _initial_codebook(self, text) -> Codebook:
-        """Rows from the text encoder's own embeddings: the mean over each location name's tokens
-        (unknown-word tokens left out when the name has others), or seeded N(0, 0.02^2) rows."""
-        table = self.embedding.weight.detach().cpu().float()
+        """The text encoder's own rows of the location tokens (`initial_codebook`), or seeded
+        N(0, 0.02^2) rows."""
+        init = initial_codebook(text.tokenizer, text.model, self.rules)
         if self.spec.train["init"] == "random":
-            g = torch.Generator().manual_seed(self.spec.train["seed"])
-            return Codebook(self.rules.keys, torch.randn(len(self.rules.keys), table.shape[1], generator=g) * 0.02)
-        unk = getattr(text.tokenizer, "unk_token_id", None)
-        rows = []
-        for loc in self.rules.locations:
-            ids = text.tokenizer(loc.name, add_special_tokens=False)["input_ids"]
-            known = [i for i in ids if i != unk] or ids
-            rows.append(table[torch.tensor(known)].mean(dim=0))
-        return Codebook(self.rules.keys, torch.stack(rows))
+            return random_codebook(init.tokens, init.dim, seed=self.spec.train["seed"])
+        return init
 
     def _substitute(self, module, inputs, output):
         ids = inputs[0]
@@ -298,14 +298,10 @@ class CodebookTuner:
         rng = np.random.default_rng([tr["seed"], 29, step])
         latents = []
         for t in batch:
-            prompt, where = t.prompt(self.rules)
-            prompt = s.prompt.format(phrase=prompt)
-            prefix = prompt[:prompt.index(where)].strip()
-            shift = len(text.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
-            pos = [p + shift for p in prompt_positions(text.tokenizer, where, t.pathology, s.text_max_length)["both"]
-                   if p + shift < s.text_max_length - 1]
+            prompt, pos = anatomy_prompt(s.prompt, t.locations, t.pathology, text.tokenizer, s.text_max_length,
+                                         self.rules)
             prompts.append(prompt)
-            positions.append(pos)
+            positions.append(pos["location"] + pos["pathology"])  # the losses leave out the binding "and"
             mean, std, geometry = self._latent(t)
             latents.append(mean)
             grids = {layer.resolution(tuple(mean.shape[-2:])) for layer in m.layers}
@@ -411,7 +407,7 @@ class CodebookTuner:
         seconds = time.perf_counter() - began
         record = self.provenance(tr["steps"], history, seconds)
         codebook_path = self.out / self.codebook_name
-        save_codebook(Codebook(self.rules.keys, self.codebook.detach().cpu()), codebook_path, record)
+        save_codebook(Codebook(self.initial.tokens, self.codebook.detach().cpu()), codebook_path, record)
         write_losses(history, self.out / "losses.csv")
         plot_losses(history, self.out / "loss_curve.png", f"{spec.name}: {spec.method}")
         atomic.write_text(self.out / "tune.json", json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
