@@ -55,7 +55,7 @@ def test_imagenome_gold_table_gives_one_lut_gaussian_per_location(tmp_path):
     rows = [f"img1,{n},56,56,112,168" for n in names] + [f"img2,{n},0,0,224,224" for n in names]
     rows.append("img2,cavoatrial junction,1,1,5,5")
     records, counts = read_imagenome_gold(_gold_csv(tmp_path, rows))
-    assert counts == {"images": 2, "boxes": 54, "skipped_boxes": 1}
+    assert counts == {"images": 2, "boxes": 54, "skipped_boxes": 1, "corners": "x1, y1, x2, y2"}
     lut = build_lut(records)
     (g,) = lut["right_lower_lung_zone"]
     # img1: centre (84, 112)/224, sides 56, 112; img2: centre 0.5, sides 224
@@ -69,6 +69,13 @@ def test_imagenome_reader_uses_image_size_columns_and_names_bad_rows(tmp_path):
     header = "image_id,bbox_name,x1,y1,x2,y2,image_width,image_height"
     records, _ = read_imagenome_gold(_gold_csv(tmp_path, ["a,trachea,100,0,200,300,1000,600"], header))
     assert records[0][1].mu_x == pytest.approx(0.15) and records[0][1].sigma_y == pytest.approx(0.5 / 6)
+    # the released table's columns: the original-pixel corners win over the padded 224 frame
+    header = ("image_id,x1,y1,x2,y2,width,height,bbox_name,annot_id,original_x1,original_x2,original_y1,"
+              "original_y2,original_width,original_height,annotator,coord224,coord_original")
+    row = "d.dcm,10,20,60,120,50,100,trachea,1,100,200,0,300,1000,600,a,x,y"
+    records, counts = read_imagenome_gold(_gold_csv(tmp_path, [row], header))
+    assert records[0][1].mu_x == pytest.approx(0.15) and records[0][1].sigma_y == pytest.approx(0.5 / 6)
+    assert counts["corners"].startswith("original_x1")
     with pytest.raises(BenchError, match="missing column 'x2'"):
         read_imagenome_gold(_gold_csv(tmp_path, ["a,trachea,1,1,1"], "image_id,bbox_name,x1,y1,y2"))
     with pytest.raises(BenchError, match="data row 2"):

@@ -137,9 +137,12 @@ def read_imagenome_gold(csv: Path, coordinate_size: float = 224.0,
                         rules: AnatomyRules | None = None) -> tuple[list[tuple[str, Gaussian]], dict]:
     """(location key, Gaussian) per box of a Chest ImaGenome gold-standard box table, and counts.
 
-    Columns: image_id, bbox_name, x1, y1, x2, y2; with image_width and image_height columns the
-    corners are pixels of that image, else of a `coordinate_size` square (Chest ImaGenome's boxes
-    are given on its 224 x 224 resized frame). Box names are matched to locations by name
+    Columns: image_id, bbox_name, x1, y1, x2, y2. The released table (1.0.0) also has the corners
+    in the original image's pixels (original_x1, original_y1, original_x2, original_y2 with
+    original_width and original_height): those are used when present, since x1 ... y2 lie on a
+    224 x 224 frame that pads the image to a square. Otherwise, with image_width and image_height
+    columns the corners are pixels of that image, else of a `coordinate_size` square. Box names are
+    matched to locations by name
     ("right lower lung zone"); boxes of other names (devices, "right atrium") are skipped and
     counted; a box with no area is an error naming its row.
     """
@@ -148,7 +151,13 @@ def read_imagenome_gold(csv: Path, coordinate_size: float = 224.0,
     table = read_csv(csv)
     table.columns = [c.strip() for c in table.columns]
     require_columns(table, csv, GOLD_COLUMNS, f"a Chest ImaGenome gold box table has {', '.join(GOLD_COLUMNS)}")
-    sized = "image_width" in table.columns and "image_height" in table.columns
+    original = ("original_x1", "original_y1", "original_x2", "original_y2", "original_width", "original_height")
+    if set(original) <= set(table.columns):
+        columns = original
+    elif {"image_width", "image_height"} <= set(table.columns):
+        columns = ("x1", "y1", "x2", "y2", "image_width", "image_height")
+    else:
+        columns = ("x1", "y1", "x2", "y2")
     names = {loc.name: loc.key for loc in rules.locations}
     records, skipped = [], 0
     for i, row in enumerate(table.itertuples(index=False), start=1):
@@ -157,13 +166,13 @@ def read_imagenome_gold(csv: Path, coordinate_size: float = 224.0,
             skipped += 1
             continue
         try:
-            corners = [float(getattr(row, c)) for c in ("x1", "y1", "x2", "y2")]
-            size = (float(row.image_width), float(row.image_height)) if sized else (coordinate_size, coordinate_size)
-            records.append((key, box_gaussian(*corners, *size)))
+            values = [float(getattr(row, c)) for c in columns]
+            records.append((key, box_gaussian(*values, *([coordinate_size] * (6 - len(values))))))
         except ValueError as exc:
             raise BenchError(f"{csv}: data row {i}: {exc}") from None
     images = table["image_id"].nunique()
-    return records, {"images": int(images), "boxes": len(records), "skipped_boxes": skipped}
+    return records, {"images": int(images), "boxes": len(records), "skipped_boxes": skipped,
+                     "corners": ", ".join(columns)}
 
 
 # ---- the file ------------------------------------------------------------------------------------
