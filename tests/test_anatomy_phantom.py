@@ -43,18 +43,47 @@ def _left_share(values: np.ndarray) -> float:
     return float(v[:, :half].sum() / max(v.sum(), 1e-12))
 
 
-@pytest.mark.parametrize("tokens", ["codebook"])
-def test_swapping_the_location_moves_the_map_across(tmp_path, tokens):
-    dataset = PhantomDataset(tmp_path, {"n_test": "32", "n_train": "0"})
-    tests = [s for s in dataset.samples() if s.split == "test" and s.extra["side"] in ("right", "left")]
+def _method(tokens: str):
     spec = apply_overrides(load_method_spec("anatomy_phantom_ldm"), [f"location_tokens={tokens}"])
-    method = backend_class(spec["backend"])(spec, RunContext(batch_size=8))
-    method.prepare(dataset)
-    maps = method.heatmaps(tests, dataset)
-    flipped = method.heatmaps([dataclasses.replace(s, phrase=flip_side(s.phrase)) for s in tests], dataset)
+    return backend_class(spec["backend"])(spec, RunContext(batch_size=8))
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> PhantomDataset:
+    return PhantomDataset(tmp_path_factory.mktemp("phantom"), {"n_test": "32", "n_train": "0"})
+
+
+@pytest.fixture(scope="module")
+def tuned(phantom):
+    method = _method("codebook")
+    method.prepare(phantom)
+    return method
+
+
+def test_swapping_the_location_moves_the_map_across(phantom, tuned):
+    tests = [s for s in phantom.samples() if s.split == "test" and s.extra["side"] in ("right", "left")]
+    maps = tuned.heatmaps(tests, phantom)
+    flipped = tuned.heatmaps([dataclasses.replace(s, phrase=flip_side(s.phrase)) for s in tests], phantom)
     assert all(f.meta["prompt"].startswith(("left ", "right ")) for f in flipped)
     moved = 0
     for s, h, f in zip(tests, maps, flipped):
         toward_left = s.extra["side"] == "left"  # the prompt now names the patient's right: the image's left
         moved += (_left_share(f.values) > _left_share(h.values)) == toward_left
     assert len(tests) >= 15 and moved == len(tests)
+
+
+def test_tuned_codebook_beats_the_plain_location_words(phantom, tuned):
+    from bench.evaluation.protocols import load_protocol
+    from bench.evaluation.scoring import score
+
+    tests = [s for s in phantom.samples() if s.split == "test"]
+    words = _method("words")
+    words.prepare(phantom)
+    protocol = load_protocol("default")
+    means = {}
+    for name, method in (("codebook", tuned), ("words", words)):
+        rows = [score(h, s, protocol, "anatomy_ldm") for h, s in zip(method.heatmaps(tests, phantom), tests)]
+        means[name] = {k: float(np.mean([r[k] for r in rows])) for k in ("cnr", "miou")}
+    # the same prompts: only the location words' embeddings differ (200 test samples: +0.58 CNR, +0.047 miou)
+    assert means["codebook"]["cnr"] > means["words"]["cnr"] + 0.3
+    assert means["codebook"]["miou"] > means["words"]["miou"] + 0.02

@@ -166,3 +166,20 @@ def test_bench_run_phantom_ldm_offline_writes_a_leaderboard_ready_run(bench_cli,
     samples = pd.read_csv(out / "samples.csv")
     assert len(samples) == 8 and samples[["miou", "cnr", "auc_roc", "pointing_game"]].notna().all().all()
     assert samples["auc_roc"].mean() > 0.6
+
+
+def test_attention_term_can_leave_out_the_location_words() -> None:
+    from transformers import BertTokenizer
+
+    from bench.datasets.anatomy import load_rules
+    from bench.methods.ldm.phantom_train import tokenize
+
+    tokenizer = BertTokenizer.from_pretrained(str(MODEL_DIR / "tokenizer"))
+    phrases = ["small right lower lobe atelectasis", "cardiomegaly", "left pneumothorax along the lateral chest wall"]
+    _, mask, every = tokenize(tokenizer, phrases, 16)
+    _, _, finding = tokenize(tokenizer, phrases, 16, load_rules().location_words)
+    # [CLS] small right lower lobe atelectasis [SEP]: the phrase's 5 words, or "small" and "atelectasis"
+    assert every[0, :7].tolist() == [0, 1, 1, 1, 1, 1, 0] and finding[0, :7].tolist() == [0, 1, 0, 0, 0, 1, 0]
+    assert finding[1, :3].tolist() == [0, 1, 0]  # a one-word pathology term is never a location word
+    assert finding[2].sum() == every[2].sum() - 1  # only "left" goes
+    assert torch.equal(mask, tokenize(tokenizer, phrases, 16, frozenset({"left"}))[1])

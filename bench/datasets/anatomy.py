@@ -64,6 +64,14 @@ class AnatomyRules:
     def keys(self) -> tuple[str, ...]:
         return tuple(loc.key for loc in self.locations)
 
+    @property
+    def location_words(self) -> frozenset[str]:
+        """Every word that names a location, a side or a region: the location names' words, the
+        side words and the region cues' words, less the one-word pathology terms ("cardiomegaly")."""
+        words = {w for loc in self.locations for w in _words(loc.name)}
+        words |= self.right | self.left | self.both | {w for cue in self.regions for w in cue.words}
+        return frozenset(words - {cue.words[0] for cue in self.pathologies if len(cue.words) == 1})
+
     def location(self, side: str, region: str) -> Location:
         for loc in self.locations:
             if loc.region == region and loc.side == side:

@@ -13,6 +13,9 @@ training.json) that the `ldm` backend loads. Three stages, all on CPU in minutes
    the phrase's words (rather than [CLS], [SEP] and padding) is pulled towards the finding's box
    coverage. Some pairs get the mirrored phrase (left and right swapped) with the mirrored target
    and no diffusion loss, so the location comes from the words, not only from the image.
+   With `--attn-words finding` the term leaves out the words that name a location or a side
+   (`AnatomyRules.location_words`): those words are then grounded by nothing but the diffusion
+   loss, as in a model trained on reports alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ...datasets.anatomy import load_rules
 from ...datasets.phantom import flip_side
 from .phantom_data import PhantomTensors, phantom_tensors, phantom_vocabulary
 
@@ -147,11 +151,16 @@ def train_vae(data: PhantomTensors, args: argparse.Namespace, log: Callable[[str
     return vae, float(rec.item())
 
 
-def tokenize(tokenizer, phrases: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, attention mask, word mask) of the phrases, padded to `max_length` as the backend pads them."""
+def tokenize(tokenizer, phrases: list[str], max_length: int,
+             leave_out: frozenset[str] = frozenset()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention mask, word mask) of the phrases, padded to `max_length` as the backend pads them;
+    the word mask is 0 at tokens in `leave_out`."""
     enc = tokenizer(phrases, padding="max_length", max_length=max_length, truncation=True,
                     return_special_tokens_mask=True, return_tensors="pt")
     words = enc["attention_mask"] * (1 - enc["special_tokens_mask"])
+    if leave_out:
+        ids = [i for i, token in enumerate(tokenizer.convert_ids_to_tokens(range(len(tokenizer)))) if token in leave_out]
+        words = words * ~torch.isin(enc["input_ids"], torch.tensor(ids, dtype=torch.long))
     return enc["input_ids"], enc["attention_mask"], words.float()
 
 
@@ -172,8 +181,9 @@ def train_ldm(data: PhantomTensors, vae, tokenizer, args: argparse.Namespace, lo
     recorder = record_attention(unet)
     alphas = DDIMScheduler(**scheduler_config()).alphas_cumprod
     flipped = [flip_side(p) for p in data.phrases]
-    ids, mask, words = tokenize(tokenizer, data.phrases, args.max_length)
-    f_ids, f_mask, f_words = tokenize(tokenizer, flipped, args.max_length)
+    leave_out = load_rules().location_words if args.attn_words == "finding" else frozenset()
+    ids, mask, words = tokenize(tokenizer, data.phrases, args.max_length, leave_out)
+    f_ids, f_mask, f_words = tokenize(tokenizer, flipped, args.max_length, leave_out)
     sided = torch.tensor([s in ("right", "left") for s in data.sides])
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
@@ -238,6 +248,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--lesion-weight", type=float, default=4.0, help="extra loss weight inside the boxes")
     p.add_argument("--attn-weight", type=float, default=1.0, help="weight of the attention term")
+    p.add_argument("--attn-words", choices=("phrase", "finding"), default="phrase",
+                   help="words whose attention the term supervises: every word of the phrase, or all but "
+                        "the words naming a location or side")
     p.add_argument("--flip-prob", type=float, default=0.3, help="share of one-sided pairs with the mirrored phrase")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--log-every", type=int, default=25)
