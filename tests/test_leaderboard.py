@@ -273,3 +273,24 @@ def test_a_metric_undefined_on_a_category_shows_a_dash_and_its_own_count(tmp_pat
     assert "| macro | 2 | 0.300 [" in distance
     cnr = page.split("### cnr")[1].split("###")[0]
     assert "| effusion | 1 | 0.600 [" in cnr and "| macro | 3 | 0.450 [" in cnr
+
+
+def test_a_declared_comparison_gets_its_own_paired_table(board, bench_cli) -> None:
+    paths, args = board
+    declared = paths["results"] / "comparisons.toml"
+    declared.write_text('[[comparison]]\ndataset = "chestx-ray14"\nmethod = "poor"\nagainst = "good"\n'
+                        'what = "the poor run against the good one"\n')
+    r = bench_cli("leaderboard", *args)
+    assert r.code == 0, r.err
+    lines = (paths["leaderboards"] / "chestx-ray14__default.md").read_text().splitlines()
+    at = lines.index("**poor − good**: the poor run against the good one")
+    assert lines[at - 2] == "## Measured: paired comparison (macro)"
+    # every sample's scores differ by the same amounts as the category means: macro -0.4 on each metric
+    rows = [ln for ln in lines[at:at + 8] if ln.startswith("| miou | ") or ln.startswith("| cnr | ")]
+    assert len(rows) == 2 and all(ln.split(" | ")[1].startswith("-0.400 [") and ln.endswith("| 3 |") for ln in rows)
+    declared.write_text('[[comparison]]\ndataset = "chestx-ray14"\nmethod = "poor"\nagainst = "best"\nwhat = "x"\n')
+    r = bench_cli("leaderboard", *args)
+    assert r.code != 0 and "no chestx-ray14 page holds both 'poor' and 'best'" in r.err and "Traceback" not in r.err
+    declared.write_text('[[comparison]]\ndataset = "chestx-ray14"\nmethod = "poor"\nversus = "good"\nwhat = "x"\n')
+    r = bench_cli("leaderboard", *args)
+    assert r.code != 0 and "comparison 1: unknown field 'versus'" in r.err

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..core import atomic
+from ..core.errors import BenchError
 from ..reporting.reported import load_reported
 from .pages import board_page, index_page
 from .reproduction import load_guide, reproduction_page
-from .results import load_results, read_example
+from .results import COMPARISONS, load_comparisons, load_results, read_example
 from .tables import Board, groups, measured, ranks
 
 MANIFEST = "manifest.json"
@@ -51,8 +52,15 @@ def collect_boards(results: Path, reported: Path) -> list[Board]:
     rep = load_reported(reported)
     for key, part in rep.groupby(["dataset", "protocol"], sort=True):
         boards.setdefault(key, Board(*key)).reported = part.reset_index(drop=True)
+    comparisons = load_comparisons(results)
+    for c in comparisons:
+        if not any(k[0] == c.dataset and {c.method, c.against} <= {e.name for e in b.entries}
+                   for k, b in boards.items()):
+            raise BenchError(f"{Path(results) / COMPARISONS}: no {c.dataset} page holds both {c.method!r} and "
+                             f"{c.against!r}")
     for board in boards.values():
         board.check()
+        board.comparisons = comparisons
     return [boards[k] for k in sorted(boards)]
 
 

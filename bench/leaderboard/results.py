@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +204,45 @@ def load_results(results: Path) -> list[Entry]:
         raise BenchError(f"--results {results} is not a folder")
     roots = sorted(p.parent for p in results.glob("*/*/*/run.json") if not p.parent.name.startswith("."))
     return [_load_entry(r) for r in roots]
+
+
+COMPARISONS = "comparisons.toml"
+COMPARISON_FIELDS = ("dataset", "method", "against", "what")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison a page shows besides the differences to the best method: entry `method`
+    minus entry `against` on one dataset, on every page (protocol) that holds both."""
+
+    dataset: str
+    method: str
+    against: str
+    what: str
+
+
+def load_comparisons(results: Path) -> list[Comparison]:
+    """The `[[comparison]]` tables of `results/comparisons.toml` (none when the file is absent);
+    BenchError in one line on an unknown or missing field."""
+    path = Path(results) / COMPARISONS
+    if not path.is_file():
+        return []
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"{path}: {exc}") from None
+    unknown = sorted(set(raw) - {"comparison"})
+    if unknown:
+        raise BenchError(f"{path}: unknown table {unknown[0]!r} (only [[comparison]])")
+    out = []
+    for i, item in enumerate(raw.get("comparison", []), start=1):
+        extra = sorted(set(item) - set(COMPARISON_FIELDS))
+        missing = [f for f in COMPARISON_FIELDS if not isinstance(item.get(f), str) or not item.get(f)]
+        if extra or missing:
+            problem = f"unknown field {extra[0]!r}" if extra else f"field {missing[0]!r} missing or not a string"
+            raise BenchError(f"{path}: comparison {i}: {problem} (fields: {', '.join(COMPARISON_FIELDS)})")
+        out.append(Comparison(**{f: item[f] for f in COMPARISON_FIELDS}))
+    return out
 
 
 def read_example(path: Path) -> dict:

@@ -11,7 +11,7 @@ from ..core.errors import BenchError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..evaluation.stats import paired_difference
 from ..reporting.report import headline_metrics
-from .results import Entry, check_same_dataset
+from .results import Comparison, Entry, check_same_dataset
 
 AGGREGATE_GROUPS = ("macro", "micro", "weighted")
 
@@ -24,6 +24,7 @@ class Board:
     protocol_name: str
     entries: list[Entry] = field(default_factory=list)
     reported: pd.DataFrame | None = None
+    comparisons: list[Comparison] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -97,30 +98,51 @@ def ranks(table: pd.DataFrame, metrics: list[str], group: str = "macro") -> pd.D
     return out
 
 
+def _paired(board: Board, method: str, reference: str, metric: str, group: str) -> dict | None:
+    """Entry `method` minus entry `reference` on `metric`: paired bootstrap on the samples both runs
+    scored (None when they share none). Keys: difference, ci_low, ci_high, p_value, n."""
+    protocol = board.protocol
+    by_name = {e.name: e for e in board.entries}
+    ref = by_name[reference].samples.set_index("sample_id")
+    other = by_name[method].samples.set_index("sample_id")
+    common = sorted(set(ref.index) & set(other.index))
+    if not common:
+        return None
+    a = other.loc[common, [metric]].to_numpy(np.float64)
+    b = ref.loc[common, [metric]].to_numpy(np.float64)
+    d, lo, hi, p = paired_difference(a, b, ref.loc[common, "category"].tolist(), group,
+                                     protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
+    return {"difference": d[0], "ci_low": lo[0], "ci_high": hi[0], "p_value": p[0], "n": len(common)}
+
+
 def paired_against_best(board: Board, table: pd.DataFrame, group: str = "macro") -> pd.DataFrame:
     """Per headline metric: each method minus the best one (rank 1, first by name on ties), paired
     bootstrap on the samples both runs scored. Columns: metric, method, best, difference, ci_low,
     ci_high, p_value, n."""
-    protocol = board.protocol
     rows = []
-    by_name = {e.name: e for e in board.entries}
     agg = table[table["group"] == group]
     for metric in board.headline:
         part = agg[agg["metric"] == metric].sort_values(["mean", "method"], ascending=[metric in LOWER_IS_BETTER, True],
                                                         kind="mergesort")
         best = part["method"].iloc[0]
-        ref = by_name[best].samples.set_index("sample_id")
-        for method in sorted(by_name):
-            if method == best:
-                continue
-            other = by_name[method].samples.set_index("sample_id")
-            common = sorted(set(ref.index) & set(other.index))
-            if not common:
-                continue
-            a = other.loc[common, [metric]].to_numpy(np.float64)
-            b = ref.loc[common, [metric]].to_numpy(np.float64)
-            d, lo, hi, p = paired_difference(a, b, ref.loc[common, "category"].tolist(), group,
-                                             protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
-            rows.append({"metric": metric, "method": method, "best": best, "difference": d[0], "ci_low": lo[0],
-                         "ci_high": hi[0], "p_value": p[0], "n": len(common)})
+        for method in sorted(e.name for e in board.entries):
+            row = None if method == best else _paired(board, method, best, metric, group)
+            if row is not None:
+                rows.append({"metric": metric, "method": method, "best": best, **row})
     return pd.DataFrame(rows, columns=["metric", "method", "best", "difference", "ci_low", "ci_high", "p_value", "n"])
+
+
+def declared_comparisons(board: Board, group: str = "macro") -> pd.DataFrame:
+    """The board's declared comparisons (`results/comparisons.toml`) whose two entries it holds, per
+    headline metric. Columns: what, method, against, metric, difference, ci_low, ci_high, p_value, n."""
+    names = {e.name for e in board.entries}
+    rows = []
+    for c in board.comparisons:
+        if c.dataset != board.dataset or not {c.method, c.against} <= names:
+            continue
+        for metric in board.headline:
+            row = _paired(board, c.method, c.against, metric, group)
+            if row is not None:
+                rows.append({"what": c.what, "method": c.method, "against": c.against, "metric": metric, **row})
+    return pd.DataFrame(rows, columns=["what", "method", "against", "metric", "difference", "ci_low", "ci_high",
+                                       "p_value", "n"])
