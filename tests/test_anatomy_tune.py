@@ -151,3 +151,47 @@ def test_tuning_the_monai_clip_model_through_ddim_inversion(tmp_path):
     assert book.tokens == location_vocabulary(tokenizer) and "right</w>" in book.tokens
     assert (book.embeddings - tuner.initial.embeddings).abs().sum() > 0
     assert math.isfinite(result.final["loss"]) and codebook_provenance(result.codebook)["process"] == "invert"
+
+
+def test_the_documented_commands_tune_a_codebook_that_bench_run_reads(tmp_path, bench_cli, monkeypatch):
+    """README: `bench tune anatomy --weights BUNDLE --out BUNDLE/codebook`, then `bench run --weights BUNDLE
+    --set weights.codebook=codebook/...` (here on the tiny MONAI/CLIP model, saved as a bundle folder)."""
+    import json
+    import shutil
+
+    from bench.methods import RunContext, backend_class
+    from bench.methods.ldm.settings import METHODS_DIR
+    from bench.methods.specs import apply_overrides, load_method_spec
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    adapter = _tiny_anatomy_ldm(tmp_path)
+    spec = apply_overrides(load_method_spec(str(adapter)), ["location_tokens=words"])
+    random = backend_class("anatomy_ldm")(spec, RunContext(random_weights=True))
+    random.prepare()
+    bundle = tmp_path / "bundle"
+    (bundle / "models").mkdir(parents=True)
+    torch.save(random.models.unet.state_dict(), bundle / "models" / "diffusion_model.pth")
+    torch.save(random.models.vae.state_dict(), bundle / "models" / "autoencoder.pth")
+    text = bundle / "stable-diffusion-2-1-base"
+    random.models.text.model.save_pretrained(text / "text_encoder")
+    shutil.copytree(METHODS_DIR / "ldm_config" / "clip_tokenizer", text / "tokenizer")
+    (text / "tokenizer" / "special_tokens_map.json").write_text(json.dumps({"pad_token": "!"}))
+    tune_spec = _spec(tmp_path)
+    tune_spec.write_text(tune_spec.read_text().replace('method = "anatomy_phantom_ldm"', f'method = "{adapter}"'))
+
+    r = bench_cli("tune", "anatomy", "--spec", tune_spec, "--weights", bundle, "--out", bundle / "codebook")
+    assert r.code == 0, r.err
+    assert "codebook after 2 steps written to" in r.out and (bundle / "codebook" / "location_codebook.safetensors").is_file()
+    runs = {}
+    for tokens in ("codebook", "words"):
+        out = tmp_path / tokens
+        r = bench_cli("run", "--method", adapter, "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
+                      "--weights", bundle, "--set", "weights.codebook=codebook/location_codebook.safetensors",
+                      "--set", f"location_tokens={tokens}", "--out", out)
+        assert r.code == 0, r.err
+        runs[tokens] = json.loads((out / "run.json").read_text())
+    record = runs["codebook"]
+    assert record["random_weights"] is False
+    assert record["provenance"]["codebook"] == str(bundle / "codebook" / "location_codebook.safetensors")
+    assert runs["words"]["provenance"]["codebook"] is None
