@@ -74,6 +74,20 @@ def test_paired_difference_detects_shift_and_not_noise() -> None:
     assert p[0] == 1.0
 
 
+def test_paired_p_value_of_a_metric_does_not_depend_on_the_other_metrics() -> None:
+    # a 0/1 metric whose paired difference is often exactly zero on a resample: the p-value counts
+    # those zeros on both sides, whatever rounding the other columns bring to the weighted sums
+    rng = np.random.default_rng(0)
+    cats = [f"c{i}" for i in range(7) for _ in range(25)]
+    hit = (rng.random((175, 1)) < 0.1).astype(float)
+    miss = (rng.random((175, 1)) < 0.06).astype(float)
+    others_a, others_b = rng.normal(size=(175, 3)), rng.normal(size=(175, 3))
+    alone = paired_difference(hit, miss, cats, resamples=2000)
+    joint = paired_difference(np.hstack([others_a, hit]), np.hstack([others_b, miss]), cats, resamples=2000)
+    assert [float(x[0]) for x in alone] == pytest.approx([float(x[-1]) for x in joint], abs=1e-12)
+    assert alone[3][0] == joint[3][-1]
+
+
 def test_undefined_values_are_left_out_of_every_mean() -> None:
     # a: 1, NaN, 3 -> 2 over 2 values; b: NaN, 4 -> 4 over 1 value
     table = pd.DataFrame({"category": ["a", "a", "a", "b", "b"], "d": [1.0, np.nan, 3.0, np.nan, 4.0],

@@ -219,6 +219,10 @@ def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[st
     return pd.DataFrame(rows, columns=["group", "metric", "mean", "n"])
 
 
+#: resampled differences closer to zero than this are zero (rounding of the category weights)
+ZERO_TOLERANCE = 1e-12
+
+
 def paired_difference(
     a: np.ndarray,
     b: np.ndarray,
@@ -250,8 +254,11 @@ def paired_difference(
         dist = np.einsum("c,bcm->bm", w, boot)
         lo, hi = _interval(dist, level)
     valid = (~np.isnan(dist)).sum(axis=0)
-    below = ((dist <= 0).sum(axis=0) + 1) / (valid + 1)
-    above = ((dist >= 0).sum(axis=0) + 1) / (valid + 1)
+    # a resampled difference that is zero up to the rounding of the weighted sums counts on both sides,
+    # so a metric's p-value does not depend on the other columns of the call
+    zero = np.isclose(dist, 0.0, rtol=0.0, atol=ZERO_TOLERANCE)
+    below = (((dist < 0) | zero).sum(axis=0) + 1) / (valid + 1)
+    above = (((dist > 0) | zero).sum(axis=0) + 1) / (valid + 1)
     p = np.minimum(1.0, 2.0 * np.minimum(below, above))
     with np.errstate(invalid="ignore"):
         same = np.all(np.isclose(dist, 0.0) | np.isnan(dist), axis=0) & np.isclose(diff, 0.0)
