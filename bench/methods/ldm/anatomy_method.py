@@ -4,10 +4,11 @@ prompts whose location words take their input embeddings from a learned codebook
 Location of a sample: `params.location` when set (e.g. `--set location=right_apical_zone`), else
 `sample.extra["location"]`, else parsed from the phrase. `params.location_tokens` = "codebook"
 injects the codebook rows of the location words (the method), "words" leaves the text encoder as
-it is (the same prompt with the encoder's own embeddings). `params.read_tokens` picks the prompt part whose attention makes the map:
-"location", "pathology" or "both". The codebook file is `weights.codebook` (relative to --weights,
-else to `weights.local_dir`, else to `weights.package_dir`); with --random-weights a seeded random
-codebook of the right shape. `bench tune anatomy` writes such a file.
+it is (the same prompt with the encoder's own embeddings). `params.read_tokens` picks the prompt
+part whose attention makes the map: "location", "pathology" or "both" (the whole phrase). The
+codebook file is `weights.codebook` (relative to --weights, else to `weights.local_dir`, else to
+`weights.package_dir`); with --random-weights a seeded random codebook of the right shape.
+`bench tune anatomy` writes such a file.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ class AnatomyLdmMethod(LdmMethod):
         if self.location:
             explicit_locations(self.location, self.rules)
         self.codebook_file = str(spec.get("weights", {}).get("codebook", ""))
-        self.location_ids: dict[str, int] = {}
 
     def codebook_path(self) -> Path:
         """Where the codebook file is looked for."""
@@ -81,8 +81,7 @@ class AnatomyLdmMethod(LdmMethod):
             codebook = random_codebook(location_vocabulary(text.tokenizer, self.rules), dim, seed=self.context.seed)
         else:
             codebook = load_codebook(self.codebook_path(), dim)
-        self.location_ids = inject_codebook(text.tokenizer, text.model, codebook, self.rules,
-                                            source=str(self.codebook_path()))
+        inject_codebook(text.tokenizer, text.model, codebook, self.rules, source=str(self.codebook_path()))
         text._cache.clear()
 
     def finding(self, sample: Sample) -> tuple[tuple[str, ...], str]:
