@@ -66,14 +66,14 @@ def location_vocabulary(tokenizer: Any, rules: AnatomyRules | None = None) -> tu
     return tuple(out)
 
 
-def _token_ids(tokenizer: Any, tokens: Sequence[str], add: bool) -> list[int]:
-    """Ids of `tokens`; with `add`, tokens the vocabulary lacks are added as whole words first."""
+def _token_ids(tokenizer: Any, tokens: Sequence[str]) -> list[int]:
+    """Ids of `tokens`, adding those the vocabulary lacks as whole-word tokens first."""
     from transformers import AddedToken
 
     unk = getattr(tokenizer, "unk_token_id", None)
     ids = tokenizer.convert_tokens_to_ids(list(tokens))
     new = [t for t, i in zip(tokens, ids) if i is None or (i == unk and t != tokenizer.unk_token)]
-    if new and add:
+    if new:
         tokenizer.add_tokens([AddedToken(t, single_word=True) for t in new])
         ids = tokenizer.convert_tokens_to_ids(list(tokens))
     return ids
@@ -165,7 +165,7 @@ def inject_codebook(tokenizer: Any, text_encoder: torch.nn.Module, codebook: Cod
     table = text_encoder.get_input_embeddings()
     if codebook.dim != table.embedding_dim:
         raise BenchError(f"{source}: rows are {codebook.dim}-d, the text encoder's tokens are {table.embedding_dim}-d")
-    ids = _token_ids(tokenizer, codebook.tokens, add=True)
+    ids = _token_ids(tokenizer, codebook.tokens)
     if max(ids) >= table.num_embeddings:
         text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         table = text_encoder.get_input_embeddings()
