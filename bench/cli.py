@@ -392,7 +392,8 @@ def weights_cmd(
         reasons: list[str] = []
         for st in missing:
             a = st.artifact
-            gone = withdrawn_hint(a.component.repo, a.part, spec["name"])
+            gone = withdrawn_hint(a.component.repo, [m.artifact.part for m in missing
+                                                     if m.artifact.component.repo == a.component.repo], spec["name"])
             if st.error or gone:
                 why = gone or st.error
             elif a.fetchable() and hub_offline() and not check:

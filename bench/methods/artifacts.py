@@ -202,7 +202,8 @@ def verify_part(method: str, part: str, comp: Component, files: Sequence[WeightF
     if bad is not None:
         source = f"{comp.repo}@{comp.revision}" if files and files[0].source != "local" else str(files[0].path.parent)
         raise BenchError(f"{method} {part} ({source}) is not {comp.content}: {bad['check']}: {bad['detail']}; "
-                         f"point weights.{part}.repo or weights.{part}.local_dir at a copy of the published files")
+                         f"point weights.{part}.repo or weights.{part}.local_dir at a copy of the published files "
+                         f"(or --set weights.{part}.content='' to read another model knowingly)")
     return checks
 
 

@@ -107,17 +107,19 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def withdrawn_hint(repo_id: str, part: str, method: str) -> str | None:
-    """For a repository taken off the Hub: what happened and how to point at a mirror or a folder."""
+def withdrawn_hint(repo_id: str, part: str | Sequence[str], method: str) -> str | None:
+    """For a repository taken off the Hub: what happened and how to point the part(s) at a copy or a folder."""
     from .artifacts import mirrors, withdrawn
 
     why = withdrawn(repo_id)
     if why is None:
         return None
-    key = f"weights.{part}" if part else "weights.<part>"
+    parts = [part] if isinstance(part, str) else list(part)
+    key = f"weights.{parts[0]}" if len(parts) == 1 and parts[0] else "weights.<part>"
+    which = f" ({', '.join(parts)})" if len(parts) > 1 else ""
     known = mirrors(repo_id)
     listed = f" (public copies: {', '.join(known)})" if known else ""
-    return (f"{repo_id} was {why}: point at a copy with --set {key}.repo=OWNER/NAME{listed} or at a folder "
+    return (f"{repo_id}{which} was {why}: point at a copy with --set {key}.repo=OWNER/NAME{listed} or at a folder "
             f"with --set {key}.local_dir=PATH; the files are checked by content (`bench weights {method or 'METHOD'}`)")
 
 
