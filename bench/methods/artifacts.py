@@ -177,10 +177,13 @@ def content_checks(part: str, comp: Component, files: Sequence[WeightFile], kind
         raise BenchError(f"weights.{part}.content = {comp.content!r} is not in {ARTIFACTS_FILE.name} "
                          f"(known: {', '.join(sorted(table().get('content', {})))})")
     refs = entry.get("files", {})
+    config_file = entry.get("config", {}).get("file", "config.json") if entry.get("config") else None
     out = []
     for f in files:
         rel = _relative(f.filename, comp.subfolder)
         ref = refs.get(rel, {}).get("sha256")
+        if not ref and rel == config_file:
+            continue  # its fields are checked below
         if not ref:
             out.append(_check(part, comp.content, f"sha256 {rel}", "unverified", UNVERIFIED))
             continue
