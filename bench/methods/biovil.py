@@ -26,8 +26,8 @@ from ..core.geometry import Geometry
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from ..datasets.base import Dataset
-from .base import Method, RunContext
 from .artifacts import verify_part
+from .base import Method, RunContext
 from .weights import Component, WeightFile, parse_component, resolve_files
 
 with warnings.catch_warnings():
