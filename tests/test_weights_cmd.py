@@ -351,3 +351,23 @@ def test_a_download_failure_is_one_line_with_the_withdrawn_hint(tmp_path, monkey
     message = str(info.value)
     assert "\n" not in message and "Hugging Face Hub (ConnectionError: 404 Client Error: Repository Not Found)" in message
     assert "--set weights.text.repo=OWNER/NAME" in message and "Manojb/stable-diffusion-2-1-base" in message
+
+
+@pytest.mark.parametrize(("method", "part_names"), [
+    ("ldm_frozen", ("unet", "vae", "text", "tokenizer")), ("anatomy_ldm", ("unet", "vae", "text", "tokenizer")),
+    ("clip_ldm", ("unet", "vae", "text", "tokenizer")), ("cxrbert_ldm", ("unet", "vae", "text", "tokenizer")),
+    ("biovil", ("text", "image")), ("biovil_t", ("text", "image")),
+])
+def test_every_part_takes_a_repository_revision_and_folder(method, part_names, tmp_path) -> None:
+    from bench.methods.specs import apply_overrides, load_method_spec
+
+    sets = []
+    for part in part_names:
+        (tmp_path / part).mkdir()
+        sets += [f"weights.{part}.repo=mirror/{part}", f"weights.{part}.revision=r1",
+                 f"weights.{part}.local_dir={json.dumps(str(tmp_path / part))}"]
+    found = {a.part: a for a in artifacts.method_artifacts(apply_overrides(load_method_spec(method), sets))}
+    for part in part_names:
+        a = found[part]
+        assert (a.component.repo, a.component.revision, a.folder, a.exact_folder) == (
+            f"mirror/{part}", "r1", tmp_path / part, True)
