@@ -1,4 +1,4 @@
-"""The `bench` command line: list, dataset, run, score, compare, leaderboard, tune."""
+"""The `bench` command line: list, dataset, run, score, compare, leaderboard, weights, tune."""
 
 from __future__ import annotations
 
@@ -327,6 +327,85 @@ def leaderboard_cmd(
         return
     written = leaderboard.write(built, out)
     typer.echo(f"{len(built.texts) + len(built.figures)} files in {out} ({written} written)")
+
+
+@app.command("weights")
+@_resumable
+def weights_cmd(
+    method: str = typer.Argument(..., help="Method name (see `bench list methods`) or the path of a method spec file."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Local checkpoint folder (or file), as for bench run."),
+    check: bool = typer.Option(False, "--check", help="Only verify what is there (no download); exit non-zero when a part is missing or is not the published model."),
+    set_: List[str] = typer.Option([], "--set", help="Override a spec field as for bench run, e.g. --set weights.text.repo=OWNER/NAME or --set weights.text.local_dir=PATH."),
+    spec_path: List[Path] = SPEC_PATH,
+) -> None:
+    """List every external model part a method reads, download the missing ones, verify their content.
+
+    Per part: its source (repository@revision, or a folder), the files the method reads (published
+    sizes where known), whether each is present, and the content checks: sha256 against the
+    published value, key fields of the configuration, token ids and encoder output on a fixed
+    prompt. A check whose reference value is not shipped says "unverified: no reference value
+    shipped". Missing files of Hugging Face Hub repositories are downloaded into the Hugging Face
+    cache (only those files, with huggingface_hub's progress bars) unless HF_HUB_OFFLINE is set or
+    --check is given. A part of a withdrawn repository (SD 2 / 2.1-base) is read from a copy named
+    with --set weights.<part>.repo=OWNER/NAME or a folder (--set weights.<part>.local_dir=PATH,
+    or --weights DIR holding DIR/<repo name>/), and is accepted when its content checks pass.
+    """
+    from .methods.artifacts import describe, size_of
+    from .methods.specs import apply_overrides, load_method_spec
+    from .methods.weights import hf_cache_dir, hub_offline, withdrawn_hint
+
+    _spec_path(spec_path)
+    spec = apply_overrides(load_method_spec(method), list(set_))
+    statuses = describe(spec, weights, fetch=not check)
+    if not statuses:
+        typer.echo(f"{spec['name']} reads no external checkpoint (nothing to fetch or verify)")
+        return
+    typer.echo(f"{spec['name']}: {len(statuses)} part(s); Hugging Face cache {hf_cache_dir()}")
+    for st in statuses:
+        a = st.artifact
+        where = (f"folder {a.folder}" if a.folder is not None
+                 else "Hugging Face cache" if a.component.on_hub() else "no folder given")
+        typer.echo(f"  {a.part} ({a.what}): {a.component.repo}@{a.component.revision}, {where}: {st.state}")
+        found = {f.filename: f for f in st.found}
+        for spec_file in a.files:
+            names = (spec_file,) if isinstance(spec_file, str) else tuple(spec_file)
+            hit = next((found[n] for n in names if n in found), None)
+            label = hit.filename if hit is not None else " or ".join(names)
+            size = size_of(a, label)
+            state = (f"present ({hit.source}{', downloaded' if hit.filename in st.fetched else ''})"
+                     if hit is not None else "missing")
+            typer.echo(f"      {label}{f'  [{size}]' if size else ''}: {state}")
+        for c in st.checks:
+            typer.echo(f"      check {c['check']}: {c['status'] if c['status'] != 'unverified' else ''}"
+                       f"{': ' if c['status'] != 'unverified' else ''}{c['detail']}")
+        if a.note:
+            typer.echo(f"      note: {a.note}")
+        if st.error:
+            typer.echo(f"      {st.error}")
+    bad = next((st for st in statuses if st.state == "mismatch"), None)
+    if bad is not None:
+        c = next(c for c in bad.checks if c["status"] == "mismatch")
+        raise BenchError(f"{spec['name']} {bad.artifact.part} is not {c['content']}: {c['check']}: {c['detail']}")
+    missing = [st for st in statuses if st.state == "missing"]
+    if missing:
+        parts = ", ".join(st.artifact.part for st in missing)
+        reasons: list[str] = []
+        for st in missing:
+            a = st.artifact
+            gone = withdrawn_hint(a.component.repo, [m.artifact.part for m in missing
+                                                     if m.artifact.component.repo == a.component.repo], spec["name"])
+            if st.error or gone:
+                why = gone or st.error
+            elif a.fetchable() and hub_offline() and not check:
+                why = "HF_HUB_OFFLINE is set, so nothing was downloaded: unset it to fetch the Hub parts"
+            else:
+                why = a.note or ("run without --check to download" if a.fetchable() else "give its folder with --weights")
+            if why not in reasons:
+                reasons.append(why)
+        why = "; ".join(reasons)
+        raise BenchError(f"{spec['name']}: {len(missing)} of {len(statuses)} part(s) missing ({parts}); {why}")
+    typer.echo(f"all {len(statuses)} part(s) present; "
+               f"{sum(st.state == 'verified' for st in statuses)} verified against published values")
 
 
 tune_app = typer.Typer(no_args_is_help=True, help="Train what a method needs and nobody published "

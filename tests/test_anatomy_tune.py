@@ -131,6 +131,7 @@ def _tiny_anatomy_ldm(tmp_path: Path) -> Path:
     for key, value in {"resize": "64", "crop": "64", "architecture": '"tiny_monai"',
                        "text_config": '"ldm_config/text/tiny_clip.json"'}.items():
         text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+    text = re.sub(r'^content = ".*?"', 'content = ""', text, flags=re.M)  # tiny replicas, not the published parts
     path = tmp_path / "anatomy_ldm.toml"
     path.write_text(text)
     return path

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from bench.datasets.base import Dataset
 from bench.evaluation.resample import to_original
 from bench.methods import RunContext, backend_class
 from bench.methods.biovil import CONFIG_DIR, BioVilMethod
-from bench.methods.specs import load_method_spec
+from bench.methods.specs import apply_overrides, load_method_spec
 from bench.methods.weights import file_sha256, resolve_files
 
 from health_multimodal.image.data.transforms import create_chest_xray_transform_for_inference  # isort: skip
@@ -109,8 +109,9 @@ def files(tmp_path_factory) -> list[Sample]:
             _sample("landscape", root / "landscape.jpg", 517, 811, "right lower lobe opacity")]
 
 
-def _method(name: str, **context) -> BioVilMethod:
-    method = backend_class("biovil")(load_method_spec(name), RunContext(**context))
+def _method(name: str, overrides: Sequence[str] = (), **context) -> BioVilMethod:
+    spec = apply_overrides(load_method_spec(name), list(overrides))
+    method = backend_class("biovil")(spec, RunContext(**context))
     assert isinstance(method, BioVilMethod)
     return method
 
@@ -142,10 +143,14 @@ def _engine_of(method: BioVilMethod) -> ImageTextInferenceEngine:
 
 def test_specs_pin_what_hi_ml_loads() -> None:
     biovil, biovil_t = load_method_spec("biovil")["params"], load_method_spec("biovil_t")["params"]
-    assert (biovil["text_repo"], biovil["text_revision"], biovil["image_file"]) == (
-        pretrained.BIOMED_VLP_CXR_BERT_SPECIALIZED, pretrained.CXR_BERT_COMMIT_TAG, pretrained.BIOVIL_IMAGE_WEIGHTS_NAME)
-    assert (biovil_t["text_repo"], biovil_t["text_revision"], biovil_t["image_file"]) == (
-        pretrained.BIOMED_VLP_BIOVIL_T, pretrained.BIOVIL_T_COMMIT_TAG, pretrained.BIOVIL_T_IMAGE_WEIGHTS_NAME)
+    for name, repo, tag, image in (
+            ("biovil", pretrained.BIOMED_VLP_CXR_BERT_SPECIALIZED, pretrained.CXR_BERT_COMMIT_TAG,
+             pretrained.BIOVIL_IMAGE_WEIGHTS_NAME),
+            ("biovil_t", pretrained.BIOMED_VLP_BIOVIL_T, pretrained.BIOVIL_T_COMMIT_TAG,
+             pretrained.BIOVIL_T_IMAGE_WEIGHTS_NAME)):
+        weights = load_method_spec(name)["weights"]
+        assert (weights["text"]["repo"], weights["text"]["revision"]) == (repo, tag)
+        assert (weights["image"]["repo"], weights["image"]["revision"], weights["image"]["file"]) == (repo, tag, image)
     assert (biovil["resize"], biovil["crop"], biovil_t["crop"], biovil["sigma"]) == (512, 480, 448, 1.5)
     for name in ("cxr_bert_specialized.json", "biovil_t_bert.json"):
         config = json.loads((CONFIG_DIR / name).read_text())
@@ -245,23 +250,24 @@ def test_offline_without_weights_names_the_checkpoint(name: str, tmp_path: Path,
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    params = load_method_spec(name)["params"]
+    text = load_method_spec(name)["weights"]["text"]
     method = _method(name)
     with pytest.raises(BenchError) as info:
         method.prepare(UntouchableDataset([]))
     message = str(info.value)
     assert "\n" not in message
-    for part in (params["text_repo"], params["text_revision"], params["image_file"], "pytorch_model.bin",
-                 f"hf download {params['text_repo']} --revision {params['text_revision']}", "--weights"):
+    for part in (text["repo"], text["revision"], "config.json", "vocab.txt", "pytorch_model.bin",
+                 f"hf download {text['repo']} --revision {text['revision']}", "--weights"):
         assert part in message
 
 
 def test_weights_folder_missing_image_file(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    for name in ("config.json", "vocab.txt", "pytorch_model.bin"):
+        (tmp_path / name).write_text("{}")
     method = _method("biovil", weights=tmp_path)
     with pytest.raises(BenchError, match=r"biovil_image_resnet50_proj_size_128\.pt not found in weights folder") as info:
         method.prepare(UntouchableDataset([]))
-    assert str(tmp_path) in str(info.value) and "vocab.txt" in str(info.value) and "\n" not in str(info.value)
+    assert str(tmp_path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_device_without_cuda_is_one_line_error(monkeypatch) -> None:
@@ -283,7 +289,7 @@ TINY_BERT = {"architectures": ["CXRBertModel"], "model_type": "cxr-bert", "auto_
 def checkpoint(tmp_path_factory, prepared, files: list[Sample]) -> tuple[Path, np.ndarray]:
     """BioViL-T weights unlike any seed's (random weights, perturbed) saved as the published repository
     lays them out (with a small BERT), and hi-ml's map of the first test image from the saved models."""
-    spec = load_method_spec("biovil_t")["params"]
+    spec = {**load_method_spec("biovil_t")["params"], "image_file": load_method_spec("biovil_t")["weights"]["image"]["file"]}
     folder = tmp_path_factory.mktemp("weights") / "BiomedVLP-BioViL-T"
     folder.mkdir()
     image_model = copy.deepcopy(prepared("biovil_t").image_model)
@@ -331,13 +337,16 @@ def _fake_hf_cache(root: Path, folder: Path, repo_id: str, revision: str) -> Non
 @pytest.mark.parametrize("source", ["local", "hf-cache"])
 def test_checkpoint_loading_uses_the_saved_weights(source: str, checkpoint, files, tmp_path: Path, monkeypatch) -> None:
     folder, reference = checkpoint
-    spec = load_method_spec("biovil_t")["params"]
+    weights = load_method_spec("biovil_t")["weights"]
+    spec = {"text_repo": weights["text"]["repo"], "text_revision": weights["text"]["revision"],
+            "image_file": weights["image"]["file"]}
+    tiny = ["weights.text.content=''"]  # a small BERT, not the published text model
     if source == "local":
-        method = _method("biovil_t", weights=folder.parent)  # the <repo name> sub-folder is found
+        method = _method("biovil_t", tiny, weights=folder.parent)  # the <repo name> sub-folder is found
     else:
         _fake_hf_cache(tmp_path / "hub", folder, spec["text_repo"], spec["text_revision"])
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-        method = _method("biovil_t")
+        method = _method("biovil_t", tiny)
     method.prepare(UntouchableDataset([]))
     (ours,) = method.heatmaps(files[:1], FolderDataset(files[:1]))
     assert np.nanstd(reference) > 1e-3

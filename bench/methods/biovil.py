@@ -26,8 +26,9 @@ from ..core.geometry import Geometry
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from ..datasets.base import Dataset
+from .artifacts import verify_part
 from .base import Method, RunContext
-from .weights import WeightFile, resolve_files
+from .weights import Component, WeightFile, parse_component, resolve_files
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # hi-ml imports timm.models.layers
@@ -65,10 +66,15 @@ class Settings:
     resize: int
     crop: int
     sigma: float
-    text_repo: str
-    text_revision: str
-    image_file: str
+    text: Component
+    image: Component
     local_dir: Path | None
+
+    def text_files(self) -> tuple:
+        """The text model's files relative to its repository (weights as alternatives)."""
+        sub = self.text.subfolder.strip("/")
+        return tuple(tuple(f"{sub}/{n}" if sub else n for n in f) if isinstance(f, tuple) else (f"{sub}/{f}" if sub else f)
+                     for f in TEXT_FILES)
 
 
 def parse_settings(spec: dict) -> Settings:
@@ -90,8 +96,11 @@ def parse_settings(spec: dict) -> Settings:
     variant = need("variant", str)
     if variant not in VARIANTS:
         raise BenchError(f"{source}: params.variant {variant!r} is not one of {', '.join(VARIANTS)}")
-    settings = Settings(variant, need("resize", int), need("crop", int), need("sigma", float),
-                        need("text_repo", str), need("text_revision", str), need("image_file", str),
+    text = parse_component(weights.get("text"), "text", source)
+    image = parse_component(weights.get("image"), "image", source)
+    if not (text.repo and image.repo and image.file):
+        raise BenchError(f"{source}: [weights.text] needs repo and [weights.image] repo and file")
+    settings = Settings(variant, need("resize", int), need("crop", int), need("sigma", float), text, image,
                         Path(weights["local_dir"]).expanduser() if weights.get("local_dir") else None)
     if not 0 < settings.crop <= settings.resize:
         raise BenchError(f"{source}: params.crop must be in 1..resize ({settings.resize})")
@@ -155,6 +164,7 @@ class BioVilMethod(Method):
         self.settings = parse_settings(spec)
         self.variant = VARIANTS[self.settings.variant]
         self.checkpoints: list[WeightFile] = []
+        self.checks: list[dict] = []
         self.prepared = False
         self._text_cache: dict[str, torch.Tensor] = {}
 
@@ -185,10 +195,15 @@ class BioVilMethod(Method):
         """Both models from the pinned checkpoint: local folder if given, else the Hugging Face cache."""
         s = self.settings
         local = self.context.weights or s.local_dir
-        files = resolve_files(s.text_repo, s.text_revision, [*TEXT_FILES, s.image_file], local,
-                              what=f"{self.name} checkpoint")
-        self.checkpoints = files
-        text_dir, image_path = files[0].path.parent, files[-1].path
+        found = {}
+        for part, comp, names in (("text", s.text, s.text_files()), ("image", s.image, (s.image.file,))):
+            folder = comp.folder() or local
+            found[part] = resolve_files(comp.repo, comp.revision, list(names), folder, what=f"{self.name} checkpoint",
+                                        part=part, method=self.name, exact_folder=comp.folder() is not None)
+        self.checkpoints = found["text"] + found["image"]
+        self.checks = (verify_part(self.name, "text", s.text, found["text"], "cxr_bert")
+                       + verify_part(self.name, "image", s.image, found["image"]))
+        text_dir, image_path = found["text"][0].path.parent, found["image"][0].path
         try:
             image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE,
                                      pretrained_model_path=image_path)
@@ -273,6 +288,7 @@ class BioVilMethod(Method):
                            "tokenizer": "built-in vocabulary (biovil_config/tokenizer)"})
         else:
             record["checkpoints"] = [f.record() for f in self.checkpoints]
+            record["content_checks"] = list(self.checks)
         return record
 
 

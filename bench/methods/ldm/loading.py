@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
-from ..weights import WeightFile, file_sha256, resolve_files
-from .settings import METHODS_DIR, Component, LdmSettings
+from ..weights import Component, WeightFile, file_sha256, resolve_files
+from .settings import METHODS_DIR, LdmSettings
 from .textenc import TextEncoder
 
 CONFIG_DIR = METHODS_DIR / "ldm_config"
@@ -41,6 +41,15 @@ class LoadedModels:
     scheduler: Any
     checkpoints: list[WeightFile] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)
+
+
+def _source(files: list[WeightFile]) -> str:
+    """Where a part was read: `repo@revision (hf-cache)` or the local folder."""
+    first = files[0]
+    if first.source == "local":
+        return f"{first.repo_id}@{first.revision} from {first.path.parent}"
+    return f"{first.repo_id}@{first.revision} ({first.source})"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -214,8 +223,17 @@ def _random_models(settings: LdmSettings, seed: int) -> LoadedModels:
 
 # ---------------------------------------------------------------- checkpoints
 
+#: what each part is called in messages
+PART_NAMES = {"unet": "U-Net", "vae": "autoencoder", "text": "text encoder", "tokenizer": "tokenizer"}
+
+
+def components(settings: LdmSettings) -> dict[str, Component]:
+    """The source of each external part of an `ldm` spec (`[weights.<part>]`)."""
+    return {"unet": settings.unet, "vae": settings.vae, "text": settings.text, "tokenizer": settings.tokenizer}
+
+
 class _Finder:
-    """Locates the files of each part: package folder, the user's folder, or the Hugging Face cache."""
+    """Locates the files of each part: its own folder, the user's folder, or the Hugging Face cache."""
 
     def __init__(self, settings: LdmSettings, weights: Path | None) -> None:
         self.settings = settings
@@ -227,6 +245,8 @@ class _Finder:
 
     def folder_for(self, comp: Component) -> Path | None:
         """The local folder to search for `comp`, or None for the Hugging Face cache."""
+        if comp.folder() is not None:
+            return comp.folder()
         if self.main is None:
             return None
         if comp.repo == self.settings.unet.repo:
@@ -234,18 +254,40 @@ class _Finder:
         sub = self.main / comp.repo.split("/")[-1]
         return sub if comp.repo and sub.is_dir() else None
 
-    def files(self, comp: Component, names: list, what: str) -> list[WeightFile]:
+    def files(self, comp: Component, names: list, what: str, part: str = "") -> list[WeightFile]:
         folder = self.folder_for(comp)
-        if folder is None and "/" not in comp.repo:
+        if folder is None and not comp.on_hub():
             raise BenchError(f"{self.settings.name} needs its {what} checkpoint ({comp.repo or 'unnamed'}), which is not "
                              f"on the Hugging Face Hub: pass its folder or file with --weights PATH or set "
                              f"weights.local_dir{self._hint()}")
         if folder is not None and not folder.is_dir():
             raise BenchError(f"{self.settings.name}: weights folder {folder} does not exist{self._hint()}")
         found = resolve_files(comp.repo or "local", comp.revision, names, folder,
-                              what=f"{self.settings.name} {what} checkpoint")
+                              what=f"{self.settings.name} {what} checkpoint", part=part, method=self.settings.name,
+                              exact_folder=comp.folder() is not None)
         self.found.extend(found)
         return found
+
+
+def single_file_unet(settings: LdmSettings, weights: Path | None) -> Path | None:
+    """The U-Net checkpoint file when `--weights` (or weights.local_dir) names one file of a diffusers model."""
+    main = weights if weights is not None else settings.local_dir
+    if settings.model_format != "monai" and main is not None and main.is_file() and main.suffix in SINGLE_FILE_SUFFIXES:
+        return main
+    return None
+
+
+def part_files(settings: LdmSettings) -> dict[str, list]:
+    """The files each part reads, relative to its repository (alternatives as tuples, preferred first)."""
+    def diffusers(comp: Component) -> list:
+        return [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in DIFFUSERS_WEIGHTS)]
+
+    if settings.model_format == "monai":
+        unet, vae = [settings.unet.file], [settings.vae.file]
+    else:
+        unet, vae = diffusers(settings.unet), diffusers(settings.vae)
+    model, tok = _text_files(settings)
+    return {"unet": unet, "vae": vae, "text": model, "tokenizer": tok}
 
 
 def _load_state(module: nn.Module, path: Path, what: str) -> None:
@@ -309,41 +351,41 @@ def _package_models(settings: LdmSettings) -> LoadedModels:
 
 
 def _text_files(settings: LdmSettings) -> tuple[list, list]:
-    comp = settings.text
+    comp, tok_dir = settings.text, settings.tokenizer.subfolder
     if settings.text_encoder == "clip":
         model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-        tok = [_sub(comp.tokenizer_subfolder, n) for n in ("vocab.json", "merges.txt", "special_tokens_map.json",
-                                                            "tokenizer_config.json")]
+        tok = [_sub(tok_dir, n) for n in ("vocab.json", "merges.txt", "special_tokens_map.json",
+                                          "tokenizer_config.json")]
         return model, tok
     model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-    return model, [_sub(comp.tokenizer_subfolder, "vocab.txt")]
+    return model, [_sub(tok_dir, "vocab.txt")]
 
 
 def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedModels:
+    from ..artifacts import verify_part
+
     finder = _Finder(settings, weights)
-    main = finder.main
     arch = architecture_dir(settings)
+    single = single_file_unet(settings, weights)
+    comps = components(settings)
+    found: dict[str, list[WeightFile]] = {}
+    if single is not None:
+        found["unet"] = [WeightFile(single.name, "local", single.name, single, "local", "unet")]
+        finder.found.extend(found["unet"])
+        finder.main = None
+    for part, names in part_files(settings).items():
+        if part not in found:
+            found[part] = finder.files(comps[part], names, PART_NAMES[part], part)
+    checks = [check for part in comps for check in verify_part(settings.name, part, comps[part], found[part],
+                                                               settings.text_encoder)]
     with _quiet():
         if settings.model_format == "monai":
-            unet_file = finder.files(settings.unet, [settings.unet.file], "U-Net")[0]
-            vae_file = finder.files(settings.vae, [settings.vae.file], "autoencoder")[0]
-        elif main is not None and main.is_file() and main.suffix in SINGLE_FILE_SUFFIXES:
-            unet_file = WeightFile(main.name, "local", main.name, main, "local")
-            finder.found.append(unet_file)
-            finder.main = None
-            vae_folder = finder.files(settings.vae, [_sub(settings.vae.subfolder, "config.json"),
-                                                     tuple(_sub(settings.vae.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
-                                      "autoencoder")[0].path.parent
+            unet_file, vae_file = found["unet"][0], found["vae"][0]
         else:
-            unet_folder = finder.files(settings.unet, [_sub(settings.unet.subfolder, "config.json"),
-                                                       tuple(_sub(settings.unet.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
-                                       "U-Net")[0].path.parent
-            vae_folder = finder.files(settings.vae, [_sub(settings.vae.subfolder, "config.json"),
-                                                     tuple(_sub(settings.vae.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
-                                      "autoencoder")[0].path.parent
-        model_names, tok_names = _text_files(settings)
-        text_folder = finder.files(settings.text, model_names, "text encoder")[0].path.parent
-        tok_folder = finder.files(settings.text, tok_names, "tokenizer")[0].path.parent
+            unet_folder = found["unet"][0].path.parent
+            vae_folder = found["vae"][0].path.parent
+        text_folder = found["text"][0].path.parent
+        tok_folder = found["tokenizer"][0].path.parent
 
         if settings.model_format == "monai":
             unet = monai_unet(_read_json(arch / "unet.json"))
@@ -352,8 +394,8 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
             _load_state(vae, vae_file.path, "autoencoder")
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         else:
-            if main is not None and main.is_file():
-                unet = _single_file_unet(main, arch)
+            if single is not None:
+                unet = _single_file_unet(single, arch)
             else:
                 unet = _diffusers_part("unet", unet_folder, "U-Net")
             vae = _diffusers_part("vae", vae_folder, "autoencoder")
@@ -362,8 +404,9 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
     tokenizer = _tokenizer(settings.text_encoder, tok_folder)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
-    return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found,
-                        {"scheduler_config": str(arch.relative_to(METHODS_DIR))})
+    sources = {"scheduler_config": str(arch.relative_to(METHODS_DIR))}
+    sources.update({part: _source(found[part]) for part in comps})
+    return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found, sources, checks)
 
 
 def cross_attention_dim(unet: nn.Module) -> int | None:
@@ -411,6 +454,6 @@ def checkpoint_records(models: LoadedModels) -> list[dict]:
     return records
 
 
-__all__ = ["CONFIG_DIR", "LoadedModels", "architecture_dir", "checkpoint_records", "cross_attention_dim",
-           "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler", "monai_unet", "snapshot_commit",
-           "use_fused_attention"]
+__all__ = ["CONFIG_DIR", "LoadedModels", "PART_NAMES", "architecture_dir", "checkpoint_records", "components",
+           "cross_attention_dim", "diffusers_scheduler", "file_sha256", "load_models", "monai_scheduler", "monai_unet",
+           "part_files", "single_file_unet", "snapshot_commit", "use_fused_attention"]

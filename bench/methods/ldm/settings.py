@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import BenchError
+from ..weights import Component, parse_component
 from .lexicon import spacy_model
 from .steps import StepSelection
 from .tokens import ALIGNMENTS, STRATEGIES, WEIGHTINGS
@@ -23,17 +24,6 @@ OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [
             "bbm_guidance_scale": 16.0, "lexical_tagger": "builtin"}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
-
-
-@dataclass(frozen=True)
-class Component:
-    """Where one model part comes from: a repository at a revision, and a sub-folder or a file in it."""
-
-    repo: str = ""
-    revision: str = "main"
-    subfolder: str = ""
-    file: str = ""
-    tokenizer_subfolder: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +72,7 @@ class LdmSettings:
     unet: Component = field(default_factory=Component)
     vae: Component = field(default_factory=Component)
     text: Component = field(default_factory=Component)
+    tokenizer: Component = field(default_factory=Component)
     local_dir: Path | None = None
     package_dir: Path | None = None
     missing_hint: str = ""
@@ -118,15 +109,13 @@ def parse_steps(value: Any, name: str = "?") -> StepSelection:
                      "(loop indices), \"-n:\" (last n) or a list of loop indices")
 
 
-def _component(raw: Any, key: str, source: str) -> Component:
-    if raw is None:
-        return Component()
-    if not isinstance(raw, dict):
-        raise BenchError(f"{source}: weights.{key} must be a table")
-    unknown = set(raw) - set(Component.__dataclass_fields__)
-    if unknown:
-        raise BenchError(f"{source}: weights.{key} has unknown field {sorted(unknown)[0]!r}")
-    return Component(**{k: str(v) for k, v in raw.items()})
+def tokenizer_component(weights: dict, text: Component, source: str) -> Component:
+    """The tokenizer's source: `weights.tokenizer` when the spec has one, else the text encoder's
+    repository at its `tokenizer_subfolder`."""
+    if weights.get("tokenizer") is not None:
+        return parse_component(weights["tokenizer"], "tokenizer", source)
+    return Component(repo=text.repo, revision=text.revision, subfolder=text.tokenizer_subfolder,
+                     local_dir=text.local_dir)
 
 
 def parse_settings(spec: dict) -> LdmSettings:
@@ -197,9 +186,10 @@ def parse_settings(spec: dict) -> LdmSettings:
         bbm=need("bbm", bool),
         bbm_guidance_scale=need("bbm_guidance_scale", float),
         as_coded=need("as_coded", bool),
-        unet=_component(weights.get("unet"), "unet", source),
-        vae=_component(weights.get("vae"), "vae", source),
-        text=_component(weights.get("text"), "text", source),
+        unet=parse_component(weights.get("unet"), "unet", source),
+        vae=parse_component(weights.get("vae"), "vae", source),
+        text=parse_component(weights.get("text"), "text", source),
+        tokenizer=tokenizer_component(weights, parse_component(weights.get("text"), "text", source), source),
         local_dir=folder("local_dir"),
         package_dir=folder("package_dir", PACKAGE_ROOT),
         missing_hint=str(weights.get("missing_hint", "")),
@@ -224,4 +214,5 @@ def parse_settings(spec: dict) -> LdmSettings:
     return settings
 
 
-__all__ = ["Component", "LdmSettings", "METHODS_DIR", "PACKAGE_ROOT", "parse_settings", "parse_steps"]
+__all__ = ["Component", "LdmSettings", "METHODS_DIR", "PACKAGE_ROOT", "parse_settings", "parse_steps",
+           "tokenizer_component"]
