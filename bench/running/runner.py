@@ -23,7 +23,7 @@ import pandas as pd
 from .. import __version__
 from ..core.errors import BenchError, SampleError
 from ..core.fingerprint import dataset_fingerprint
-from ..core.heatmap import Heatmap
+from ..core.heatmap import Heatmap, read_original_map
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
@@ -546,7 +546,7 @@ def _run_heatmap_loader(rundir: RunDir) -> Callable[[Sample], Heatmap]:
 
     def load(s: Sample) -> Heatmap:
         try:
-            return Heatmap.load(rundir.heatmap_path(s.sample_id))
+            return Heatmap.load(rundir.heatmap_path(s.sample_id), (s.height, s.width))
         except ValueError as exc:
             raise SampleError(s.sample_id, str(exc)) from None
 
@@ -561,19 +561,13 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
         npz, npy = folder / f"{name}.npz", folder / f"{name}.npy"
         if npz.is_file() and npy.is_file():
             raise SampleError(s.sample_id, f"both {npy.name} and {npz.name} are in {folder}; keep one of them")
-        if npz.is_file():
-            try:
-                return Heatmap.load(npz)
-            except ValueError as exc:
-                raise SampleError(s.sample_id, str(exc)) from None
-        if npy.is_file():
-            try:
-                values = np.load(npy, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise SampleError(s.sample_id, f"cannot read {npy}: {exc}") from None
-            if values.ndim != 2 or values.shape != (s.height, s.width):
-                raise SampleError(s.sample_id, f"{npy} has shape {values.shape}, expected ({s.height}, {s.width})")
-            return Heatmap.from_original(values)
+        try:
+            if npz.is_file():
+                return Heatmap.load(npz, (s.height, s.width))
+            if npy.is_file():
+                return Heatmap.from_original(read_original_map(npy, s.height, s.width))
+        except ValueError as exc:
+            raise SampleError(s.sample_id, str(exc)) from None
         raise SampleError(s.sample_id, f"no heatmap {name}.npy or {name}.npz in {folder}")
 
     return load
