@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -35,9 +36,11 @@ def open_image(path: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"image {path} is larger than the limit of {limit:,} pixels ({exc}; set "
-                         f"{PIXELS_ENV} to raise the limit)") from None
+    except Image.DecompressionBombError as exc:  # far above the limit: PIL names only the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than PIL allows"
+        raise ImageTooLarge(f"image {path} is {size}, above the limit of {limit:,} pixels "
+                            f"(set {PIXELS_ENV} to raise it)") from None
     reason = image_too_large(*img.size)
     if reason:
         img.close()

@@ -95,7 +95,7 @@ class VindrCxrDataset(Dataset):
 
     def _image(self, folder: Path, image_id: str) -> Path:
         for ext in EXTENSIONS:
-            path = folder / f"{image_id}{ext}"
+            path = self.image_path(folder, f"{image_id}{ext}", "vindr-cxr: image_id")
             if path.is_file():
                 return path
         raise BenchError(f"vindr-cxr: no image {image_id}.png/.jpg/.dicom in {folder}")

@@ -76,7 +76,8 @@ def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bo
         return False
     config = record.get("config", {}).get("dataset", {})
     try:
-        dataset = get_dataset(config.get("name") or record["dataset"], config.get("data_root"), config.get("options"))
+        dataset = get_dataset(config.get("name") or record["dataset"], config.get("data_root"), config.get("options"),
+                              bool(config.get("allow_outside_root")))
         sample = next((s for s in dataset.samples() if s.sample_id == sample_id), None)
         if sample is None:
             return False
