@@ -19,7 +19,7 @@ app = typer.Typer(
     help="Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.",
 )
 
-DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: image cache).")
+DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: a folder of its PNGs to read instead of drawing them).")
 OUTSIDE_ROOT = typer.Option(False, "--allow-outside-root", help="Let the dataset's table name images outside the data root (absolute paths, '..', links elsewhere); refused otherwise.")
 OPTION = typer.Option([], "--option", "-O", help="Dataset option KEY=VALUE, repeatable (e.g. -O size=mimic for phantom).")
 SPEC_PATH = typer.Option([], "--spec-path", help="Folder of extra specs (FOLDER/adapters/*.toml, FOLDER/protocols/*.toml), repeatable; searched before BENCH_SPEC_PATH.")
