@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.core.errors import BenchError, SampleError
 from bench.core.geometry import Geometry
-from bench.core.heatmap import Heatmap, read_original_map
+from bench.core.heatmap import Heatmap
 from bench.datasets.phantom import PhantomDataset
 from bench.running.byo import write_native_map
 
@@ -145,6 +145,8 @@ def test_a_native_grid_larger_than_its_field_of_view_is_a_sample_error(bench_cli
 
 def test_a_declared_40000_grid_is_refused_from_its_header(tmp_path: Path) -> None:
     """The 1.5 MB .npz of 40000 x 40000 over a 601 x 677 image: its values are never read."""
+    from bench.core.heatmap import read_original_map
+
     record = json.dumps({"geometry": Geometry.whole(677, 601).to_dict(), "meta": {}})
     path = tmp_path / "bomb.npz"
     with zipfile.ZipFile(path, "w") as z:

@@ -11,7 +11,6 @@ import numpy as np
 from . import atomic, limits, npyfile
 from .geometry import Geometry
 
-
 #: added to the message of a .npz without the two arrays of a heatmap
 _HINT = ("; a heatmap written by `bench run` holds 'values' and 'record', and maps at the original size go in "
          "as .npy files")
