@@ -49,10 +49,13 @@ def load_protocol(protocol: ProtocolLike = "default") -> Protocol:
 
 
 def load_dataset(name: str, data_root: str | Path | None = None,
-                 options: Mapping[str, Any] | None = None) -> Dataset:
-    """The dataset `name` (built in or from an installed package) with its data root and options."""
+                 options: Mapping[str, Any] | None = None, allow_outside_root: bool = False) -> Dataset:
+    """The dataset `name` (built in or from an installed package) with its data root and options.
+
+    Images its table names outside the data root are refused unless `allow_outside_root`.
+    """
     return get_dataset(name, Path(data_root) if data_root is not None else None,
-                       {k: str(v) for k, v in (options or {}).items()})
+                       {k: str(v) for k, v in (options or {}).items()}, allow_outside_root)
 
 
 def protocol_samples(dataset: str | Dataset, protocol: ProtocolLike = "default", limit: int | None = None,

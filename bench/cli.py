@@ -19,7 +19,8 @@ app = typer.Typer(
     help="Score chest X-ray phrase-grounding methods under one explicit, reproducible protocol.",
 )
 
-DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: image cache).")
+DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (MIMIC-CXR-JPG root for ms-cxr, the box-list folder for chestx-ray14; phantom: a folder of its PNGs to read instead of drawing them).")
+OUTSIDE_ROOT = typer.Option(False, "--allow-outside-root", help="Let the dataset's table name images outside the data root (absolute paths, '..', links elsewhere); refused otherwise.")
 OPTION = typer.Option([], "--option", "-O", help="Dataset option KEY=VALUE, repeatable (e.g. -O size=mimic for phantom).")
 SPEC_PATH = typer.Option([], "--spec-path", help="Folder of extra specs (FOLDER/adapters/*.toml, FOLDER/protocols/*.toml), repeatable; searched before BENCH_SPEC_PATH.")
 
@@ -118,6 +119,7 @@ def dataset_cmd(
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
     out: Path = typer.Option(..., "--out", help="CSV file to write the sample list to."),
+    allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
     """Write the dataset's sample list: sample_id, image_path, width, height, category, phrase, boxes, split."""
     import pandas as pd
@@ -127,7 +129,7 @@ def dataset_cmd(
 
     if out.is_dir():
         raise BenchError(f"--out {out} is a folder; give the CSV file to write")
-    ds = get_dataset(name, data_root, _options(option))
+    ds = get_dataset(name, data_root, _options(option), allow_outside_root)
     samples = ds.samples()
     if hasattr(ds, "materialise"):
         ds.materialise(samples)
@@ -159,6 +161,7 @@ def run_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples in run.json under `skipped` and go on."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Do only part INDEX/COUNT of the samples (INDEX from 0 to COUNT-1, e.g. 0/4 ... 3/4; split by sorted sample_id). Merge by running the same command without --shard."),
     spec_path: List[Path] = SPEC_PATH,
+    allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
     """Run a method over a dataset, score every heatmap and print the per-pathology table.
 
@@ -178,7 +181,8 @@ def run_cmd(
                             dataset_options=_options(option), out=out, limit=limit, device=device,
                             random_weights=random_weights, weights=weights, overrides=list(set_),
                             skip_bad=skip_bad, batch_size=batch_size, seed=seed,
-                            shard=parse_shard(shard) if shard is not None else None))
+                            shard=parse_shard(shard) if shard is not None else None,
+                            allow_outside_root=allow_outside_root))
     if isinstance(result, ShardResult):
         skipped = len(result.record.get("skipped", []))
         then = ("the main process merges" if result.launched
@@ -219,12 +223,14 @@ def score_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for samples.csv, summary.csv and run.json."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
     spec_path: List[Path] = SPEC_PATH,
+    allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
     """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run)."""
     from .running.runner import score_folder
 
     _spec_path(spec_path)
-    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad)
+    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad,
+                          allow_outside_root=allow_outside_root)
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
 

@@ -196,3 +196,25 @@ def test_the_documented_commands_tune_a_codebook_that_bench_run_reads(tmp_path, 
     assert record["random_weights"] is False
     assert record["provenance"]["codebook"] == str(bundle / "codebook" / "location_codebook.safetensors")
     assert runs["words"]["provenance"]["codebook"] is None
+
+
+class _Planted:
+    """A pickle that creates a file when it is loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_pickle_checkpoint_never_runs(tiny_run, tmp_path):
+    tmp, spec, tuner, result = tiny_run
+    out = tmp_path / "evil"
+    (out / "checkpoints").mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"step": 1, "payload": _Planted(marker)}, out / "checkpoints" / "step-9999999.pt")
+    with pytest.raises(BenchError, match="not a checkpoint of `bench tune anatomy`.*not loaded") as info:
+        CodebookTuner(spec, out, device="cpu").run(progress=False)
+    assert not marker.exists()
+    assert "\n" not in str(info.value) and "weights_only" not in str(info.value)

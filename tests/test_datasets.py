@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +53,8 @@ def test_phantom_counts_ids_and_categories(phantom: PhantomDataset, phantom_samp
 def test_phantom_is_deterministic(phantom_samples: list, tmp_path: Path) -> None:
     again = get_dataset("phantom", tmp_path, {"seed": "0"})
     listed = again.samples()
-    assert [(s, s.extra) for s in listed] != [(s, s.extra) for s in phantom_samples]  # image paths differ
-    assert [(replace(s, image_path=""), s.extra) for s in listed] == \
-        [(replace(s, image_path=""), s.extra) for s in phantom_samples]
+    # a data root without the images: every one is drawn into the cache, as without a data root
+    assert [(s, s.extra) for s in listed] == [(s, s.extra) for s in phantom_samples]
     other = PhantomDataset(options={"seed": "1", "n_test": "8", "n_train": "0"}).samples()
     assert [s.boxes for s in other] != [s.boxes for s in phantom_samples[:8]]
     first = PhantomDataset(tmp_path / "a")
@@ -66,6 +64,7 @@ def test_phantom_is_deterministic(phantom_samples: list, tmp_path: Path) -> None
         assert Path(s.image_path).is_file()
         assert np.array_equal(again.load_image(s), cached)  # read back from the PNG
         assert np.array_equal(first.render(s), cached)  # another instance draws the same pixels
+    assert not any(tmp_path.iterdir())  # nothing written into the data root
 
 
 def test_phantom_sizes_and_boxes(phantom_samples: list) -> None:
@@ -185,29 +184,31 @@ def test_unilateral_lesion_differs_from_its_mirror(phantom: PhantomDataset, phan
     assert own > other + 10
 
 
-def test_phantom_render_speed_and_materialise(tmp_path: Path, phantom: PhantomDataset, phantom_samples) -> None:
+def test_phantom_render_speed_and_materialise(tmp_path: Path, phantom: PhantomDataset, phantom_samples,
+                                              monkeypatch) -> None:
     largest = max(phantom_samples, key=lambda s: s.width * s.height)
     assert largest.width * largest.height >= 1000 * 1000
     phantom.render(largest)
     start = time.perf_counter()
     phantom.render(largest)
     assert time.perf_counter() - start < 1.0
-    ds = PhantomDataset(tmp_path / "cache", {"n_test": "4", "n_train": "1"})
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    ds = PhantomDataset(tmp_path / "mine", {"n_test": "4", "n_train": "1"})  # no images there: all drawn
     samples = ds.samples()
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache").exists() and ds.folder.is_relative_to(tmp_path / "cache")
     advanced = []
     assert ds.materialise(samples, progress=advanced.append) == 5 and sum(advanced) == 5
     for s in samples:
         with Image.open(s.image_path) as img:
             assert img.mode == "L" and img.size == (s.width, s.height)
     assert ds.materialise(samples) == 0
-    assert not list((tmp_path / "cache").glob(".*.tmp"))
+    assert not list(ds.folder.glob(".*.tmp")) and not (tmp_path / "mine").exists()
 
 
 def test_phantom_options(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     assert PhantomDataset(options={"seed": "3"}).folder == tmp_path / "phantom" / "v2-seed3-default"
-    assert PhantomDataset(tmp_path / "mine").folder == tmp_path / "mine"
+    assert PhantomDataset(tmp_path / "mine").folder == tmp_path / "phantom" / "v2-seed0-default"  # read, never written
     monkeypatch.delenv("BENCH_CACHE")
     assert PhantomDataset().folder == Path.home() / ".cache" / "cxr-grounding-bench" / "phantom" / "v2-seed0-default"
     for options, words in (({"size": "huge"}, "size='huge'"), ({"n_test": "-1"}, "n_test=-1"),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from . import atomic, limits, npyfile
 from .geometry import Geometry
+
+#: added to the message of a .npz without the two arrays of a heatmap
+_HINT = ("; a heatmap written by `bench run` holds 'values' and 'record', and maps at the original size go in "
+         "as .npy files")
 
 
 @dataclass
@@ -40,24 +43,70 @@ class Heatmap:
         atomic.write_with(Path(path), writer)
 
     @classmethod
-    def load(cls, path: Path) -> "Heatmap":
-        """Read a map written by `save`; ValueError (one line naming the file) for anything else."""
+    def load(cls, path: Path, image_size: tuple[int, int] | None = None) -> "Heatmap":
+        """Read a map written by `save`; ValueError (one line naming the file) for anything else.
+
+        The geometry record is read first and the grid's header checked against it before the
+        values are: a grid finer than its field of view (beyond `limits.MODEL_GRID_SIDE`) is
+        refused, and so is a map for another image size than `image_size` (height, width).
+        """
+        path = Path(path)
+
+        def record_header(shape: tuple, dtype: np.dtype) -> None:
+            if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * limits.MAX_RECORD_CHARS:
+                raise ValueError(f"{path}: 'record' is not a JSON text of at most {limits.MAX_RECORD_CHARS:,} "
+                                 "characters")
+
         try:
-            with np.load(Path(path), allow_pickle=False) as data:
-                missing = [k for k in ("values", "record") if k not in data.files]
-                if missing:
-                    raise ValueError(f"{path} has no {' or '.join(repr(k) for k in missing)} array (found: "
-                                     f"{', '.join(data.files) or 'none'}); a heatmap written by `bench run` holds "
-                                     "both, and maps at the original size go in as .npy files")
-                record = json.loads(str(data["record"]))
-                values = data["values"]
+            record = json.loads(str(npyfile.read_npz(path, {"record": record_header}, _HINT)["record"]))
             geometry = Geometry.from_dict(record["geometry"])
-        except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"cannot read heatmap {path}: {exc or type(exc).__name__}") from None
-        return cls(values, geometry, record.get("meta", {}))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read heatmap {path}: its record is not a geometry ({exc or type(exc).__name__})"
+                             ) from None
+        too_large = limits.image_too_large(geometry.image_width, geometry.image_height)
+        if too_large:
+            raise ValueError(f"heatmap {path} is for an image of {too_large}")
+        if image_size is not None and (geometry.image_height, geometry.image_width) != tuple(image_size):
+            raise ValueError(f"heatmap {path} is for a {geometry.image_width}x{geometry.image_height} image, sample is "
+                             f"{image_size[1]}x{image_size[0]}")
+
+        def values_header(shape: tuple, dtype: np.dtype) -> None:
+            if len(shape) != 2 or 0 in shape:
+                raise ValueError(f"heatmap {path} holds an array of shape {shape}, not a non-empty 2-D grid")
+            npyfile.numeric(dtype, f"heatmap {path}")
+            reason = limits.grid_too_large(shape[0], shape[1], geometry.height, geometry.width)
+            if reason:
+                raise ValueError(f"heatmap {path}: {reason}")
+
+        values = npyfile.read_npz(path, {"values": values_header})["values"]
+        meta = record.get("meta", {}) if isinstance(record, dict) else {}
+        return cls(values, geometry, meta if isinstance(meta, dict) else {})
 
     @classmethod
     def from_original(cls, values: np.ndarray, description: str = "original size") -> "Heatmap":
         """A map already at the original image size (NaN outside the field of view)."""
         values = np.asarray(values)
         return cls(values, Geometry.whole(values.shape[0], values.shape[1], description))
+
+
+def read_original_map(path: Path, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """A bring-your-own `.npy` map at the original image size; its header is checked before its data is read.
+
+    With `height` and `width` the shape must be (height, width); without, the map is bounded by the
+    image pixel limit. ValueError (one line naming the file) otherwise.
+    """
+    path = Path(path)
+
+    def check(shape: tuple, dtype: np.dtype) -> None:
+        npyfile.numeric(dtype, str(path))
+        if height is not None and width is not None:
+            if shape != (height, width):
+                raise ValueError(f"{path} has shape {shape}, expected ({height}, {width})")
+        elif len(shape) != 2 or 0 in shape:
+            raise ValueError(f"{path} holds an array of shape {shape}, not a non-empty 2-D map")
+        else:
+            reason = limits.image_too_large(shape[1], shape[0])
+            if reason:
+                raise ValueError(f"{path} is a map of {reason}")
+
+    return npyfile.read_npy(path, check)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import SampleError
+from .limits import image_too_large
 
 Box = tuple[float, float, float, float]
 
@@ -54,6 +55,9 @@ def validate_sample(sample: Sample) -> None:
     """
     if sample.width <= 0 or sample.height <= 0:
         raise SampleError(sample.sample_id, f"image size {sample.width}x{sample.height} is not positive")
+    too_large = image_too_large(sample.width, sample.height)
+    if too_large:
+        raise SampleError(sample.sample_id, f"image size {too_large}")
     if not sample.boxes:
         raise SampleError(sample.sample_id, "has no box")
     for box in sample.boxes:

@@ -33,6 +33,13 @@ def dataset_names() -> list[str]:
     return sorted(registered(DATASETS, ENTRY_POINTS))
 
 
-def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> Dataset:
-    """Instantiate the dataset `name` with its data root and options."""
-    return dataset_class(name)(data_root, options)
+def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, str] | None = None,
+                allow_outside_root: bool = False) -> Dataset:
+    """Instantiate the dataset `name` with its data root and options.
+
+    `allow_outside_root` lets its table name images outside the data root (absolute paths, `..`,
+    links leading elsewhere), which are refused otherwise.
+    """
+    dataset = dataset_class(name)(data_root, options)
+    dataset.allow_outside_root = bool(allow_outside_root)
+    return dataset

@@ -11,6 +11,7 @@ import numpy as np
 from ..core.errors import BenchError, SampleError
 from ..core.samples import Sample
 from .images import check_images, read_grayscale
+from .paths import inside
 
 
 class Dataset(ABC):
@@ -22,6 +23,8 @@ class Dataset(ABC):
     options_help: Mapping[str, str] = {}
     #: options that only say where files are (not what the samples are): left out of the fingerprint
     path_options: frozenset[str] = frozenset()
+    #: whether the table may name images outside the data root (`--allow-outside-root`)
+    allow_outside_root: bool = False
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         self.data_root = Path(data_root) if data_root is not None else None
@@ -81,6 +84,11 @@ class Dataset(ABC):
             groups[key] = unique
         if merged:
             self.notes.append(f"{source}: {merged} duplicate row(s) (same sample, same box) merged")
+
+    def image_path(self, root: Path, name: str, what: str, found: Path | None = None) -> Path:
+        """`found` (default `root / name`) for an image a table names as `name`; BenchError when it leads
+        outside `root` (absolute, `..`, or a link elsewhere) unless the dataset allows it."""
+        return inside(root, name, what, self.allow_outside_root, found)
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)

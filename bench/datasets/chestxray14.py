@@ -178,6 +178,7 @@ class ChestXray14Dataset(Dataset):
         out = []
         for (image, category), boxes in groups.items():
             path = next((f / image for f in folders if (f / image).is_file()), root / "images" / image)
+            path = self.image_path(root, image, f"{root / CSV_NAME}: Image Index", path)
             width, height = RELEASE_SIZE
             out.append(Sample(f"{Path(image).stem}-{category.replace(' ', '_')}", str(path), width, height,
                               category, self.phrase(category), tuple(boxes), "test",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -11,22 +13,54 @@ import numpy as np
 
 from ..core import atomic
 from ..core.errors import SampleError
+from ..core.limits import PIXELS_ENV, image_too_large, max_image_pixels
 from ..core.samples import Sample
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than the limit allows."""
+
+
+def open_image(path: Path):
+    """The PIL image of `path`, its header read and its size within the pixel limit; nothing decoded yet.
+
+    ImageTooLarge with the reason for an image above the limit (`BENCH_MAX_IMAGE_PIXELS`): its pixels
+    are never decoded, whatever PIL's own decompression-bomb threshold.
+    """
+    from PIL import Image
+
+    limit = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL refuses above twice this: never below the documented limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # far above the limit: PIL names only the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than PIL allows"
+        raise ImageTooLarge(f"image {path} is {size}, above the limit of {limit:,} pixels "
+                            f"(set {PIXELS_ENV} to raise it)") from None
+    reason = image_too_large(*img.size)
+    if reason:
+        img.close()
+        raise ImageTooLarge(f"image {path} is {reason}")
+    return img
 
 
 def read_grayscale(path: str | Path, sample_id: str = "") -> np.ndarray:
     """Read an image file as a 2-D array of its grey values (uint8 or uint16, unscaled).
 
     RGB and RGBA files (some ChestX-ray14 PNGs are RGBA) are reduced to their luminance; the alpha
-    channel is ignored. A missing or unreadable file raises SampleError naming the path.
+    channel is ignored. A missing, unreadable or oversized file raises SampleError naming the path.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise SampleError(sample_id or path.name, f"image not found: {path}")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.int64)
@@ -34,22 +68,26 @@ def read_grayscale(path: str | Path, sample_id: str = "") -> np.ndarray:
             if img.mode != "L":
                 img = img.convert("RGB").convert("L")
             return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except ImageTooLarge as exc:
+        raise SampleError(sample_id or path.name, str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SampleError(sample_id or path.name, f"cannot read image {path}: {exc}") from None
 
 
 def decoded_size(path: str | Path) -> tuple[int, int] | str:
     """(width, height) of a fully decoded image file, or the reason it cannot be decoded."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         return f"image not found: {path}"
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()  # decodes every pixel: a truncated file fails here, not in a method
             return img.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except ImageTooLarge as exc:
+        return str(exc)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return f"cannot read image {path}: {exc}"
 
 
@@ -89,6 +127,8 @@ def check_images(samples: Sequence[Sample], dataset: str) -> dict[str, str]:
         found = entry[2]
         if isinstance(found, str):
             problems[s.sample_id] = found
+        elif image_too_large(*found):  # decoded under a higher limit than today's
+            problems[s.sample_id] = f"image {path} is {image_too_large(*found)}"
         elif tuple(found) != (s.width, s.height):
             problems[s.sample_id] = (f"image {path} is {found[0]}x{found[1]}, but the dataset records "
                                      f"{s.width}x{s.height} for it (the boxes are in that size's pixels)")

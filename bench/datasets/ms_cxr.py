@@ -137,7 +137,8 @@ class MsCxrDataset(Dataset):
         out = []
         for (dicom_id, text), boxes in groups.items():
             first = firsts[(dicom_id, text)]
-            out.append(Sample(sample_id(dicom_id, text), str(images / first.path), int(round(first.image_width)),
+            path = self.image_path(images, first.path, f"{csv}: path")
+            out.append(Sample(sample_id(dicom_id, text), str(path), int(round(first.image_width)),
                               int(round(first.image_height)), first.category_name.lower(), text, tuple(boxes),
                               first.split if has_split else "test", {"dicom_id": dicom_id}))
         return out

@@ -25,6 +25,7 @@ from ..core import atomic
 from ..core.errors import BenchError
 from ..core.samples import Box, Sample
 from .base import Dataset
+from .images import check_images
 
 CATEGORIES = ("atelectasis", "cardiomegaly", "consolidation", "edema", "lung opacity", "pleural effusion",
               "pneumonia", "pneumothorax")
@@ -553,9 +554,7 @@ class PhantomDataset(Dataset):
 
     @property
     def folder(self) -> Path:
-        """The PNG cache: the data root if given, else a folder keyed by everything that sets pixels."""
-        if self.data_root is not None:
-            return self.data_root
+        """The PNG cache under BENCH_CACHE, keyed by everything that sets pixels: the only place images are written."""
         base = Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench")
         return base / "phantom" / f"v{RENDER_VERSION}-seed{self.seed}-{self.size}"
 
@@ -563,23 +562,34 @@ class PhantomDataset(Dataset):
         """The full description of sample (split, index) under this dataset's options."""
         return make_case(self.seed, split, index, self.size)
 
-    @staticmethod
-    def _sample(case: Case, folder: Path) -> Sample:
+    def _sample(self, case: Case, folder: Path) -> Sample:
         sid = f"phantom-{case.split}-{case.index:05d}"
         extra = {"side": case.side, "zone": case.zone, "size": case.size, "variant": case.variant,
                  "lesion_seed": case.lesion_seed, "index": case.index}
-        return Sample(sid, os.path.join(folder, f"{sid}.png"), case.width, case.height, case.category,
-                      case.phrase, case.boxes, case.split, extra)
+        path = os.path.join(folder, f"{sid}.png")
+        if self.data_root is not None and os.path.isfile(self.data_root / f"{sid}.png"):
+            path = str(self.image_path(self.data_root, f"{sid}.png", "phantom image"))
+        return Sample(sid, path, case.width, case.height, case.category, case.phrase, case.boxes, case.split, extra)
 
     def samples(self) -> list[Sample]:
-        """Test samples then train samples; nothing is rendered."""
+        """Test samples then train samples; nothing is rendered.
+
+        With a data root, an image found there (`<sample_id>.png`) is read from there; every other
+        one is drawn into the cache.
+        """
         folder = self.folder
         return [self._sample(self.case(split, i), folder)
                 for split in ("test", "train") for i in range(self.counts[split])]
 
+    def _drawn(self, sample: Sample) -> bool:
+        """Whether the sample's image is the one this dataset draws into its cache (not a file of the data root)."""
+        return Path(sample.image_path).parent == self.folder
+
     def check_images(self, samples: Sequence[Sample]) -> dict[str, str]:
-        """Nothing to check: each image is drawn from the same case that sets its size and boxes."""
-        return {}
+        """Images read from the data root are checked as every dataset's are (they decode, at the case's
+        size); images drawn into the cache come from the same case that sets their size and boxes."""
+        given = [s for s in samples if not self._drawn(s)]
+        return check_images(given, self.name) if given else {}
 
     def _case_of(self, sample: Sample) -> Case:
         m = _ID.match(sample.sample_id)
@@ -592,9 +602,9 @@ class PhantomDataset(Dataset):
         return render_case(self._case_of(sample), with_lesion)
 
     def load_image(self, sample: Sample) -> np.ndarray:
-        """The cached PNG, or the image rendered now and cached atomically."""
+        """The PNG (of the data root or the cache), or the image rendered now and cached atomically."""
         path = Path(sample.image_path)
-        if path.is_file():
+        if path.is_file() or not self._drawn(sample):
             return super().load_image(sample)
         pixels = self.render(sample)
         atomic.write_bytes(path, _png(pixels))
@@ -602,7 +612,7 @@ class PhantomDataset(Dataset):
 
     def materialise(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> int:
         """Write every missing PNG (so a sample list's image paths exist); returns how many were written."""
-        todo = [s for s in samples if not Path(s.image_path).is_file()]
+        todo = [s for s in samples if self._drawn(s) and not Path(s.image_path).is_file()]
         if progress and len(todo) < len(samples):
             progress(len(samples) - len(todo))
 

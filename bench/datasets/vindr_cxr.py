@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BenchError
+from ..core.errors import BenchError, SampleError
+from ..core.limits import image_too_large
 from ..core.samples import Sample
 from .anatomy import build_prompt, load_rules
 from .anatomy_lut import box_gaussian, load_lut
 from .base import Dataset
-from .images import read_grayscale
+from .images import ImageTooLarge, open_image, read_grayscale
 from .tables import read_csv, require_columns
 
 COLUMNS = ("image_id", "class_name", "x_min", "y_min", "x_max", "y_max")
@@ -44,12 +45,12 @@ def _image_size(path: Path) -> tuple[int, int]:
             raise BenchError(f"{path}: reading DICOM needs pydicom (pip install pydicom), or convert to PNG") from None
         ds = pydicom.dcmread(str(path), stop_before_pixels=True)
         return int(ds.Columns), int(ds.Rows)
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return im.size
-    except OSError as exc:
+    except ImageTooLarge as exc:
+        raise BenchError(str(exc)) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise BenchError(f"cannot read image {path}: {exc}") from None
 
 
@@ -94,7 +95,7 @@ class VindrCxrDataset(Dataset):
 
     def _image(self, folder: Path, image_id: str) -> Path:
         for ext in EXTENSIONS:
-            path = folder / f"{image_id}{ext}"
+            path = self.image_path(folder, f"{image_id}{ext}", "vindr-cxr: image_id")
             if path.is_file():
                 return path
         raise BenchError(f"vindr-cxr: no image {image_id}.png/.jpg/.dicom in {folder}")
@@ -153,6 +154,9 @@ class VindrCxrDataset(Dataset):
             import pydicom
 
             ds = pydicom.dcmread(sample.image_path)
+            too_large = image_too_large(int(ds.Columns), int(ds.Rows))
+            if too_large:
+                raise SampleError(sample.sample_id, f"image {sample.image_path} is {too_large}")
             pixels = ds.pixel_array.astype(np.float32)
             if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
                 pixels = pixels.max() - pixels

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.errors import BenchError
-from ..core.heatmap import Heatmap
+from ..core.heatmap import Heatmap, read_original_map
 from ..evaluation.protocols import Protocol
 from ..evaluation.resample import to_original
 from ..evaluation.scoring import apply_policy
@@ -49,17 +49,17 @@ def example_arrays(image: np.ndarray, heatmap: Heatmap, boxes: list, protocol: P
 
 def _stored_heatmap(run: RunDir, record: dict, sample_id: str) -> Heatmap | None:
     """The sample's map from the run's heatmaps/, or from the folder a `bench score` run scored."""
-    if run.heatmap_path(sample_id).is_file():
-        return Heatmap.load(run.heatmap_path(sample_id))
     scored = record.get("heatmaps")
-    if not scored:
+    candidates = [run.heatmap_path(sample_id)]
+    if scored:
+        candidates += [Path(scored) / f"{file_name(sample_id)}.npz", Path(scored) / f"{file_name(sample_id)}.npy"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
         return None
-    npz, npy = Path(scored) / f"{file_name(sample_id)}.npz", Path(scored) / f"{file_name(sample_id)}.npy"
-    if npz.is_file():
-        return Heatmap.load(npz)
-    if npy.is_file():
-        return Heatmap.from_original(np.load(npy, allow_pickle=False))
-    return None
+    try:
+        return Heatmap.from_original(read_original_map(path)) if path.suffix == ".npy" else Heatmap.load(path)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bool:
@@ -76,7 +76,8 @@ def make_example(run: RunDir, record: dict, protocol: Protocol, out: Path) -> bo
         return False
     config = record.get("config", {}).get("dataset", {})
     try:
-        dataset = get_dataset(config.get("name") or record["dataset"], config.get("data_root"), config.get("options"))
+        dataset = get_dataset(config.get("name") or record["dataset"], config.get("data_root"), config.get("options"),
+                              bool(config.get("allow_outside_root")))
         sample = next((s for s in dataset.samples() if s.sample_id == sample_id), None)
         if sample is None:
             return False

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import atomic
+from ..core import atomic, npyfile
 from ..core.errors import BenchError
 from ..evaluation.protocols import Protocol
 from ..running.rundir import RunDir
@@ -247,6 +247,11 @@ def load_comparisons(results: Path) -> list[Comparison]:
 
 def read_example(path: Path) -> dict:
     """The stored overlay example: image, heatmap (NaN outside the field of view), boxes, phrase."""
-    with np.load(path, allow_pickle=False) as data:
-        return {"image": data["image"], "heatmap": data["heatmap"].astype(np.float64), "boxes": data["boxes"],
-                "sample_id": str(data["sample_id"]), "phrase": str(data["phrase"])}
+    small, text = npyfile.at_most(4096 * 4096), npyfile.at_most(1, 4 * 100_000)
+    try:
+        data = npyfile.read_npz(path, {"image": small, "heatmap": small, "boxes": small, "sample_id": text,
+                                       "phrase": text})
+    except ValueError as exc:
+        raise BenchError(f"overlay example: {exc}") from None
+    return {"image": data["image"], "heatmap": data["heatmap"].astype(np.float64), "boxes": data["boxes"],
+            "sample_id": str(data["sample_id"]), "phrase": str(data["phrase"])}

@@ -118,7 +118,8 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
     if not name:
         raise BenchError(f"{run.root}/run.json does not name its dataset")
     root = data.get("data_root")
-    dataset = get_dataset(name, Path(root) if root else None, data.get("options") or {})
+    dataset = get_dataset(name, Path(root) if root else None, data.get("options") or {},
+                          bool(data.get("allow_outside_root")))
     heatmaps = _heatmap_folder(run)
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     _, chosen = eval_samples(dataset, protocol, None)

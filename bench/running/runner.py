@@ -23,7 +23,7 @@ import pandas as pd
 from .. import __version__
 from ..core.errors import BenchError, SampleError
 from ..core.fingerprint import dataset_fingerprint
-from ..core.heatmap import Heatmap
+from ..core.heatmap import Heatmap, read_original_map
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
@@ -66,6 +66,7 @@ class RunRequest:
     batch_size: int = 8
     seed: int = 0
     shard: shards.Shard | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass
@@ -188,12 +189,20 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
         yield list(items[i:i + size])
 
 
+def dataset_config(name: str, options: dict[str, str], data_root: Path | None, allow_outside_root: bool) -> dict:
+    """The dataset part of run.json's config: what re-creates the same sample list when a run is rescored."""
+    config = {"name": name, "options": dict(sorted(options.items())),
+              "data_root": str(Path(data_root).resolve()) if data_root else None}
+    if allow_outside_root:
+        config["allow_outside_root"] = True
+    return config
+
+
 def _config(spec: dict, req: RunRequest, protocol: Protocol) -> dict:
     """What must match for a run directory to be resumed."""
     return {
         "method": spec,
-        "dataset": {"name": req.dataset, "options": dict(sorted(req.dataset_options.items())),
-                    "data_root": str(Path(req.data_root).resolve()) if req.data_root else None},
+        "dataset": dataset_config(req.dataset, req.dataset_options, req.data_root, req.allow_outside_root),
         "protocol": protocol.fingerprint(),
         "random_weights": req.random_weights,
         "seed": req.seed,
@@ -406,7 +415,7 @@ def _load(req: RunRequest) -> tuple[dict, type, Protocol, Dataset, list[Sample],
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
     backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = load_protocol(req.protocol)
-    dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
+    dataset = get_dataset(req.dataset, req.data_root, req.dataset_options, req.allow_outside_root)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     return spec, backend, protocol, dataset, everything, chosen
 
@@ -546,7 +555,7 @@ def _run_heatmap_loader(rundir: RunDir) -> Callable[[Sample], Heatmap]:
 
     def load(s: Sample) -> Heatmap:
         try:
-            return Heatmap.load(rundir.heatmap_path(s.sample_id))
+            return Heatmap.load(rundir.heatmap_path(s.sample_id), (s.height, s.width))
         except ValueError as exc:
             raise SampleError(s.sample_id, str(exc)) from None
 
@@ -561,19 +570,13 @@ def _user_heatmap_loader(folder: Path) -> Callable[[Sample], Heatmap]:
         npz, npy = folder / f"{name}.npz", folder / f"{name}.npy"
         if npz.is_file() and npy.is_file():
             raise SampleError(s.sample_id, f"both {npy.name} and {npz.name} are in {folder}; keep one of them")
-        if npz.is_file():
-            try:
-                return Heatmap.load(npz)
-            except ValueError as exc:
-                raise SampleError(s.sample_id, str(exc)) from None
-        if npy.is_file():
-            try:
-                values = np.load(npy, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise SampleError(s.sample_id, f"cannot read {npy}: {exc}") from None
-            if values.ndim != 2 or values.shape != (s.height, s.width):
-                raise SampleError(s.sample_id, f"{npy} has shape {values.shape}, expected ({s.height}, {s.width})")
-            return Heatmap.from_original(values)
+        try:
+            if npz.is_file():
+                return Heatmap.load(npz, (s.height, s.width))
+            if npy.is_file():
+                return Heatmap.from_original(read_original_map(npy, s.height, s.width))
+        except ValueError as exc:
+            raise SampleError(s.sample_id, str(exc)) from None
         raise SampleError(s.sample_id, f"no heatmap {name}.npy or {name}.npz in {folder}")
 
     return load
@@ -586,7 +589,8 @@ def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
 
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
-                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False) -> RunResult:
+                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False,
+                 allow_outside_root: bool = False) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
 
     A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
@@ -600,7 +604,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         raise BenchError(f"--heatmaps {heatmaps} is not a folder")
     check_folder(Path(out))
     protocol = load_protocol(protocol_name)
-    dataset = get_dataset(dataset_name, data_root, dataset_options)
+    dataset = get_dataset(dataset_name, data_root, dataset_options, allow_outside_root)
     source = RunDir(heatmaps.parent).read_run() if (heatmaps.parent / "run.json").is_file() else None
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     everything, chosen = eval_samples(dataset, protocol, None)
@@ -616,9 +620,9 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     skipped: dict[str, str] = {}
     chosen = validate_all(chosen, skip_bad, skipped)
     rundir = RunDir(out)
-    config = {"scored": str(heatmaps.resolve()), "dataset": {"name": dataset_name,
-              "options": dict(sorted((dataset_options or {}).items())),
-              "data_root": str(Path(data_root).resolve()) if data_root else None}, "protocol": protocol.fingerprint()}
+    config = {"scored": str(heatmaps.resolve()),
+              "dataset": dataset_config(dataset_name, dataset_options or {}, data_root, allow_outside_root),
+              "protocol": protocol.fingerprint()}
     with locked(rundir.root):
         previous = rundir.read_run()
         if previous is not None and previous.get("config") != config:

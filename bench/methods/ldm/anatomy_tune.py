@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -356,8 +357,13 @@ class CodebookTuner:
         found = sorted((self.out / "checkpoints").glob("step-*.pt")) if (self.out / "checkpoints").is_dir() else []
         if not found:
             return 0, []
-        state = torch.load(found[-1], map_location=self.device, weights_only=False)
-        if state.get("spec_digest") != self.spec.digest:
+        try:  # tensors, numbers, strings, lists and dicts only: a planted pickle never runs
+            state = torch.load(found[-1], map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as exc:
+            raise BenchError(f"{found[-1]} is not a checkpoint of `bench tune anatomy` (it holds more than tensors, "
+                             f"numbers and lists, or is broken: {type(exc).__name__}); it was not loaded, choose a "
+                             "new --out") from None
+        if not isinstance(state, dict) or state.get("spec_digest") != self.spec.digest:
             raise BenchError(f"{self.out} holds checkpoints of another tuning spec; choose a new --out")
         with torch.no_grad():
             self.codebook.copy_(state["codebook"].to(self.device))
