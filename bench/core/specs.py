@@ -146,4 +146,4 @@ def check_fields(document: dict, known: Sequence[str], source: str, where: str =
     """Refuse a field that is not one of `known`, naming the file, the field and the known ones."""
     for key in document:
         if key not in known:
-            raise BenchError(f"{source}: unknown field {where + key!r} (known: {', '.join(sorted(known))})")
+            raise BenchError(f"{source}: unknown field {where + key!r} (known: {', '.join(sorted(known)) or 'none'})")
