@@ -188,7 +188,7 @@ def test_protocol_value_types_checked_before_any_work(bench_cli, tmp_path: Path,
 def test_dataset_options_bounded(bench_cli, tmp_path: Path) -> None:
     r = bench_cli("run", "--method", "uniform", "--dataset", "phantom", "-O", "n_test=99999999999999999999",
                   "--out", tmp_path / "r")
-    _one_line_error(r, "n_test=99999999999999999999", "between 0 and 100000")
+    _one_line_error(r, "n_test=99999999999999999999", "in 0..100000")
     assert not (tmp_path / "r").exists()
 
 
