@@ -445,9 +445,11 @@ def tune_anatomy_cmd(
     random_weights: bool = typer.Option(False, "--random-weights", help="The method's architecture with random weights (smoke tests, timing)."),
 ) -> None:
     """Tune the location-token codebook of an anatomy_ldm method; writes the file its adapter reads."""
+    from .core.devices import check_device
     from .methods.ldm.anatomy_tune import CodebookTuner
     from .methods.ldm.tune_spec import load_tune_spec
 
+    check_device(device, allow_auto=True)
     tuner = CodebookTuner(load_tune_spec(spec), out, device=device, random_weights=random_weights, weights=weights)
     result = tuner.run()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final.items())

@@ -92,10 +92,12 @@ def test_three_lines_in_a_notebook() -> None:
     maps = [box_mask(s.boxes, s.height, s.width).astype(float) for s in samples]
     scores = bench.score_maps(maps, samples)
     # the GT mask itself: every threshold gives the GT, the maximum lies in it, and with no spread
-    # inside or outside the boxes CNR's denominator is zero, which scores 0
+    # inside or outside the boxes CNR's denominator is the default protocol's variance floor, 1e-4:
+    # CNR 1 / sqrt(1e-4) = 100, the most any map scores
     assert scores.metric("miou") == pytest.approx((1.0, 1.0, 1.0), abs=1e-12)
     assert scores.metric("auc_roc", "micro") == pytest.approx((1.0, 1.0, 1.0), abs=1e-12)
-    assert scores.metric("pointing_game")[0] == pytest.approx(1.0, abs=1e-12) and scores.metric("cnr")[0] == 0.0
+    assert scores.metric("pointing_game")[0] == pytest.approx(1.0, abs=1e-12)
+    assert scores.metric("cnr") == pytest.approx((100.0, 100.0, 100.0), abs=1e-9)
     assert list(scores.samples["sample_id"]) == [s.sample_id for s in samples]
 
 

@@ -389,7 +389,7 @@ def test_spec_is_data_a_variant_is_a_new_file() -> None:
     method = BioVilMethod(spec, RunContext(random_weights=True))
     assert (method.settings.crop, method.settings.variant) == (448, "biovil")
     spec["params"]["variant"] = "biovil_x"
-    with pytest.raises(BenchError, match="params.variant 'biovil_x' is not one of biovil, biovil_t"):
+    with pytest.raises(BenchError, match="params.variant = .biovil_x. is not one of biovil, biovil_t"):
         BioVilMethod(spec, RunContext())
 
 

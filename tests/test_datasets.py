@@ -211,8 +211,8 @@ def test_phantom_options(monkeypatch, tmp_path: Path) -> None:
     assert PhantomDataset(tmp_path / "mine").folder == tmp_path / "phantom" / "v2-seed0-default"  # read, never written
     monkeypatch.delenv("BENCH_CACHE")
     assert PhantomDataset().folder == Path.home() / ".cache" / "cxr-grounding-bench" / "phantom" / "v2-seed0-default"
-    for options, words in (({"size": "huge"}, "size='huge'"), ({"n_test": "-1"}, "n_test=-1"),
-                           ({"seed": "x"}, "seed='x'"), ({"colour": "1"}, "unknown option 'colour'")):
+    for options, words in (({"size": "huge"}, "size=huge is not one of"), ({"n_test": "-1"}, "n_test=-1"),
+                           ({"seed": "x"}, "seed=x is not an integer"), ({"colour": "1"}, "unknown option 'colour'")):
         with pytest.raises(BenchError, match=words):
             PhantomDataset(options=options)
 

@@ -513,7 +513,8 @@ def _stub(latents, timesteps, context):
 
 
 def test_sample_eval_counts_at_published_lengths():
-    """668 / 100 / 200 / 50 as coded (peer-heatmap-extraction.md §6), and the exact minimal costs."""
+    """668 / 100 / 200 / 50 sample-evals as the published codes run them (`as_coded`, see
+    adapters/ldm_frozen.toml and bench/methods/ldm/process.py), and the exact minimal costs."""
     latents = torch.zeros(1, 3, 4, 4)
     conditioning = Conditioning(torch.zeros(1, TOKENS, 8), torch.zeros(1, TOKENS, 8))
     monai = NoiseSchedule.from_scheduler(_monai_scheduler())

@@ -264,7 +264,7 @@ def test_bbm_suffix_switches_the_option_on() -> None:
     ("steps=5", "params.steps = 5"),
     ("tokens=nouns", "params.tokens = 'nouns' is not one of"),
     ("process=denoise", "params.process = 'denoise' is not one of"),
-    ("crop=600", "params.crop must be in 1..resize"),
+    ("crop=600", "params.crop = 600 is not in 1..resize"),
 ])
 def test_bad_spec_values_are_one_line_errors(override: str, message: str) -> None:
     with pytest.raises(BenchError, match=message) as info:

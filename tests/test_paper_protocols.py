@@ -1,5 +1,6 @@
 """The published protocols: every option against hand-computed values on tiny maps, and the numbers
-of the protocol audit (reference/peer-eval-protocols.md, section 6 and its synthetic checks)."""
+the published evaluation code gives on synthetic checks (each option's source is named in the
+comments of `protocols/*.toml`)."""
 
 from __future__ import annotations
 

@@ -110,31 +110,6 @@ def test_the_search_path_option_and_variable(bench_cli, tmp_path: Path, monkeypa
     assert r.code == 2 and "--spec-path" in r.err and "not a folder" in r.err
 
 
-@pytest.fixture
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The template plugin on the path, with its entry points as pip would install them (a dist-info
-    folder written from the template's own pyproject.toml). Returns the PYTHONPATH it needs."""
-    from bench.core.registry import refresh_plugins
-
-    project = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["project"]
-    lines = []
-    for group, entries in project["entry-points"].items():
-        lines.append(f"[{group}]")
-        lines += [f"{k} = {v}" for k, v in entries.items()]
-    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    paths = [str(tmp_path / "site"), str(TEMPLATE)]
-    for p in reversed(paths):
-        monkeypatch.syspath_prepend(p)
-    refresh_plugins()
-    yield os.pathsep.join(paths)
-    refresh_plugins()
-    for name in [m for m in sys.modules if m.startswith("my_grounding_method")]:
-        del sys.modules[name]
-
-
 def test_the_template_plugin_runs_compares_and_enters_a_leaderboard(bench_cli, plugin, tmp_path: Path) -> None:
     r = bench_cli("list", "methods")
     assert r.code == 0 and "my_method" in r.out

@@ -52,7 +52,11 @@ def set_spec_path(folders: Iterable[Path]) -> None:
 def search_path() -> list[Any]:
     """Every folder searched for specs besides the shipped ones, in order (Paths or Traversables)."""
     folders: list[Any] = list(_cli_folders)
-    folders += [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    for entry in os.environ.get(ENV_VAR, "").split(os.pathsep):
+        if entry:
+            if not Path(entry).is_dir():
+                raise BenchError(f"{ENV_VAR} names {entry}, which is not a folder; fix or unset {ENV_VAR}")
+            folders.append(Path(entry))
     for name, module in sorted(plugins(ENTRY_POINTS).items()):
         try:
             folders.append(importlib.resources.files(module))
@@ -146,4 +150,4 @@ def check_fields(document: dict, known: Sequence[str], source: str, where: str =
     """Refuse a field that is not one of `known`, naming the file, the field and the known ones."""
     for key in document:
         if key not in known:
-            raise BenchError(f"{source}: unknown field {where + key!r} (known: {', '.join(sorted(known))})")
+            raise BenchError(f"{source}: unknown field {where + key!r} (known: {', '.join(sorted(known)) or 'none'})")

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..core.errors import BenchError, SampleError
+from ..core.params import Param, check_params
 from ..core.samples import Sample
 from .images import check_images, read_grayscale
 from .paths import inside
@@ -19,7 +20,9 @@ class Dataset(ABC):
 
     name: str = ""
     description: str = ""
-    #: option names the dataset understands, with one-line help each
+    #: the options (`-O key=value`) the dataset understands: name -> bench.Param (type, default, range, help)
+    options_schema: Mapping[str, Param] | None = None
+    #: the older form: name -> one-line help, for string options (used when `options_schema` is None)
     options_help: Mapping[str, str] = {}
     #: options that only say where files are (not what the samples are): left out of the fingerprint
     path_options: frozenset[str] = frozenset()
@@ -31,10 +34,16 @@ class Dataset(ABC):
         self.options = dict(options or {})
         #: lines about the data that changed nothing wrong but should be said (e.g. merged duplicate rows)
         self.notes: list[str] = []
-        unknown = sorted(set(self.options) - set(self.options_help))
-        if unknown:
-            known = ", ".join(sorted(self.options_help)) or "none"
-            raise BenchError(f"dataset {self.name}: unknown option {unknown[0]!r} (known: {known})")
+        #: the options checked against the schema and parsed to their types, defaults filled in
+        self.settings = check_params(self.options, self.option_params(), f"dataset {self.name}", where="",
+                                     text=True, noun="option")
+
+    @classmethod
+    def option_params(cls) -> dict[str, Param]:
+        """The declared options: `options_schema`, else each `options_help` entry as a string option."""
+        if cls.options_schema is not None:
+            return dict(cls.options_schema)
+        return {key: Param(str, help=text) for key, text in cls.options_help.items()}
 
     @abstractmethod
     def samples(self) -> list[Sample]:

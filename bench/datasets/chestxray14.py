@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BenchError
+from ..core.params import Param
 from ..core.samples import Box, Sample
 from .base import Dataset
 from .tables import read_csv
@@ -128,14 +129,15 @@ class ChestXray14Dataset(Dataset):
 
     name = "chestx-ray14"
     description = "NIH ChestX-ray14 box subset (BBox_List_2017.csv + PNGs under --data-root or BENCH_NIH_ROOT)"
-    options_help = {"template": "phrase template over {finding} (default '{finding}', with readable names "
-                                "such as 'pleural effusion' for Effusion)",
-                    "labels": "'known' (default: a Finding Label outside the 8 of the box list is an error) or "
-                              "'any' (each other label becomes its own category)"}
+    options_schema = {"template": Param(str, "{finding}", help="phrase template over {finding} (default '{finding}', "
+                                                                "with readable names such as 'pleural effusion' for Effusion)"),
+                      "labels": Param(str, "known", choices=("known", "any"),
+                                      help="'known' (default: a Finding Label outside the 8 of the box list is an error) "
+                                           "or 'any' (each other label becomes its own category)")}
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         super().__init__(data_root, options)
-        self.template = self.option("template", "{finding}")
+        self.template = self.settings["template"]
         try:
             probe = self.template.format(finding="\0")
         except (KeyError, IndexError, ValueError) as exc:
@@ -143,9 +145,7 @@ class ChestXray14Dataset(Dataset):
                              f"use {{finding}} as its only field ({exc})") from None
         if "\0" not in probe:
             raise BenchError(f"dataset chestx-ray14: template {self.template!r} does not contain {{finding}}")
-        self.labels = self.option("labels", "known")
-        if self.labels not in ("known", "any"):
-            raise BenchError(f"dataset chestx-ray14: option labels={self.labels!r} must be 'known' or 'any'")
+        self.labels = self.settings["labels"]
 
     def root(self) -> Path:
         """The folder holding BBox_List_2017.csv: --data-root, else BENCH_NIH_ROOT."""

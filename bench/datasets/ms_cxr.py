@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BenchError
+from ..core.params import Param
 from ..core.samples import Box, Sample
 from .base import Dataset
 from .tables import read_csv, require_columns
@@ -88,8 +89,9 @@ class MsCxrDataset(Dataset):
     name = "ms-cxr"
     description = ("MS-CXR phrase grounding (official CSV v1.0.0/v1.1.0 + MIMIC-CXR-JPG under --data-root "
                    "or BENCH_MS_CXR_ROOT)")
-    options_help = {"csv": "path of the MS-CXR CSV (default: newest MS_CXR_Local_Alignment_v*.csv under the data root)",
-                    "images": "image root the CSV's `path` column is relative to (default: the data root)"}
+    options_schema = {"csv": Param(str, help="path of the MS-CXR CSV (default: newest MS_CXR_Local_Alignment_v*.csv "
+                                             "under the data root)"),
+                      "images": Param(str, help="image root the CSV's `path` column is relative to (default: the data root)")}
     path_options = frozenset({"csv", "images"})
 
     def root(self) -> Path:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.errors import BenchError
+from ..core.params import Param
 from ..core.samples import Box, Sample
 from .base import Dataset
 from .images import check_images
@@ -529,23 +530,19 @@ class PhantomDataset(Dataset):
 
     name = "phantom"
     description = "built-in procedural chest-like images, 8 MS-CXR categories, exact boxes and location phrases"
-    options_help = {
-        "n_test": "test samples (default 200, 25 per category)",
-        "n_train": "train samples (default 400)",
-        "seed": "seed of the whole dataset (default 0)",
-        "size": "'default' (varied sizes 384-1024 px, square, portrait, landscape) or 'mimic' (all 2544 x 3056)",
+    options_schema = {
+        "n_test": Param(int, 200, ge=0, le=MAX_SAMPLES, help="test samples (default 200, 25 per category)"),
+        "n_train": Param(int, 400, ge=0, le=MAX_SAMPLES, help="train samples (default 400)"),
+        "seed": Param(int, 0, ge=0, help="seed of the whole dataset (default 0)"),
+        "size": Param(str, "default", choices=("default", "mimic"),
+                      help="'default' (varied sizes 384-1024 px, square, portrait, landscape) or 'mimic' (all 2544 x 3056)"),
     }
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         super().__init__(data_root, options)
-        self.seed = self.int_option("seed", 0)
-        self.size = self.option("size", "default")
-        if self.size not in ("default", "mimic"):
-            raise BenchError(f"dataset phantom: option size={self.size!r} must be 'default' or 'mimic'")
-        self.counts = {"test": self.int_option("n_test", 200), "train": self.int_option("n_train", 400)}
-        for split, n in self.counts.items():
-            if not 0 <= n <= MAX_SAMPLES:
-                raise BenchError(f"dataset phantom: option n_{split}={n} must be between 0 and {MAX_SAMPLES}")
+        self.seed = self.settings["seed"]
+        self.size = self.settings["size"]
+        self.counts = {"test": self.settings["n_test"], "train": self.settings["n_train"]}
 
     def fingerprint_options(self) -> dict[str, str]:
         """Every option with its value in force (defaults included), so `-O seed=0` hashes as no option."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.errors import BenchError, SampleError
 from ..core.limits import image_too_large
+from ..core.params import Param
 from ..core.samples import Sample
 from .anatomy import build_prompt, load_rules
 from .anatomy_lut import box_gaussian, load_lut
@@ -61,10 +62,10 @@ class VindrCxrDataset(Dataset):
     description = ("VinDr-CXR test set with synthetic \"{location} {pathology}\" prompts (Vilouras et al. 2025, "
                    "appendix E): annotations_test.csv and test/ images under --data-root or BENCH_VINDR_ROOT; "
                    "-O lut=PATH from `bench tune lut`")
-    options_help = {"csv": "path of annotations_test.csv (default: annotations/annotations_test.csv or "
-                           "annotations_test.csv under the data root)",
-                    "images": "folder of the test images (default: test/ under the data root)",
-                    "lut": "anatomical prior table (TOML from `bench tune lut`); required"}
+    options_schema = {"csv": Param(str, help="path of annotations_test.csv (default: annotations/annotations_test.csv "
+                                             "or annotations_test.csv under the data root)"),
+                      "images": Param(str, help="folder of the test images (default: test/ under the data root)"),
+                      "lut": Param(str, help="anatomical prior table (TOML from `bench tune lut`); required")}
 
     def root(self) -> Path:
         if self.data_root is not None:

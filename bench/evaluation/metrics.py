@@ -2,7 +2,7 @@
 
 Every function takes H (float array, NaN = no value: excluded from CNR and AUC, never above a
 threshold, never the maximum) and G (boolean GT mask of the same shape). These are the
-definitions of DESIGN.md computed pixel by pixel; `bench.evaluation.cells` computes the same numbers on
+definitions of the README's metric list (section "Metrics") computed pixel by pixel; `bench.evaluation.cells` computes the same numbers on
 native-grid cells and is tested against these.
 """
 
@@ -30,27 +30,30 @@ def _side(values: np.ndarray, ddof: int) -> tuple[float, float]:
     return float(values.mean()), float(values.var(ddof=ddof))
 
 
-def _contrast(inside: np.ndarray, outside: np.ndarray, ddof: int, inf_value: float = 0.0) -> float:
+def _contrast(inside: np.ndarray, outside: np.ndarray, ddof: int, inf_value: float = 0.0, floor: float = 0.0) -> float:
     if inside.size <= ddof or outside.size <= ddof:
         return 0.0
     m_in, v_in = _side(inside, ddof)
     m_out, v_out = _side(outside, ddof)
-    return _ratio(m_in - m_out, np.sqrt(v_in + v_out), inf_value)
+    return _ratio(m_in - m_out, np.sqrt(max(v_in + v_out, floor)), inf_value)
 
 
-def cnr(h: np.ndarray, g: np.ndarray, ddof: int = 0, inf_value: float = 0.0) -> float:
-    """Signed contrast-to-noise ratio (mean_in - mean_out) / sqrt(var_in + var_out).
+def cnr(h: np.ndarray, g: np.ndarray, ddof: int = 0, inf_value: float = 0.0, floor: float = 0.0) -> float:
+    """Signed contrast-to-noise ratio (mean_in - mean_out) / sqrt(max(var_in + var_out, floor)).
 
-    `ddof` 0 is the population variance, 1 the sample variance. An empty side gives 0; a zero
-    denominator gives 0, or +-`inf_value` when the means differ (Vilouras et al.'s float32
-    nan_to_num turns that +inf into 3.4e38).
+    `ddof` 0 is the population variance, 1 the sample variance. An empty side gives 0; equal means
+    give 0 (a constant map); a zero denominator gives 0, or +-`inf_value` when the means differ
+    (Vilouras et al.'s float32 nan_to_num turns that +inf into 3.4e38). A variance `floor` > 0
+    (the default protocol's `cnr_variance_floor`) bounds |CNR| by |mean_in - mean_out| / sqrt(floor),
+    which a perfect binary map of the GT (means 1 and 0, no variance) attains, so no map of values
+    in [0, 1] scores above it.
     """
     finite = np.isfinite(h)
-    return _contrast(h[g & finite], h[~g & finite], ddof, inf_value)
+    return _contrast(h[g & finite], h[~g & finite], ddof, inf_value, floor)
 
 
 def cnr_per_box_values(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0,
-                       inf_value: float = 0.0) -> list[float]:
+                       inf_value: float = 0.0, floor: float = 0.0) -> list[float]:
     """Signed CNR of each box, taken in order with cumulative exclusion.
 
     Box k's inside is its pixels not already used by boxes 1..k-1; its outside is the rest of the
@@ -61,13 +64,14 @@ def cnr_per_box_values(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int
     for mask in box_masks:
         inside = work[mask & np.isfinite(work)]
         work[mask] = np.nan
-        values.append(_contrast(inside, work[np.isfinite(work)], ddof, inf_value))
+        values.append(_contrast(inside, work[np.isfinite(work)], ddof, inf_value, floor))
     return values
 
 
-def cnr_per_box(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0, inf_value: float = 0.0) -> float:
+def cnr_per_box(h: np.ndarray, box_masks: Sequence[np.ndarray], ddof: int = 0, inf_value: float = 0.0,
+                floor: float = 0.0) -> float:
     """Mean over boxes of `cnr_per_box_values` (0 without boxes)."""
-    values = cnr_per_box_values(h, box_masks, ddof, inf_value)
+    values = cnr_per_box_values(h, box_masks, ddof, inf_value, floor)
     return float(np.mean(values)) if values else 0.0
 
 

@@ -64,7 +64,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
     "values": ("clip_min", "clip_max", "normalise", "precision", "minmax_precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
-                "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
+                "cnr_zero_variance", "cnr_variance_floor", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
     "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
@@ -74,7 +74,7 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 
 # options added after the first protocol files: hashed only when set away from their default, so the
 # fingerprints of protocols that do not use them stay what they were
-_LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
+_LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "cnr_variance_floor", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
                   "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop")
@@ -120,6 +120,7 @@ class Protocol:
     cnr_variance: str = "population"
     cnr_boxes: str = "union"
     cnr_zero_variance: str = "zero"
+    cnr_variance_floor: float = 0.0
     auc: str = "exact"
     auc_bins: int = 5
     binary_mask: str = "none"
@@ -176,6 +177,9 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: eval_grid = \"centre_crop\" needs interpolation = \"bilinear\"")
         if self.drop_boxes != "none" and self.eval_grid != "original":
             raise BenchError(f"protocol {self.name}: drop_boxes = {self.drop_boxes!r} needs eval_grid = \"original\"")
+        floor = self.cnr_variance_floor
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < float("inf"):
+            raise BenchError(f"protocol {self.name}: cnr_variance_floor = {floor!r} is not a number >= 0")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
         if self.crop_size < 1 or self.model_input < 1:

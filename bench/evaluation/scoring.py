@@ -151,13 +151,13 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
                   sorted_auc: bool = False) -> dict[str, float]:
     """Every metric on the dense grid; `sorted_auc` takes the exact AUC from sorted values instead of ranks."""
     scores: dict[str, float] = OrderedDict()
-    inf = protocol.zero_variance_value
+    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
     thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
-                scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf),
-                                           lambda: dense.cnr(h, gt, protocol.ddof, inf), protocol))
+                scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf, floor),
+                                           lambda: dense.cnr(h, gt, protocol.ddof, inf, floor), protocol))
         elif metric == "iou":
             for t, rounded in zip(protocol.thresholds, thresholds):
                 scores[iou_column(t)] = dense.iou_at(h, gt, rounded, protocol.strict)
@@ -279,14 +279,14 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
 def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
     raw = build_cells(heatmap.values, heatmap.geometry, sample.boxes)
     c = Cells(prepare_values(raw.values, protocol, backend), raw.weights, raw.inside, raw.first, raw.members)
-    inf = protocol.zero_variance_value
+    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
     thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
     scores: dict[str, float] = OrderedDict()
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
-                scores.update(_cnr_columns(lambda: weighted.cnr_per_box_values(c, protocol.ddof, inf),
-                                           lambda: weighted.cnr(c, protocol.ddof, inf), protocol))
+                scores.update(_cnr_columns(lambda: weighted.cnr_per_box_values(c, protocol.ddof, inf, floor),
+                                           lambda: weighted.cnr(c, protocol.ddof, inf, floor), protocol))
         elif metric == "iou":
             for t, rounded in zip(protocol.thresholds, thresholds):
                 scores[iou_column(t)] = weighted.iou_at(c, rounded, protocol.strict)
@@ -321,16 +321,16 @@ def _score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend:
     h = prepare_values(_on_original(heatmap), protocol, backend)
     gt = box_mask(sample.boxes, sample.height, sample.width)
     p = pixels.SortedPixels.build(h, gt)
-    inf = protocol.zero_variance_value
+    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
     thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
     scores: dict[str, float] = OrderedDict()
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
-                per_box = (lambda: [pixels.cnr(p, protocol.ddof, inf)]) if len(sample.boxes) == 1 else (  # noqa: E731
+                per_box = (lambda: [pixels.cnr(p, protocol.ddof, inf, floor)]) if len(sample.boxes) == 1 else (  # noqa: E731
                     lambda: dense.cnr_per_box_values(
-                        h, [box_mask([b], sample.height, sample.width) for b in sample.boxes], protocol.ddof, inf))
-                scores.update(_cnr_columns(per_box, lambda: pixels.cnr(p, protocol.ddof, inf), protocol))
+                        h, [box_mask([b], sample.height, sample.width) for b in sample.boxes], protocol.ddof, inf, floor))
+                scores.update(_cnr_columns(per_box, lambda: pixels.cnr(p, protocol.ddof, inf, floor), protocol))
         elif metric == "iou":
             for t, rounded in zip(protocol.thresholds, thresholds):
                 scores[iou_column(t)] = pixels.iou_at(p, rounded, protocol.strict)

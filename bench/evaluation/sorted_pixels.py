@@ -83,9 +83,9 @@ def auc_roc_binned(p: SortedPixels, bins: int) -> float:
     return twice / (2.0 * n_pos * n_neg)
 
 
-def cnr(p: SortedPixels, ddof: int = 0, inf_value: float = 0.0) -> float:
+def cnr(p: SortedPixels, ddof: int = 0, inf_value: float = 0.0, floor: float = 0.0) -> float:
     """`metrics.cnr` on the same inside and outside arrays."""
-    return dense._contrast(p.pos, p.neg, ddof, inf_value)
+    return dense._contrast(p.pos, p.neg, ddof, inf_value, floor)
 
 
 __all__ = ["SortedPixels", "auc_roc", "auc_roc_binned", "cnr", "iou_at", "miou"]

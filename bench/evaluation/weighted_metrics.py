@@ -32,21 +32,21 @@ def _moments(v: np.ndarray, w: np.ndarray, ddof: int) -> tuple[float, float, boo
 
 
 def _contrast(v: np.ndarray, w: np.ndarray, inside: np.ndarray, outside: np.ndarray, ddof: int,
-              inf_value: float = 0.0) -> float:
+              inf_value: float = 0.0, floor: float = 0.0) -> float:
     m_in, v_in, ok_in = _moments(v[inside], w[inside], ddof)
     m_out, v_out, ok_out = _moments(v[outside], w[outside], ddof)
     if not (ok_in and ok_out):
         return 0.0
-    return _ratio(m_in - m_out, np.sqrt(v_in + v_out), inf_value)
+    return _ratio(m_in - m_out, np.sqrt(max(v_in + v_out, floor)), inf_value)
 
 
-def cnr(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> float:
+def cnr(c: Cells, ddof: int = 0, inf_value: float = 0.0, floor: float = 0.0) -> float:
     """Signed CNR over the union GT mask (see `bench.evaluation.metrics.cnr`)."""
     finite = np.isfinite(c.values)
-    return _contrast(c.values, c.weights, c.inside & finite, ~c.inside & finite, ddof, inf_value)
+    return _contrast(c.values, c.weights, c.inside & finite, ~c.inside & finite, ddof, inf_value, floor)
 
 
-def cnr_per_box_values(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> list[float]:
+def cnr_per_box_values(c: Cells, ddof: int = 0, inf_value: float = 0.0, floor: float = 0.0) -> list[float]:
     """Signed CNR of each box with cumulative exclusion (see `bench.evaluation.metrics.cnr_per_box_values`)."""
     finite = np.isfinite(c.values)
     used = np.zeros_like(finite)
@@ -54,13 +54,13 @@ def cnr_per_box_values(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> list[
     for member in c.members:
         inside = member & ~used & finite
         used = used | member
-        values.append(_contrast(c.values, c.weights, inside, ~used & finite, ddof, inf_value))
+        values.append(_contrast(c.values, c.weights, inside, ~used & finite, ddof, inf_value, floor))
     return values
 
 
-def cnr_per_box(c: Cells, ddof: int = 0, inf_value: float = 0.0) -> float:
+def cnr_per_box(c: Cells, ddof: int = 0, inf_value: float = 0.0, floor: float = 0.0) -> float:
     """Mean signed CNR over boxes with cumulative exclusion (see `bench.evaluation.metrics.cnr_per_box`)."""
-    values = cnr_per_box_values(c, ddof, inf_value)
+    values = cnr_per_box_values(c, ddof, inf_value, floor)
     return float(np.mean(values)) if values else 0.0
 
 

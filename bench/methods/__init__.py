@@ -6,8 +6,9 @@ Installed packages add backends under the entry-point group `bench.backends`
 
 from __future__ import annotations
 
+from ..core.errors import BenchError
+from ..core.params import check_params, schema_of
 from ..core.registry import registered, resolve
-from ..core.specs import check_fields
 from .base import Method, RunContext
 
 ENTRY_POINTS = "bench.backends"
@@ -33,17 +34,17 @@ def backend_names() -> list[str]:
 
 
 def method_backend(spec: dict, source: str) -> type[Method]:
-    """The backend class of a method spec, with the spec's params checked against the ones the
-    backend declares (`Method.known_params`), or else against those its shipped specs set (a
-    plugin backend with neither is not checked)."""
-    from .specs import shipped_params
-
+    """The backend class of a method spec, with the spec's params checked (names, types, ranges)
+    against what the backend declares in `Method.known_params` (a backend declaring nothing is not
+    checked)."""
     cls = backend_class(spec["backend"])
-    known = cls.known_params
-    if known is None and spec["backend"] in BACKENDS:
-        known = shipped_params(spec["backend"])
-    if known is not None:
-        check_fields(spec.get("params", {}), known, source, "params.")
+    schema = schema_of(cls.known_params)
+    params = spec.get("params", {})
+    if schema is not None:
+        if not schema and params:
+            raise BenchError(f"{source}: unknown field 'params.{sorted(params)[0]}' (backend {spec['backend']!r} "
+                             "reads no params)")
+        check_params(params, schema, source)
     return cls
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..core.heatmap import Heatmap
+from ..core.params import Param, check_params, schema_of
 from ..core.samples import Sample
 from ..datasets.base import Dataset
 
@@ -31,15 +32,20 @@ class RunContext:
 class Method(ABC):
     """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...).
 
-    `known_params` lists the `[params]` fields the backend reads: a spec with any other field is
-    refused with the known ones named (None: the backend checks its params itself).
+    `known_params` declares the `[params]` fields the backend reads: a mapping of name to
+    `bench.Param` (type, default, range, choices) or to a bare type (`{"grid": int}`), or a plain
+    tuple of names (any value). A spec with another field, or a value of the wrong type or out of
+    range, is refused in one line; `self.params` holds the checked values with the declared
+    defaults filled in. None: the backend checks its params itself.
     """
 
-    known_params: tuple[str, ...] | None = None
+    known_params: Mapping[str, Param | type] | tuple[str, ...] | None = None
 
     def __init__(self, spec: dict, context: RunContext) -> None:
         self.spec = spec
-        self.params: dict = dict(spec.get("params", {}))
+        raw = dict(spec.get("params", {}))
+        schema = schema_of(self.known_params)
+        self.params: dict = raw if schema is None else check_params(raw, schema, f"adapters/{spec['name']}.toml")
         self.context = context
 
     @property

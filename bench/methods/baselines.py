@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.geometry import Geometry, box_mask
 from ..core.heatmap import Heatmap
+from ..core.params import Param
 from ..core.samples import Sample
 from ..datasets.base import Dataset
 from .base import Method
@@ -28,11 +29,12 @@ def cell_centres(size: int, cells: int) -> np.ndarray:
 class OracleGaussian(Method):
     """Upper bound from the GT: a Gaussian at each box centre, sigma = box side / 3, max over boxes."""
 
-    known_params = ("grid", "sigma_fraction")
+    known_params = {"grid": Param(int, 256, ge=1, help="native cells on the long side (at most the image's)"),
+                    "sigma_fraction": Param(float, 1.0 / 3.0, gt=0, help="sigma = box side * fraction, per axis")}
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
-        grid = int(self.params.get("grid", 256))
-        fraction = float(self.params.get("sigma_fraction", 1.0 / 3.0))
+        grid = self.params["grid"]
+        fraction = self.params["sigma_fraction"]
         out = []
         for s in samples:
             h, w = native_shape(s.height, s.width, grid)
@@ -55,10 +57,10 @@ class BoxPrior(Method):
     each train sample out of its own prior the same way, so no sample ever sees its own boxes.
     """
 
-    known_params = ("grid",)
+    known_params = {"grid": Param(int, 64, ge=1, le=1024, help="side of the normalised grid the masks are averaged on")}
 
     def prepare(self, dataset: Dataset) -> None:
-        self.grid = int(self.params.get("grid", 64))
+        self.grid = self.params["grid"]
         train = [s for s in self.context.all_samples if s.split == "train"]
         self.leave_one_out = not train
         source = list(self.context.eval_samples) if self.leave_one_out else train
@@ -103,7 +105,7 @@ class BoxPrior(Method):
 class Uniform(Method):
     """A constant map: the floor every method must beat (miou 0, cnr 0, auc 0.5)."""
 
-    known_params = ()
+    known_params: dict[str, Param] = {}
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
         return [Heatmap(np.ones((1, 1), np.float32), Geometry.whole(s.height, s.width, "constant")) for s in samples]

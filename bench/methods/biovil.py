@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 from ..core.errors import BenchError, SampleError
 from ..core.geometry import Geometry
 from ..core.heatmap import Heatmap
+from ..core.params import REQUIRED, Param, check_params
 from ..core.samples import Sample
 from ..datasets.base import Dataset
 from .artifacts import verify_part
@@ -77,35 +78,28 @@ class Settings:
                      for f in TEXT_FILES)
 
 
+#: the `[params]` fields of a `biovil` spec
+PARAMS = {
+    "variant": Param(str, REQUIRED, choices=tuple(VARIANTS), help="image encoder and text configuration"),
+    "resize": Param(int, REQUIRED, ge=1, le=4096, help="short side resized to this"),
+    "crop": Param(int, REQUIRED, ge=1, le=4096, help="central crop x crop square, at most resize"),
+    "sigma": Param(float, REQUIRED, ge=0, help="Gaussian smoothing on the patch grid, in patches"),
+}
+
+
 def parse_settings(spec: dict) -> Settings:
     """Settings from a parsed adapter spec; BenchError naming the first bad field."""
     source = f"adapters/{spec.get('name', '?')}.toml"
-    params = spec.get("params", {})
     weights = spec.get("weights", {})
-
-    def need(key: str, kind: type):
-        if key not in params:
-            raise BenchError(f"{source}: missing params.{key}")
-        value = params[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise BenchError(f"{source}: params.{key} = {value!r} is not a {kind.__name__}")
-        return value
-
-    variant = need("variant", str)
-    if variant not in VARIANTS:
-        raise BenchError(f"{source}: params.variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    p = check_params(spec.get("params", {}), PARAMS, source)
     text = parse_component(weights.get("text"), "text", source)
     image = parse_component(weights.get("image"), "image", source)
     if not (text.repo and image.repo and image.file):
         raise BenchError(f"{source}: [weights.text] needs repo and [weights.image] repo and file")
-    settings = Settings(variant, need("resize", int), need("crop", int), need("sigma", float), text, image,
+    settings = Settings(p["variant"], p["resize"], p["crop"], p["sigma"], text, image,
                         Path(weights["local_dir"]).expanduser() if weights.get("local_dir") else None)
-    if not 0 < settings.crop <= settings.resize:
-        raise BenchError(f"{source}: params.crop must be in 1..resize ({settings.resize})")
-    if settings.sigma < 0:
-        raise BenchError(f"{source}: params.sigma must not be negative")
+    if settings.crop > settings.resize:
+        raise BenchError(f"{source}: params.crop = {settings.crop} is not in 1..resize ({settings.resize})")
     return settings
 
 
@@ -158,6 +152,8 @@ def _first_line(exc: BaseException) -> str:
 
 class BioVilMethod(Method):
     """BioViL (CXR-BERT + ResNet-50, crop 480, 15x15) and BioViL-T (crop 448, 14x14), per the spec."""
+
+    known_params = PARAMS
 
     def __init__(self, spec: dict, context: RunContext) -> None:
         super().__init__(spec, context)

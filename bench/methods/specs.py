@@ -7,7 +7,7 @@ import tomllib
 from typing import Any, Sequence
 
 from ..core.errors import BenchError
-from ..core.specs import SpecFile, check_fields, find_spec, load_spec, spec_dir, spec_names
+from ..core.specs import SpecFile, check_fields, find_spec, load_spec, spec_names
 
 REQUIRED = ("name", "backend", "description")
 #: every top-level field a method spec may have; what `params` holds is the backend's business
@@ -48,18 +48,6 @@ def load_method_spec(name: str) -> dict:
         if not isinstance(spec.get(table, {}), dict):
             raise BenchError(f"{file.label}: [{table}] must be a table")
     return spec
-
-
-def shipped_params(backend: str) -> tuple[str, ...]:
-    """Every `[params]` field the shipped specs of `backend` set: what that backend reads, for
-    backends that do not list their fields in `Method.known_params`."""
-    found: set[str] = set()
-    for entry in spec_dir("adapters").iterdir():
-        if entry.name.endswith(".toml"):
-            spec = tomllib.loads(entry.read_text(encoding="utf-8"))
-            if spec.get("backend") == backend:
-                found |= set(spec.get("params", {}))
-    return tuple(sorted(found))
 
 
 def method_spec_file(name: str) -> SpecFile:

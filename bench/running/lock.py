@@ -62,11 +62,13 @@ def locked(root: Path, wait_s: float = WAIT_S, flag: str = "--out") -> Iterator[
     """Hold the run folder's lock (creating the folder); yields whether this call created it.
 
     When the body fails and this call created the folder, the folder goes again if it holds no
-    heatmap, so a refused or failed run leaves nothing behind.
+    heatmap, and so do the parent folders this call created (when empty), so a refused or failed
+    run leaves nothing behind.
     """
     root = Path(root)
     check_folder(root, flag)
-    created = not root.exists()
+    made = [p for p in (root, *root.parents) if not p.exists()]  # the folders mkdir creates, innermost first
+    created = bool(made)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -86,6 +88,11 @@ def locked(root: Path, wait_s: float = WAIT_S, flag: str = "--out") -> Iterator[
     except BaseException:
         if created and not any((root / "heatmaps").glob("*.npz")):
             shutil.rmtree(root, ignore_errors=True)
+            for parent in made[1:]:
+                try:
+                    parent.rmdir()
+                except OSError:  # no longer empty: another process wrote there
+                    break
         raise
     finally:
         owner.unlink(missing_ok=True)

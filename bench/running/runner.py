@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..core.devices import check_device
 from ..core.errors import BenchError, SampleError
 from ..core.fingerprint import dataset_fingerprint
 from ..core.heatmap import Heatmap, read_original_map
@@ -361,6 +362,7 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
 
 def check_request(req: RunRequest) -> None:
     """BenchError for an option out of range, before anything is loaded or written."""
+    check_device(req.device)
     if req.batch_size < 1:
         raise BenchError(f"--batch-size {req.batch_size}: must be at least 1")
     if req.limit is not None and req.limit < 1:
@@ -678,6 +680,6 @@ def _unscored_files(available: set[str], everything: Sequence[Sample], chosen: S
         elif stem in all_names:
             reason = f"not in split {protocol.split!r}"
         else:
-            reason = "no sample of the dataset"
+            reason = "matching no sample of the dataset"
         out[reason] = out.get(reason, 0) + 1
     return dict(sorted(out.items()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.errors import BenchError, SampleError
+from ...core.params import Param
 from ...core.samples import Sample
 from ...datasets.base import Dataset
 from ..base import RunContext
@@ -31,6 +32,7 @@ from .anatomy import (
     random_codebook,
 )
 from .method import LdmMethod
+from .settings import PARAMS
 
 LOCATION_TOKENS = ("codebook", "words")
 READ_TOKENS = ("location", "pathology", "both")
@@ -39,19 +41,16 @@ READ_TOKENS = ("location", "pathology", "both")
 class AnatomyLdmMethod(LdmMethod):
     """Frozen LDM grounding with anatomy-grounded prompts and learned location tokens."""
 
+    known_params = {**PARAMS,
+                    "location": Param(str, "", help="explicit location key(s) for every sample, \"a+b\" for several"),
+                    "location_tokens": Param(str, "codebook", choices=LOCATION_TOKENS),
+                    "read_tokens": Param(str, "both", choices=READ_TOKENS)}
+
     def __init__(self, spec: dict, context: RunContext) -> None:
         super().__init__(spec, context)
-        source = f"adapters/{self.settings.name}.toml"
-        params = spec.get("params", {})
-        self.location = params.get("location", "")
-        self.location_tokens = params.get("location_tokens", "codebook")
-        self.read_tokens = params.get("read_tokens", "both")
-        if self.location_tokens not in LOCATION_TOKENS:
-            raise BenchError(f"{source}: params.location_tokens = {self.location_tokens!r} is not one of "
-                             f"{', '.join(LOCATION_TOKENS)}")
-        if self.read_tokens not in READ_TOKENS:
-            raise BenchError(f"{source}: params.read_tokens = {self.read_tokens!r} is not one of "
-                             f"{', '.join(READ_TOKENS)}")
+        self.location = self.params["location"]
+        self.location_tokens = self.params["location_tokens"]
+        self.read_tokens = self.params["read_tokens"]
         self.rules = load_rules()
         if self.location:
             explicit_locations(self.location, self.rules)

@@ -40,7 +40,7 @@ from .postprocess import postprocess
 from .preprocess import crop_geometry, image_tensor, latent_source, posterior
 from .process import Conditioning, ProcessResult, UNetRunner, invert, noise_gt, sample, sample_generators
 from .schedule import NoiseSchedule, scheduler_timesteps, trailing_timesteps
-from .settings import LdmSettings, parse_settings
+from .settings import PARAMS, LdmSettings, parse_settings
 from .steps import StepSelection
 from .tokens import select_tokens, word_weights
 
@@ -68,6 +68,8 @@ def _device(name: str) -> torch.device:
 
 class LdmMethod(Method):
     """Diffusion-model phrase grounding (Vilouras 2024, Dombrowski 2024, Nützel 2025), from the spec."""
+
+    known_params = PARAMS
 
     def __init__(self, spec: dict, context: RunContext) -> None:
         super().__init__(spec, context)

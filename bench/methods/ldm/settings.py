@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import BenchError
+from ...core.params import REQUIRED, Param, check_params
 from ..weights import Component, parse_component
 from .lexicon import spacy_model
 from .steps import StepSelection
@@ -19,9 +20,48 @@ LATENTS = ("mean", "sample", "resample")
 PROCESSES = ("invert", "noise_gt", "sample")
 SPACINGS = ("scheduler", "trailing")
 HALVES = ("cond", "uncond", "cond_minus_uncond")
-#: fields a spec may leave out, with the value they then take
-OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False,
-            "bbm_guidance_scale": 16.0, "lexical_tagger": "builtin"}
+
+#: the `[params]` fields of an `ldm` spec, with their types and ranges (fields with a default may be left out)
+PARAMS: dict[str, Param] = {
+    "model_format": Param(str, REQUIRED, choices=FORMATS),
+    "architecture": Param(str, REQUIRED),
+    "text_encoder": Param(str, REQUIRED, choices=TEXT_ENCODERS),
+    "text_config": Param(str, REQUIRED),
+    "random_tokenizer": Param(str, REQUIRED),
+    "text_max_length": Param(int, REQUIRED, ge=2),
+    "text_attention_mask": Param(bool, REQUIRED),
+    "prompt": Param(str, REQUIRED),
+    "image_channels": Param(int, REQUIRED, choices=(1, 3)),
+    "intensity": Param(str, REQUIRED, choices=INTENSITIES),
+    "resize": Param(int, REQUIRED, ge=1, le=8192),
+    "crop": Param(int, REQUIRED, ge=1, le=8192),
+    "antialias": Param(bool, REQUIRED),
+    "latent": Param(str, REQUIRED, choices=LATENTS),
+    "scale_factor": Param(float, REQUIRED, gt=0),
+    "process": Param(str, REQUIRED, choices=PROCESSES),
+    "num_inference_steps": Param(int, REQUIRED, ge=1, le=100_000),
+    "timestep_spacing": Param(str, REQUIRED, choices=SPACINGS),
+    "steps": Param((str, list), REQUIRED, items=int),
+    "step_timesteps": Param(list, [], items=int),
+    "guidance_scale": Param(float, REQUIRED),
+    "read_half": Param(str, REQUIRED, choices=HALVES),
+    "layers": Param(list, REQUIRED, items=(int, str)),
+    "tokens": Param(str, REQUIRED, choices=STRATEGIES),
+    "token_alignment": Param(str, REQUIRED, choices=ALIGNMENTS),
+    "token_indices": Param(list, [], items=int),
+    "token_weighting": Param(str, "token", choices=WEIGHTINGS),
+    "lexical_tagger": Param(str, "builtin"),
+    "per_map_minmax": Param(bool, REQUIRED),
+    "grid": Param(int, REQUIRED, ge=0, le=4096, help="0: the layers' native size"),
+    "output_size": Param(int, REQUIRED, ge=0, le=8192, help="0: no resizing"),
+    "sigma": Param(float, REQUIRED, ge=0),
+    "normalize": Param(bool, REQUIRED),
+    "otsu": Param(bool, REQUIRED),
+    "seed": Param(int, REQUIRED, ge=0),
+    "bbm": Param(bool, False),
+    "bbm_guidance_scale": Param(float, 16.0),
+    "as_coded": Param(bool, False),
+}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
 
@@ -122,22 +162,10 @@ def parse_settings(spec: dict) -> LdmSettings:
     """LdmSettings from a parsed spec; BenchError naming the first bad field."""
     name = spec.get("name", "?")
     source = f"adapters/{name}.toml"
-    params = spec.get("params", {})
     weights = spec.get("weights", {})
-
-    def need(key: str, kind: type | tuple, choices: tuple = ()):
-        if key not in params and key not in OPTIONAL:
-            raise BenchError(f"{source}: missing params.{key}")
-        value = params.get(key, OPTIONAL.get(key))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-        if not ok:
-            label = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise BenchError(f"{source}: params.{key} = {value!r} is not a {label}")
-        if choices and value not in choices:
-            raise BenchError(f"{source}: params.{key} = {value!r} is not one of {', '.join(map(str, choices))}")
-        return value
+    given = spec.get("params", {})
+    # fields of a backend built on this one (anatomy_ldm's) are checked by method_backend
+    p = check_params({k: v for k, v in given.items() if k in PARAMS}, PARAMS, source)
 
     def folder(key: str, root: Path | None = None) -> Path | None:
         value = weights.get(key) or ""
@@ -148,44 +176,44 @@ def parse_settings(spec: dict) -> LdmSettings:
 
     settings = LdmSettings(
         name=name,
-        model_format=need("model_format", str, FORMATS),
-        architecture=need("architecture", str),
-        text_encoder=need("text_encoder", str, TEXT_ENCODERS),
-        text_config=need("text_config", str),
-        random_tokenizer=need("random_tokenizer", str),
-        text_max_length=need("text_max_length", int),
-        text_attention_mask=need("text_attention_mask", bool),
-        prompt=need("prompt", str),
-        image_channels=need("image_channels", int, (1, 3)),
-        intensity=need("intensity", str, INTENSITIES),
-        resize=need("resize", int),
-        crop=need("crop", int),
-        antialias=need("antialias", bool),
-        latent=need("latent", str, LATENTS),
-        scale_factor=need("scale_factor", float),
-        process=need("process", str, PROCESSES),
-        num_inference_steps=need("num_inference_steps", int),
-        timestep_spacing=need("timestep_spacing", str, SPACINGS),
-        steps=need("steps", (str, list)),
-        step_timesteps=tuple(int(t) for t in need("step_timesteps", list)),
-        guidance_scale=need("guidance_scale", float),
-        read_half=need("read_half", str, HALVES),
-        layers=tuple(need("layers", list)),
-        tokens=need("tokens", str, STRATEGIES),
-        token_alignment=need("token_alignment", str, ALIGNMENTS),
-        token_indices=tuple(int(i) for i in need("token_indices", list)),
-        token_weighting=need("token_weighting", str, WEIGHTINGS),
-        lexical_tagger=need("lexical_tagger", str),
-        per_map_minmax=need("per_map_minmax", bool),
-        grid=need("grid", int),
-        output_size=need("output_size", int),
-        sigma=need("sigma", float),
-        normalize=need("normalize", bool),
-        otsu=need("otsu", bool),
-        seed=need("seed", int),
-        bbm=need("bbm", bool),
-        bbm_guidance_scale=need("bbm_guidance_scale", float),
-        as_coded=need("as_coded", bool),
+        model_format=p["model_format"],
+        architecture=p["architecture"],
+        text_encoder=p["text_encoder"],
+        text_config=p["text_config"],
+        random_tokenizer=p["random_tokenizer"],
+        text_max_length=p["text_max_length"],
+        text_attention_mask=p["text_attention_mask"],
+        prompt=p["prompt"],
+        image_channels=p["image_channels"],
+        intensity=p["intensity"],
+        resize=p["resize"],
+        crop=p["crop"],
+        antialias=p["antialias"],
+        latent=p["latent"],
+        scale_factor=p["scale_factor"],
+        process=p["process"],
+        num_inference_steps=p["num_inference_steps"],
+        timestep_spacing=p["timestep_spacing"],
+        steps=p["steps"],
+        step_timesteps=tuple(p["step_timesteps"]),
+        guidance_scale=p["guidance_scale"],
+        read_half=p["read_half"],
+        layers=tuple(p["layers"]),
+        tokens=p["tokens"],
+        token_alignment=p["token_alignment"],
+        token_indices=tuple(p["token_indices"]),
+        token_weighting=p["token_weighting"],
+        lexical_tagger=p["lexical_tagger"],
+        per_map_minmax=p["per_map_minmax"],
+        grid=p["grid"],
+        output_size=p["output_size"],
+        sigma=p["sigma"],
+        normalize=p["normalize"],
+        otsu=p["otsu"],
+        seed=p["seed"],
+        bbm=p["bbm"],
+        bbm_guidance_scale=p["bbm_guidance_scale"],
+        as_coded=p["as_coded"],
         unet=parse_component(weights.get("unet"), "unet", source),
         vae=parse_component(weights.get("vae"), "vae", source),
         text=parse_component(weights.get("text"), "text", source),
@@ -194,16 +222,8 @@ def parse_settings(spec: dict) -> LdmSettings:
         package_dir=folder("package_dir", PACKAGE_ROOT),
         missing_hint=str(weights.get("missing_hint", "")),
     )
-    if not 0 < settings.crop <= settings.resize:
-        raise BenchError(f"{source}: params.crop must be in 1..resize ({settings.resize})")
-    if settings.sigma < 0:
-        raise BenchError(f"{source}: params.sigma must not be negative")
-    if settings.num_inference_steps < 1 or settings.text_max_length < 2:
-        raise BenchError(f"{source}: params.num_inference_steps and params.text_max_length must be positive")
-    if settings.grid < 0 or settings.output_size < 0:
-        raise BenchError(f"{source}: params.grid and params.output_size must be 0 (native) or positive")
-    if not any(isinstance(x, (int, str)) and not isinstance(x, bool) for x in settings.layers) and settings.layers:
-        raise BenchError(f"{source}: params.layers must list layer names or indices")
+    if settings.crop > settings.resize:
+        raise BenchError(f"{source}: params.crop = {settings.crop} is not in 1..resize ({settings.resize})")
     try:
         spacy_model(settings.lexical_tagger)
     except BenchError as exc:
@@ -214,5 +234,5 @@ def parse_settings(spec: dict) -> LdmSettings:
     return settings
 
 
-__all__ = ["Component", "LdmSettings", "METHODS_DIR", "PACKAGE_ROOT", "parse_settings", "parse_steps",
+__all__ = ["Component", "LdmSettings", "METHODS_DIR", "PACKAGE_ROOT", "PARAMS", "parse_settings", "parse_steps",
            "tokenizer_component"]

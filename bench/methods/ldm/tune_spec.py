@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import BenchError
+from ...core.params import Param
 
 TUNING_DIR = Path(__file__).resolve().parent / "tuning"
 
@@ -63,21 +64,13 @@ class TuneSpec:
 
 
 def _typed(section: str, key: str, value: Any, default: Any, source: str) -> Any:
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float))
-        value = float(value) if ok else value
-    elif isinstance(default, int):
-        ok = isinstance(value, int)
-    else:
-        ok = isinstance(value, type(default)) or (key == "steps" and isinstance(value, list))
-    if not ok:
-        raise BenchError(f"{source}: {section}.{key} = {value!r} should be a {type(default).__name__}")
-    choices = CHOICES.get((section, key))
-    if choices and value not in choices:
-        raise BenchError(f"{source}: {section}.{key} = {value!r} is not one of {', '.join(choices)}")
-    return value
+    """`value` checked against the type of its default (and the field's choices), by the parameter schema."""
+    kind = (type(default), list) if key == "steps" else type(default)
+    param = Param(kind, choices=tuple(CHOICES.get((section, key), ())))
+    try:
+        return param.convert(value)
+    except ValueError:
+        raise BenchError(f"{source}: {section}.{key} = {value!r} is not {param.expected()}") from None
 
 
 def load_tune_spec(name_or_path: str | Path) -> TuneSpec:

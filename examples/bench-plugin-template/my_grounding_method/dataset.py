@@ -1,6 +1,6 @@
 """An example dataset: the harness's procedural phantom, small, under a name of its own.
 
-A real dataset subclasses bench.Dataset, sets `name`, `description` and `options_help`, and
+A real dataset subclasses bench.Dataset, sets `name`, `description` and `options_schema`, and
 returns bench.Sample records (image path, size, category, phrase, boxes in original pixels) from
 `samples()`; `load_image` reads one radiograph (the default reads `sample.image_path`).
 """
@@ -20,12 +20,13 @@ class TinyPhantom(bench.Dataset):
 
     name = "tiny-phantom"
     description = "Example plugin dataset: a small procedural phantom (12 test and 12 train images by default)."
-    options_help = {"n_test": "test images [12]", "n_train": "train images [12]"}
+    options_schema = {"n_test": bench.Param(int, 12, ge=0, help="test images [12]"),
+                      "n_train": bench.Param(int, 12, ge=0, help="train images [12]")}
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
-        super().__init__(data_root, options)
-        self.source = bench.load_dataset("phantom", data_root, {"n_test": self.int_option("n_test", 12),
-                                                                "n_train": self.int_option("n_train", 12)})
+        super().__init__(data_root, options)  # checks the -O options: self.settings holds them, typed
+        self.source = bench.load_dataset("phantom", data_root, {"n_test": self.settings["n_test"],
+                                                                "n_train": self.settings["n_train"]})
 
     def samples(self) -> list[bench.Sample]:
         return self.source.samples()

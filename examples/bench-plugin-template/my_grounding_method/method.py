@@ -12,18 +12,19 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from bench import Dataset, Geometry, Heatmap, Method, Sample
+from bench import Dataset, Geometry, Heatmap, Method, Param, Sample
 
 
 class IntensityMap(Method):
     """Mean grey value per cell of a `grid` x `grid` lattice over the whole image, then smoothed."""
 
-    known_params = ("grid", "sigma")
+    # the [params] fields, with type, default and range: a bad value is refused before the run starts
+    known_params = {"grid": Param(int, 32, ge=1, le=512), "sigma": Param(float, 1.0, ge=0)}
 
     def prepare(self, dataset: Dataset) -> None:
         # load weights here; raise bench.BenchError with a one-line message when they are missing
-        self.grid = int(self.params.get("grid", 32))
-        self.sigma = float(self.params.get("sigma", 1.0))
+        self.grid = self.params["grid"]
+        self.sigma = self.params["sigma"]
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
         out = []
