@@ -47,6 +47,7 @@ SKIPPED = {
     "bench tune lut --gold": "Chest ImaGenome's gold box file is credentialed (PhysioNet)",
     "bench tune anatomy --spec my_tune.toml --weights MONAI_BUNDLE_DIR": "the MONAI model-zoo bundle is a download",
     "bench run --method anatomy_ldm --dataset ms-cxr-loc": "MS-CXR is credentialed, the MONAI bundle a download",
+    "bench run -m ldm_frozen -d ms-cxr": "MS-CXR is credentialed, the MONAI bundle and the SD 2.1 text encoder downloads",
     "bench run -m cxrbert_ldm -d ms-cxr": "MS-CXR is credentialed, the checkpoints a download; cuda",
     "accelerate launch": "several GPUs, MS-CXR (credentialed) and the checkpoints (a download)",
     "torchrun": "several GPUs, MS-CXR (credentialed) and the checkpoints (a download)",
