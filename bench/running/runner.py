@@ -614,7 +614,8 @@ def _source_run(heatmaps: Path, maps: HeatmapSet | None, name: str | None,
         return source, True
     if name is None:
         recorded_files = (integrity.recorded(source) or {}).get("heatmap_files")
-        count = f"{maps.files if maps else 0} maps, {recorded_files} recorded; " if recorded_files is not None else ""
+        files = maps.files if maps else 0
+        count = f"{files} maps, {recorded_files} recorded; " if recorded_files not in (None, files) else ""
         raise BenchError(f"--heatmaps {heatmaps}: these are not the maps {path} records for method "
                          f"{source.get('method')!r} ({count}the heatmap set's digest differs); score them as your "
                          "own maps with --name NAME")
