@@ -72,7 +72,7 @@ def record_digests(root: Path, rows: int, maps: HeatmapSet | None) -> dict:
     """run.json's `digests` of the tables in `root` (written just before) and of the scored maps."""
     root = Path(root)
     return {"algorithm": "sha256", SAMPLES: file_digest(root / SAMPLES), SUMMARY: file_digest(root / SUMMARY),
-            "rows": int(rows), "heatmaps": maps.digest if maps else None, "heatmap_files": maps.files if maps else 0}
+            "rows": int(rows), "heatmaps": maps.digest if maps else None, "heatmap_files": maps.files if maps else None}
 
 
 def recorded(record: dict | None) -> dict | None:
