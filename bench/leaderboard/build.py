@@ -79,7 +79,7 @@ def _board_files(board: Board, build: Build) -> None:
         for fmt, suffix in (("latex", "tex"), ("markdown", "md")):
             build.texts[f"{slug}/table.{suffix}"] = paper_table(board, table, fmt)
         order = groups(table)
-        methods = sorted(e.name for e in board.entries)
+        methods = sorted(e.label for e in board.entries)
         for metric in board.plotted:
             part = table[table["metric"] == metric].sort_values(["method", "group"]).reset_index(drop=True)
             title = f"{board.dataset}, {board.protocol_name} protocol: {metric}"
@@ -93,7 +93,7 @@ def _board_files(board: Board, build: Build) -> None:
             if e.example is None:
                 continue
             ex = read_example(e.example)
-            title = f"{e.name}: {ex['phrase']}"
+            title = f"{e.label}: {ex['phrase']}"
             raw = hashlib.sha256(e.example.read_bytes()).hexdigest()
             for fmt in FORMATS:
                 build.figures[f"{slug}/example-{e.name}.{fmt}"] = (
