@@ -220,10 +220,22 @@ def test_maps_swapped_into_a_run_folder_do_not_inherit_its_method(runs, bench_cl
     # they are the uniform run's maps: its numbers, under the name given
     scored = pd.read_csv(tmp_path / "swapped" / "samples.csv")
     assert (scored["miou"] == 0).all() and (scored["auc_roc"] == 0.5).all()
+    # the oracle's folder no longer holds what it says: compare refuses it, or marks it
+    r = bench_cli("compare", uniform, oracle)
+    assert r.code == 2 and _one_line(r.err).startswith(f"error: {oracle / 'heatmaps'} was changed after the run")
+    r = bench_cli("compare", uniform, oracle, "--allow-modified")
+    assert r.code == 0 and "oracle_gaussian [modified]" in r.out and "heatmaps/ (maps) differ" in r.err
     # one map fewer is a different heatmap set too
     next((oracle / "heatmaps").glob("*.npz")).unlink()
     r = bench_cli("score", "--heatmaps", oracle, *PHANTOM, "--out", tmp_path / "fewer")
     assert r.code == 2 and "(7 maps, 8 recorded; the heatmap set's digest differs)" in _one_line(r.err)
+    # a scored run's tables stay its own when the folder it read changes; re-scoring those maps is refused
+    r = bench_cli("compare", tmp_path / "swapped", uniform)
+    assert r.code == 0 and "mine [modified]" not in r.out
+    r = bench_cli("compare", "--protocols", "vilouras2024", tmp_path / "swapped")
+    assert r.code == 2
+    assert _one_line(r.err).startswith(f"error: {oracle / 'heatmaps'} was changed after the run was written (the "
+                                       "maps' digest differs from the one run.json records; 7 maps, 8 recorded)")
 
 
 def test_the_rescore_cache_follows_the_maps(runs, bench_cli, tmp_path: Path) -> None:

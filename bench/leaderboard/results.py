@@ -188,8 +188,12 @@ def add_run(run_dir: Path, results: Path, name: str | None = None, replace: bool
         raise BenchError(f"{run_dir} is not a run directory (no run.json)")
     samples, _ = _verified_tables(run, record, str(run_dir), allow_modified)
     check_admissible(record, str(run_dir), len(samples))
+    own, found = integrity.verify_heatmaps(run.heatmaps, record, allow_modified)  # heatmaps/ is part of the run
     maps = integrity.maps_folder(run.root, record)
-    maps_modified = bool(maps is not None and integrity.verify_heatmaps(maps, record, allow_modified)[0].modified)
+    if maps is not None and maps != run.heatmaps:
+        found = integrity.heatmap_set(maps)
+    # the example only from the maps the run scored (a folder `bench score` read may have changed since)
+    example_maps = not own.modified and found is not None and found.digest == integrity.recorded(record)["heatmaps"]
     protocol = Protocol.from_dict(record["protocol"])
     entry_name_ = name or entry_name(record)
     if not entry_name_ or "/" in entry_name_ or entry_name_.startswith("."):
@@ -219,7 +223,7 @@ def add_run(run_dir: Path, results: Path, name: str | None = None, replace: bool
         (staging / "run.json").write_text(json.dumps(_portable(record), indent=2) + "\n")
         for f in ("samples.csv", "summary.csv"):
             shutil.copyfile(run.root / f, staging / f)
-        example = not maps_modified and make_example(run, record, protocol, staging / EXAMPLE)
+        example = example_maps and make_example(run, record, protocol, staging / EXAMPLE)
         entry = _load_entry(staging, allow_modified, at=target)
         if check is not None:
             check([entry, *(_load_entry(p.parent, allow_modified) for p in sorted(parent.glob("*/run.json"))

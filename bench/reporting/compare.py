@@ -31,6 +31,8 @@ class LoadedRun:
     samples: pd.DataFrame
     modified: list[str] = field(default_factory=list)
     verified: bool = True
+    #: the digest of the run's own heatmaps/ as read (None when it has none)
+    maps: integrity.HeatmapSet | None = None
 
     @property
     def label(self) -> str:
@@ -55,9 +57,11 @@ def _stderr_warning(text: str) -> None:
 def load_run(root: Path, allow_modified: bool = False, warn: Callable[[str], None] = _stderr_warning) -> LoadedRun:
     """The finished run in `root`, its tables checked against the digests its run.json records.
 
-    BenchError for a folder that holds no run or an unfinished one, a table that differs from its
-    digest (unless `allow_modified`: the run is then marked modified), or a repeated sample id. A
-    run of an older harness (no digests) is read with a warning that it is unverified.
+    BenchError for a folder that holds no run or an unfinished one, a table or its own heatmaps/
+    that differ from their digests (unless `allow_modified`: the run is then marked modified), or a
+    repeated sample id. A run of an older harness (no digests) is read with a warning that it is
+    unverified. Maps a `bench score` run read from another folder are checked only where they are
+    read again (re-scoring): that folder is not the run's.
     """
     rundir = RunDir(root)
     record = rundir.read_run()
@@ -68,12 +72,14 @@ def load_run(root: Path, allow_modified: bool = False, warn: Callable[[str], Non
     samples = rundir.read_samples(unique=False)
     checked = integrity.verify_tables(rundir.root, record, allow_modified, len(samples))
     integrity.check_unique_rows(samples, rundir.samples_csv)
+    maps_checked, maps = integrity.verify_heatmaps(rundir.heatmaps, record, allow_modified)
+    checked = checked.merge(maps_checked)
     if not checked.verified:
         integrity.unverified_warning(root, warn)
     if checked.modified:
         warn(f"{root}: read although modified ({', '.join(checked.modified)} differ from run.json's digests)")
     return LoadedRun(str(record.get("method", Path(root).name)), Path(root), record, samples, checked.modified,
-                     checked.verified)
+                     checked.verified, maps)
 
 
 def check_same_samples(runs: Sequence[LoadedRun], warn: Callable[[str], None]) -> None:

@@ -94,6 +94,8 @@ def check_maps(run: LoadedRun, allow_modified: bool = False) -> tuple[Path, Heat
     Maps that differ are refused in one line, or with `allow_modified` added to `run.modified`.
     """
     folder = _heatmap_folder(run)
+    if run.maps is not None and folder == RunDir(run.root).heatmaps:
+        return folder, run.maps  # the run's own maps, checked when it was loaded
     checked, maps = integrity.verify_heatmaps(folder, run.record, allow_modified)
     run.modified.extend(m for m in checked.modified if m not in run.modified)
     if maps is None:
