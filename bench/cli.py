@@ -316,7 +316,7 @@ def leaderboard_cmd(
     add: Optional[Path] = typer.Option(None, "--add", help="Copy this finished run directory into --results first (checked whole before anything is copied)."),
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
     replace: bool = typer.Option(False, "--replace", help="Let --add replace an entry of the same name (it says what it replaces and how the headline numbers move)."),
-    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv or summary.csv differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv, summary.csv or heatmaps/ differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
 ) -> None:
     """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder.
 
