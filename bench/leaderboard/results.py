@@ -285,8 +285,8 @@ def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, pro
         part = summary[summary["metric"] == metric].set_index("group")
         for cat, mean in means.items():
             if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9, equal_nan=True):
-                raise BenchError(f"{root}: summary.csv does not match samples.csv ({cat}, {metric}); "
-                                 "add the run again with `bench leaderboard --add`")
+                raise BenchError(f"{root}: summary.csv does not match samples.csv ({cat}, {metric}), so the two "
+                                 "tables are not from one run; run its command again to rewrite both, then add it")
 
 
 def load_results(results: Path, allow_modified: bool = False) -> list[Entry]:
