@@ -111,7 +111,7 @@ def test_a_hand_edited_miou_is_refused_by_compare_load_run_and_the_leaderboard(r
     r = bench_cli("compare", uniform, oracle, "--allow-modified")
     assert r.code == 0, r.err
     assert "oracle_gaussian [modified]" in r.out and "oracle_gaussian [modified] - uniform" in r.out
-    assert "read although modified (samples.csv differ" in r.err
+    assert "read although modified: samples.csv changed since" in r.err
     cmp = bench.compare_runs([uniform, oracle], allow_modified=True)
     assert set(cmp.summaries["run"]) == {"uniform", "oracle_gaussian [modified]"}
     assert "read although modified" in capsys.readouterr().err  # the API warns on stderr too
@@ -167,7 +167,7 @@ def test_duplicated_and_deleted_rows_are_one_line(runs, bench_cli) -> None:
     assert r.code == 2 and "; 6 rows, 8 recorded)" in _one_line(r.err)
     r = bench_cli("compare", uniform, oracle, "--allow-modified")
     assert r.code == 0, r.err
-    assert "samples.csv (6 rows, 8 recorded) differ" in r.err and "on 6 common samples" in r.out
+    assert "read although modified: samples.csv (6 rows, 8 recorded) changed" in r.err and "on 6 common samples" in r.out
     assert "oracle_gaussian [modified]" in r.out
 
 
@@ -224,7 +224,7 @@ def test_maps_swapped_into_a_run_folder_do_not_inherit_its_method(runs, bench_cl
     r = bench_cli("compare", uniform, oracle)
     assert r.code == 2 and _one_line(r.err).startswith(f"error: {oracle / 'heatmaps'} was changed after the run")
     r = bench_cli("compare", uniform, oracle, "--allow-modified")
-    assert r.code == 0 and "oracle_gaussian [modified]" in r.out and "heatmaps/ (maps) differ" in r.err
+    assert r.code == 0 and "oracle_gaussian [modified]" in r.out and "read although modified: heatmaps/ (maps) changed" in r.err
     # one map fewer is a different heatmap set too
     next((oracle / "heatmaps").glob("*.npz")).unlink()
     r = bench_cli("score", "--heatmaps", oracle, *PHANTOM, "--out", tmp_path / "fewer")

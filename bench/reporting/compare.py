@@ -77,7 +77,7 @@ def load_run(root: Path, allow_modified: bool = False, warn: Callable[[str], Non
     if not checked.verified:
         integrity.unverified_warning(root, warn)
     if checked.modified:
-        warn(f"{root}: read although modified ({', '.join(checked.modified)} differ from run.json's digests)")
+        warn(f"{root}: read although modified: {', '.join(checked.modified)} changed since the run was written")
     return LoadedRun(str(record.get("method", Path(root).name)), Path(root), record, samples, checked.modified,
                      checked.verified, maps)
 
