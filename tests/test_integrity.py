@@ -262,6 +262,10 @@ def test_the_rescore_cache_follows_the_maps(runs, bench_cli, tmp_path: Path) -> 
     assert before["miou"].mean() > 0.5 and (after["miou"] == 0).all()
     r = bench_cli(*args, "--allow-modified")
     assert r.code == 0 and "0 of 1 run x protocol tables scored now" in r.out
+    with pytest.raises(bench.BenchError, match="heatmaps was changed after the run was written"):
+        bench.rescore([oracle], ["vilouras2024"])
+    moved = bench.rescore([oracle], ["vilouras2024"], allow_modified=True)
+    assert list(moved.samples) == [("oracle_gaussian [modified]", "vilouras2024")]
 
 
 def test_the_rescore_cache_of_an_unverified_run_follows_its_maps(runs, bench_cli, tmp_path: Path) -> None:
