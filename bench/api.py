@@ -232,9 +232,14 @@ def score_maps(maps: Any, samples: Sample | Sequence[Sample] | None = None, *, p
     return scorer.compute()
 
 
-def load_run(path: str | Path) -> LoadedRun:
-    """A finished run directory: `.name`, `.record` (run.json), `.samples`, `.summary`, `.protocol`."""
-    return _compare.load_run(Path(path))
+def load_run(path: str | Path, allow_modified: bool = False) -> LoadedRun:
+    """A finished run directory: `.name`, `.record` (run.json), `.samples`, `.summary`, `.protocol`.
+
+    Its tables are checked against the digests run.json records: a table edited since the run was
+    written is a BenchError, or with `allow_modified=True` read anyway and listed in `.modified`
+    (`.label` is then `NAME [modified]`). A run of an older harness has `.verified` False.
+    """
+    return _compare.load_run(Path(path), allow_modified)
 
 
 @dataclass
@@ -251,9 +256,14 @@ class Comparison:
         return _comparison_table(self.summaries, self.differences, self.protocol, self.group, format, metrics, caption)
 
 
-def compare_runs(runs: Iterable[str | Path], group: str = "macro", metrics: Sequence[str] | None = None) -> Comparison:
-    """`bench compare`: CIs per run and paired bootstrap differences (with p-values) against the first run."""
-    summaries, diffs, protocol = _compare.compare_runs([Path(r) for r in runs], group, metrics)
+def compare_runs(runs: Iterable[str | Path], group: str = "macro", metrics: Sequence[str] | None = None,
+                 allow_modified: bool = False) -> Comparison:
+    """`bench compare`: CIs per run and paired bootstrap differences (with p-values) against the first run.
+
+    `allow_modified=True` reads runs whose tables differ from their digests, labelled `NAME [modified]`.
+    """
+    summaries, diffs, protocol = _compare.compare_runs([Path(r) for r in runs], group, metrics,
+                                                       allow_modified=allow_modified)
     return Comparison(summaries, diffs, protocol, group)
 
 
@@ -268,12 +278,17 @@ class Rescoring:
 
 
 def rescore(runs: Iterable[str | Path], protocols: Sequence[ProtocolLike], metrics: Sequence[str] | None = None,
-            group: str = "macro") -> Rescoring:
-    """Re-score every run's stored heatmaps under each protocol (cached in the run) and rank on `group`."""
+            group: str = "macro", allow_modified: bool = False) -> Rescoring:
+    """Re-score every run's stored heatmaps under each protocol (cached under BENCH_CACHE) and rank on `group`.
+
+    The maps are checked against the digest each run recorded; `allow_modified=True` scores maps
+    or reads tables that differ, labelled `NAME [modified]`.
+    """
     chosen = [load_protocol(p) for p in protocols]
     if not chosen:
         raise BenchError("give one or more protocols")
-    long, rescored = _sensitivity.sensitivity([Path(r) for r in runs], chosen, metrics, group)
+    long, rescored = _sensitivity.sensitivity([Path(r) for r in runs], chosen, metrics, group,
+                                              allow_modified=allow_modified)
     return Rescoring(long, {(r.label, r.protocol.name): r.samples for r in rescored})
 
 

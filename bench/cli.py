@@ -222,14 +222,19 @@ def score_cmd(
     option: List[str] = OPTION,
     out: Path = typer.Option(..., "--out", "-o", help="Directory for samples.csv, summary.csv and run.json."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
+    name: Optional[str] = typer.Option(None, "--name", help="Method name of the scored maps [default: the run's method when the maps are the ones its run.json records, else external]; needed for maps in a run's folder that are not that run's."),
     spec_path: List[Path] = SPEC_PATH,
     allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
-    """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run)."""
+    """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run).
+
+    Maps in a run's folder keep that run's method name only when they are the maps its run.json
+    records (the heatmap set's digest); any other maps there are your own and need --name.
+    """
     from .running.runner import score_folder
 
     _spec_path(spec_path)
-    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad,
+    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad, name,
                           allow_outside_root=allow_outside_root)
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
@@ -243,6 +248,7 @@ def compare_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
     format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper (with --out also written there as table.tex / table.md)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs whose samples.csv, summary.csv or heatmaps differ from the digests their run.json records (refused otherwise); they are labelled NAME [modified]."),
     spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Compare runs on their common samples: CIs per run and paired bootstrap differences with p-values.
@@ -252,6 +258,9 @@ def compare_cmd(
     are compared on the samples they share, with a WARNING line on stderr saying so.
 
     With --protocols: the runs' stored heatmaps under each protocol, per pathology, with ranks.
+
+    Every run's tables (and, with --protocols, its maps) are checked against the digests its
+    run.json records; a file changed since the run was written is refused unless --allow-modified.
     """
     from .core import atomic
     from .reporting.compare import compare_runs
@@ -268,9 +277,9 @@ def compare_cmd(
         if format_ != "text":
             raise BenchError("--format latex/markdown exports the comparison of runs under one protocol; "
                              "drop --protocols, or compare runs scored under one protocol")
-        compare_protocols(runs, protocols, metric or None, group, out)
+        compare_protocols(runs, protocols, metric or None, group, out, allow_modified)
         return
-    summaries, diffs, protocol = compare_runs(runs, group, metric or None)
+    summaries, diffs, protocol = compare_runs(runs, group, metric or None, allow_modified=allow_modified)
     if format_ != "text":
         from .reporting.export import comparison_table
 
@@ -310,19 +319,28 @@ def leaderboard_cmd(
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder the pages, tables and figures go to."),
     reported: Path = typer.Option(Path("reported"), "--reported", help="Folder of the papers' published numbers."),
     check: bool = typer.Option(False, "--check", help="Build in memory and exit 1 if --out differs from it."),
-    add: Optional[Path] = typer.Option(None, "--add", help="Copy this finished run directory into --results first."),
+    add: Optional[Path] = typer.Option(None, "--add", help="Copy this finished run directory into --results first (checked whole before anything is copied)."),
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
+    replace: bool = typer.Option(False, "--replace", help="Let --add replace an entry of the same name (it says what it replaces and how the headline numbers move)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv, summary.csv or heatmaps/ differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
 ) -> None:
-    """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder."""
+    """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder.
+
+    Every entry's tables are checked against the digests its run.json records; --add checks the run
+    and the page it joins before it copies anything into --results.
+    """
     from .leaderboard import build as leaderboard
 
     if add is not None:
         from .leaderboard.results import add_run
 
-        entry = add_run(add, results, name)
-        note = "" if (entry / "example.npz").is_file() else " (no example map: its heatmaps or images are not at hand)"
-        typer.echo(f"added {add} as {entry}{note}")
-    built = leaderboard.build(results, reported)
+        added = add_run(add, results, name, replace, allow_modified,
+                        check=lambda entries: leaderboard.check_page(entries, results))
+        if added.replaced:
+            typer.echo(f"replaced: {added.replaced}")
+        note = "" if added.example else " (no example map: its heatmaps or images are not at hand)"
+        typer.echo(f"added {add} as {added.entry}{note}")
+    built = leaderboard.build(results, reported, allow_modified)
     if check:
         problems = leaderboard.check(built, out)
         if problems:

@@ -78,7 +78,7 @@ def test_run_json_records_the_fingerprint_and_how_the_run_was_made(bench_cli, tm
     expected = dataset_fingerprint("phantom", ds.fingerprint_options(), select_samples(ds.samples(),
                                                                                          load_protocol("default")))
     assert run["dataset_fingerprint"] == expected and run["dataset_samples"] == 16 and run["excluded"] == []
-    assert run["schema_version"] == 2 and run["harness"]["version"] == __version__
+    assert run["schema_version"] == 3 and run["harness"]["version"] == __version__
     assert run["command"][1:5] == ["run", "--method", "uniform", "--dataset"]
     assert run["date"].endswith("+00:00")
     # a --limit run is on the same sample list, and says it covers a part of it

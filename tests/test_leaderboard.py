@@ -14,6 +14,7 @@ from test_reported import GOOD, write_rows
 
 from bench.evaluation.protocols import load_protocol
 from bench.evaluation.stats import summarise
+from bench.running import integrity
 from bench.running.rundir import RunDir
 
 PROTOCOL = dataclasses.replace(load_protocol("default"), bootstrap_resamples=200)
@@ -39,6 +40,7 @@ def make_run(root: Path, method: str, values: dict[str, list[float]], protocol=P
     root.mkdir(parents=True)
     run.write_table(run.samples_csv, table)
     run.write_table(run.summary_csv, summarise(table, protocol.columns, protocol.groups, 200, 0.95, 0))
+    record = {"digests": integrity.record_digests(root, len(table), None), **record}
     run.write_run({"status": "complete",
                    "config": {"method": {"name": method, "backend": method},
                               "dataset": {"name": "chestx-ray14", "options": {}, "data_root": "/data/sites/nih"}},
@@ -220,11 +222,22 @@ def test_a_run_on_another_sample_list_cannot_join_a_page(tmp_path: Path, bench_c
     assert res.code == 2 and "different sample lists" in res.err
 
 
-def test_add_replaces_an_entry_whole_and_leaves_no_temporaries(tmp_path: Path, bench_cli, board) -> None:
+def test_add_replaces_an_entry_only_with_replace_and_says_how_the_numbers_move(tmp_path: Path, bench_cli,
+                                                                               board) -> None:
     paths, args = board
     better = make_run(tmp_path / "again", "poor", {"atelectasis": [0.9, 0.9], "effusion": [0.9]})
-    assert bench_cli("leaderboard", "--add", better, *args).code == 0
     folder = paths["results"] / "chestx-ray14" / "default"
+    before = (folder / "poor" / "samples.csv").read_bytes()
+    res = bench_cli("leaderboard", "--add", better, *args)
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1
+    # poor's macro mean is 0.05 on every metric (0.1, 0.1 | 0.0); the new run's 0.9
+    assert f"{folder / 'poor'} already holds poor" in res.err
+    assert "would move the macro means miou 0.050 -> 0.900, cnr 0.050 -> 0.900" in res.err
+    assert "give --replace to replace it" in res.err
+    assert (folder / "poor" / "samples.csv").read_bytes() == before
+    res = bench_cli("leaderboard", "--add", better, "--replace", *args)
+    assert res.code == 0, res.err
+    assert "replaced: " in res.out and "macro means miou 0.050 -> 0.900" in res.out
     assert sorted(p.name for p in folder.iterdir()) == ["good", "poor"]
     samples = pd.read_csv(folder / "poor" / "samples.csv")
     assert samples["miou"].tolist() == [0.9, 0.9, 0.9]

@@ -12,6 +12,7 @@ import pytest
 from bench.core.geometry import Geometry
 from bench.core.heatmap import Heatmap
 from bench.reporting.sensitivity import rescored_folder
+from bench.running import integrity
 
 PHANTOM = ["-O", "n_test=8", "-O", "n_train=0"]
 
@@ -133,12 +134,13 @@ def test_rescored_runs_keep_the_backend_value_policy(bench_cli, tmp_path: Path) 
     """
     run = tmp_path / "cosine"
     assert bench_cli("run", "--method", "oracle_gaussian", "--dataset", "phantom", *PHANTOM, "--out", run).code == 0
-    record = json.loads((run / "run.json").read_text())
-    record["config"]["method"]["backend"] = "biovil"
-    (run / "run.json").write_text(json.dumps(record))
     for path in (run / "heatmaps").glob("*.npz"):
         heatmap = Heatmap.load(path)
         Heatmap(0.4 * heatmap.values, heatmap.geometry, heatmap.meta).save(path)
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["method"]["backend"] = "biovil"
+    record["digests"]["heatmaps"] = integrity.heatmap_set(run / "heatmaps").digest  # as a BioViL run records them
+    (run / "run.json").write_text(json.dumps(record))
     again = tmp_path / "again"
     r = bench_cli("score", "--heatmaps", run, "--dataset", "phantom", *PHANTOM, "--out", again)
     assert r.code == 0, r.err

@@ -19,7 +19,7 @@ from ..core.errors import BenchError
 from ..reporting.reported import load_reported
 from .pages import board_page, index_page
 from .reproduction import load_guide, reproduction_page
-from .results import COMPARISONS, load_comparisons, load_results, read_example
+from .results import COMPARISONS, Entry, load_comparisons, load_results, read_example
 from .tables import Board, groups, measured, ranks
 
 MANIFEST = "manifest.json"
@@ -44,10 +44,13 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def collect_boards(results: Path, reported: Path) -> list[Board]:
-    """Boards for every (dataset, protocol) with a measured run or a reported number, sorted."""
+def collect_boards(results: Path, reported: Path, allow_modified: bool = False) -> list[Board]:
+    """Boards for every (dataset, protocol) with a measured run or a reported number, sorted.
+
+    Entries whose tables differ from their digests are refused, or with `allow_modified` marked.
+    """
     boards: dict[tuple[str, str], Board] = {}
-    for entry in load_results(results):
+    for entry in load_results(results, allow_modified):
         boards.setdefault(entry.board, Board(*entry.board)).entries.append(entry)
     rep = load_reported(reported)
     for key, part in rep.groupby(["dataset", "protocol"], sort=True):
@@ -76,7 +79,7 @@ def _board_files(board: Board, build: Build) -> None:
         for fmt, suffix in (("latex", "tex"), ("markdown", "md")):
             build.texts[f"{slug}/table.{suffix}"] = paper_table(board, table, fmt)
         order = groups(table)
-        methods = sorted(e.name for e in board.entries)
+        methods = sorted(e.label for e in board.entries)
         for metric in board.plotted:
             part = table[table["metric"] == metric].sort_values(["method", "group"]).reset_index(drop=True)
             title = f"{board.dataset}, {board.protocol_name} protocol: {metric}"
@@ -90,14 +93,14 @@ def _board_files(board: Board, build: Build) -> None:
             if e.example is None:
                 continue
             ex = read_example(e.example)
-            title = f"{e.name}: {ex['phrase']}"
+            title = f"{e.label}: {ex['phrase']}"
             raw = hashlib.sha256(e.example.read_bytes()).hexdigest()
             for fmt in FORMATS:
                 build.figures[f"{slug}/example-{e.name}.{fmt}"] = (
                     _digest("overlay", STYLE, fmt, title, raw),
                     lambda x=ex, t=title, f=fmt: overlay_plot(x["image"], x["heatmap"], x["boxes"], t, f))
             path = f"{slug}/example-{e.name}.png"
-            examples[e.name] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in red)")
+            examples[e.label] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in red)")
     build.texts[f"{slug}.md"] = board_page(board, figures, examples)
 
 
@@ -112,9 +115,17 @@ def paper_table(board: Board, table, fmt: str, group: str = "macro") -> str:
     return summary_table(table, board.protocol, group, fmt, methods, board.headline, caption)
 
 
-def build(results: Path, reported: Path) -> Build:
+def check_page(entries: list[Entry], results: Path) -> None:
+    """Build in memory the page these entries make (what `bench leaderboard --add` checks before it copies)."""
+    board = Board(*entries[0].board, entries=list(entries))
+    board.comparisons = load_comparisons(results)
+    board.check()
+    _board_files(board, Build())
+
+
+def build(results: Path, reported: Path, allow_modified: bool = False) -> Build:
     """Every file of the leaderboards folder, in memory (figures not yet drawn)."""
-    boards = collect_boards(results, reported)
+    boards = collect_boards(results, reported, allow_modified)
     out = Build()
     for board in boards:
         _board_files(board, out)

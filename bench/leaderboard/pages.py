@@ -207,7 +207,7 @@ def _runs(board: Board) -> list[str]:
     rows = []
     for e in sorted(board.entries, key=lambda e: e.name):
         versions = e.record.get("versions", {})
-        rows.append([e.name, f"`results/{e.dataset}/{e.protocol.name}/{e.name}/`", str(len(e.samples)),
+        rows.append([e.label, f"`results/{e.dataset}/{e.protocol.name}/{e.name}/`", str(len(e.samples)),
                      str(_excluded(e.record)), scored_from(e.record),
                      versions.get("cxr-grounding-bench", "?")])
     return md_table(["method", "entry", "samples", "left out by the protocol", "maps scored from", "harness"], rows)
@@ -251,6 +251,17 @@ def _sample_sets(board: Board) -> list[str]:
             "use the samples both runs have.", ""]
 
 
+def _modified(board: Board) -> list[str]:
+    """A note for every entry read although its tables differ from the digests its run.json records."""
+    lines = []
+    for e in sorted(board.entries, key=lambda e: e.name):
+        if e.modified:
+            lines += [f"**Modified:** `{e.name}`: {', '.join(e.modified)} changed since the run was written (it "
+                      "differs from the digest its run.json records); its numbers here are those of its samples.csv "
+                      "as it now is, not the run's.", ""]
+    return lines
+
+
 def _scored_boxes(board: Board) -> list[str]:
     """A note when runs scored some of their common samples against different boxes (`drop_boxes` per model crop)."""
     seen: dict[str, str] = {}
@@ -290,6 +301,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
               f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); "
               f"{_groups_sentence(p.groups)}", "",
+              *_modified(board),
               *_sample_sets(board),
               *_scored_boxes(board),
               "## Measured: ranking (macro mean)", "", *_ranking(board, table), "",

@@ -110,6 +110,8 @@ def reproduction_rows(reported: pd.DataFrame, entries: Sequence[Entry], guide: d
                            inside=bool(m["ci_low"] <= r["value"] <= m["ci_high"]))
                 level = f"{entry.protocol.ci_level:.0%}"
                 out["status"] = f"measured: {'inside' if out['inside'] else 'outside'} the {level} CI"
+                if entry.modified:  # read with --allow-modified: say so wherever its numbers show
+                    out["status"] += f" (entry modified: {', '.join(entry.modified)})"
         rows.append(out)
     return pd.DataFrame(rows)
 

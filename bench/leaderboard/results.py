@@ -4,6 +4,10 @@ An entry is `results/<dataset>/<protocol>/<name>/` holding the run's `run.json` 
 reduced to their last part, so the folder reads the same on every machine), `samples.csv`
 (per-sample scores: intervals and paired tests can be recomputed), `summary.csv`, and optionally
 `example.npz`, one downscaled image with its heatmap and boxes for the overlay figure.
+
+Every entry's tables are checked against the digests its run.json records (the heatmaps are not
+kept: their digest stays in run.json as the run recorded it). A table that differs is refused, or
+with `allow_modified` shown as `NAME [modified]` with numbers recomputed from its samples.csv.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import json
 import shutil
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,8 @@ import pandas as pd
 from ..core import atomic, npyfile
 from ..core.errors import BenchError
 from ..evaluation.protocols import Protocol
+from ..reporting.report import headline_metrics
+from ..running import integrity
 from ..running.rundir import RunDir
 
 RUN_FILES = ("run.json", "samples.csv", "summary.csv")
@@ -39,6 +46,13 @@ class Entry:
     record: dict
     samples: pd.DataFrame
     summary: pd.DataFrame
+    #: files that differ from the digests run.json records (an entry read with allow_modified)
+    modified: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The entry as tables and pages show it: `NAME [modified]` when a file differs from its record."""
+        return integrity.mark(self.name, self.modified)
 
     @property
     def board(self) -> tuple[str, str]:
@@ -95,6 +109,13 @@ def check_admissible(record: dict, where: str, scored: int | None = None) -> Non
     if record.get("limit") is not None:
         raise BenchError(f"{where} scored only a {record['limit']}-sample subset (--limit); "
                          "a leaderboard needs the protocol's whole sample set")
+    if integrity.recorded(record) is None:
+        raise BenchError(f"{where} records no digests of its tables in run.json (made by an older harness); "
+                         "run its command again (it resumes and records them), then add it")
+    if record.get("source_verified") is False:
+        raise BenchError(f"{where} scored the maps of a run made by an older harness, which records no heatmap "
+                         "digest, so they cannot be shown to be its method's; run that run's command again, "
+                         "then score it again")
     if not record.get("dataset_fingerprint") or record.get("dataset_samples") is None:
         raise BenchError(f"{where} has no dataset fingerprint in run.json (made by an older harness); "
                          "re-score it with `bench score` to record which samples it covers")
@@ -117,11 +138,47 @@ def check_same_dataset(records: dict[str, dict], where: str) -> None:
                          "run on another box list, split or dataset option cannot share a leaderboard page")
 
 
-def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
-    """Copy a finished run into the results folder atomically; returns the entry folder.
+@dataclass
+class Added:
+    """What `add_run` did: the entry folder, the entry it replaced (with the headline moves), the example."""
 
-    An entry of the same name is replaced as a whole. The example for the overlay figure is
-    made from the run's heatmaps when they and the dataset's images are at hand.
+    entry: Path
+    replaced: str | None = None
+    example: bool = False
+
+
+def _headline_moves(old: pd.DataFrame, new: pd.DataFrame, protocol: Protocol, group: str = "macro") -> str:
+    """`miou 0.345 -> 0.412, cnr 1.200 -> 1.310`: the headline means on `group`, old entry to new run."""
+    def means(summary: pd.DataFrame) -> dict[str, float]:
+        part = summary[summary["group"] == group]
+        return dict(zip(part["metric"], part["mean"]))
+
+    before, after = means(old), means(new)
+    return ", ".join(f"{m} {before.get(m, float('nan')):.3f} -> {after.get(m, float('nan')):.3f}"
+                     for m in headline_metrics(protocol.columns))
+
+
+def _verified_tables(run: RunDir, record: dict, where: str, allow_modified: bool) -> tuple[pd.DataFrame, list[str]]:
+    """The run's samples table and the files that differ from its digests (BenchError unless allowed)."""
+    for f in RUN_FILES:
+        if not (run.root / f).is_file():
+            raise BenchError(f"{where} has no {f}")
+    samples = run.read_samples(unique=False)
+    checked = integrity.verify_tables(run.root, record, allow_modified, len(samples))
+    integrity.check_unique_rows(samples, run.samples_csv)
+    return samples, checked.modified
+
+
+def add_run(run_dir: Path, results: Path, name: str | None = None, replace: bool = False,
+            allow_modified: bool = False, check: Callable[[list[Entry]], None] | None = None) -> Added:
+    """Copy a finished run into the results folder; everything is checked before the copy.
+
+    The run's tables are checked against their digests and the run must be admissible; the entry
+    is staged in a hidden folder beside its place and read back as the build reads it, and `check`
+    (the page build) runs on the page's entries with it. Only then is it renamed into place, so a
+    refused run leaves results/ as it was. An entry of the same name is replaced, as a whole, only
+    with `replace`. The example for the overlay figure is made from the run's heatmaps when they
+    (checked against their digest) and the dataset's images are at hand.
     """
     from .examples import make_example
 
@@ -129,18 +186,36 @@ def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
     record = run.read_run()
     if record is None:
         raise BenchError(f"{run_dir} is not a run directory (no run.json)")
-    for f in RUN_FILES:
-        if not (run.root / f).is_file():
-            raise BenchError(f"{run_dir} has no {f}")
-    check_admissible(record, str(run_dir), len(run.read_samples()))
+    samples, _ = _verified_tables(run, record, str(run_dir), allow_modified)
+    check_admissible(record, str(run_dir), len(samples))
+    own, found = integrity.verify_heatmaps(run.heatmaps, record, allow_modified)  # heatmaps/ is part of the run
+    maps = integrity.maps_folder(run.root, record)
+    if maps is not None and maps != run.heatmaps:
+        found = integrity.heatmap_set(maps)
+    # the example only from the maps the run scored (a folder `bench score` read may have changed since)
+    example_maps = not own.modified and found is not None and found.digest == integrity.recorded(record)["heatmaps"]
     protocol = Protocol.from_dict(record["protocol"])
     entry_name_ = name or entry_name(record)
     if not entry_name_ or "/" in entry_name_ or entry_name_.startswith("."):
         raise BenchError(f"--name {entry_name_!r}: a plain folder name is needed")
     parent = Path(results) / dataset_key(record) / protocol.name
+    target = parent / entry_name_
+    replaced = None
+    if (target / "run.json").is_file():
+        old = RunDir(target)
+        moves = _headline_moves(pd.read_csv(old.summary_csv, dtype={"group": str}),
+                                pd.read_csv(run.summary_csv, dtype={"group": str}), protocol)
+        what = f"{target} already holds {entry_name_} (added {(old.read_run() or {}).get('date') or 'undated'})"
+        if not replace:
+            raise BenchError(f"{what}; this run would move the macro means {moves}; give --replace to replace it, "
+                             "or --name for an entry of its own")
+        replaced = f"{what}; macro means {moves}"
+    elif target.exists():
+        raise BenchError(f"{target} exists and holds no run; move it away first")
     others = {p.parent.name: RunDir(p.parent).read_run() for p in parent.glob("*/run.json")
               if p.parent.name != entry_name_ and not p.parent.name.startswith(".")}
     check_same_dataset({entry_name_: record, **others}, f"{dataset_key(record)} under {protocol.name}")
+    created = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.", suffix=".tmp", dir=parent))
     try:
@@ -148,40 +223,59 @@ def add_run(run_dir: Path, results: Path, name: str | None = None) -> Path:
         (staging / "run.json").write_text(json.dumps(_portable(record), indent=2) + "\n")
         for f in ("samples.csv", "summary.csv"):
             shutil.copyfile(run.root / f, staging / f)
-        make_example(run, record, protocol, staging / EXAMPLE)
-        target = parent / entry_name_
-        old = None
+        example = example_maps and make_example(run, record, protocol, staging / EXAMPLE)
+        entry = _load_entry(staging, allow_modified, at=target)
+        if check is not None:
+            check([entry, *(_load_entry(p.parent, allow_modified) for p in sorted(parent.glob("*/run.json"))
+                            if p.parent.name != entry_name_ and not p.parent.name.startswith("."))])
+        old_copy = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.old.", suffix=".tmp", dir=parent))
-            target.rename(old / "entry")
-        staging.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            old_copy = Path(tempfile.mkdtemp(prefix=f".{entry_name_}.old.", suffix=".tmp", dir=parent))
+            target.rename(old_copy / "entry")
+        try:
+            staging.rename(target)
+        except BaseException:
+            if old_copy is not None:
+                (old_copy / "entry").rename(target)
+            raise
+        if old_copy is not None:
+            shutil.rmtree(old_copy, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # the dataset and protocol folders this call made, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         raise
-    return target
+    return Added(target, replaced, example)
 
 
-def _load_entry(root: Path) -> Entry:
+def _load_entry(root: Path, allow_modified: bool = False, at: Path | None = None) -> Entry:
+    """The entry in `root` (or staged there for the place `at`), checked as the build needs it."""
+    at = at or root
     rundir = RunDir(root)
     record = rundir.read_run()
-    for f in RUN_FILES:
-        if not (root / f).is_file():
-            raise BenchError(f"{root} has no {f}")
-    samples = rundir.read_samples()
-    check_admissible(record, str(root), len(samples))
+    if record is None:
+        raise BenchError(f"{at} has no run.json")
+    samples, modified = _verified_tables(rundir, record, str(at), allow_modified)
+    check_admissible(record, str(at), len(samples))
     protocol = Protocol.from_dict(record["protocol"])
     dataset = dataset_key(record)
-    if (root.parent.parent.name, root.parent.name) != (dataset, protocol.name):
-        raise BenchError(f"{root} holds a run of {dataset} under {protocol.name}; it belongs in "
-                         f"{root.parent.parent.parent / dataset / protocol.name}")
+    if (at.parent.parent.name, at.parent.name) != (dataset, protocol.name):
+        raise BenchError(f"{at} holds a run of {dataset} under {protocol.name}; it belongs in "
+                         f"{at.parent.parent.parent / dataset / protocol.name}")
     missing = [c for c in protocol.columns if c not in samples.columns]
     if missing:
-        raise BenchError(f"{root}/samples.csv has no column {missing[0]!r}")
-    summary = pd.read_csv(root / "summary.csv", dtype={"group": str})
-    _check_summary(root, samples, summary, protocol)
-    return Entry(root.name, dataset, protocol, root, record, samples, summary)
+        raise BenchError(f"{at}/samples.csv has no column {missing[0]!r}")
+    if modified:  # the numbers shown are those of the table as it now is
+        from ..running.runner import summary_table
+
+        summary = summary_table(samples, protocol)
+    else:
+        summary = pd.read_csv(root / "summary.csv", dtype={"group": str})
+        _check_summary(at, samples, summary, protocol)
+    return Entry(at.name, dataset, protocol, root, record, samples, summary, modified)
 
 
 def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, protocol: Protocol) -> None:
@@ -191,11 +285,11 @@ def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, pro
         part = summary[summary["metric"] == metric].set_index("group")
         for cat, mean in means.items():
             if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9, equal_nan=True):
-                raise BenchError(f"{root}: summary.csv does not match samples.csv ({cat}, {metric}); "
-                                 "add the run again with `bench leaderboard --add`")
+                raise BenchError(f"{root}: summary.csv does not match samples.csv ({cat}, {metric}), so the two "
+                                 "tables are not from one run; run its command again to rewrite both, then add it")
 
 
-def load_results(results: Path) -> list[Entry]:
+def load_results(results: Path, allow_modified: bool = False) -> list[Entry]:
     """Every entry under `results/` (none is fine), sorted by dataset, protocol and name."""
     results = Path(results)
     if not results.exists():
@@ -203,7 +297,7 @@ def load_results(results: Path) -> list[Entry]:
     if not results.is_dir():
         raise BenchError(f"--results {results} is not a folder")
     roots = sorted(p.parent for p in results.glob("*/*/*/run.json") if not p.parent.name.startswith("."))
-    return [_load_entry(r) for r in roots]
+    return [_load_entry(r, allow_modified) for r in roots]
 
 
 COMPARISONS = "comparisons.toml"

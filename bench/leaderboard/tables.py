@@ -72,7 +72,7 @@ class Board:
 
 def measured(board: Board) -> pd.DataFrame:
     """Long table: method, group, metric, mean, ci_low, ci_high, n (from each run's summary.csv)."""
-    parts = [e.summary.assign(method=e.name) for e in board.entries]
+    parts = [e.summary.assign(method=e.label) for e in board.entries]
     if not parts:
         return pd.DataFrame(columns=["method", "group", "metric", "mean", "ci_low", "ci_high", "n"])
     table = pd.concat(parts, ignore_index=True)
@@ -102,7 +102,7 @@ def _paired(board: Board, method: str, reference: str, metric: str, group: str) 
     """Entry `method` minus entry `reference` on `metric`: paired bootstrap on the samples both runs
     scored (None when they share none). Keys: difference, ci_low, ci_high, p_value, n."""
     protocol = board.protocol
-    by_name = {e.name: e for e in board.entries}
+    by_name = {**{e.name: e for e in board.entries}, **{e.label: e for e in board.entries}}
     ref = by_name[reference].samples.set_index("sample_id")
     other = by_name[method].samples.set_index("sample_id")
     common = sorted(set(ref.index) & set(other.index))
@@ -125,7 +125,7 @@ def paired_against_best(board: Board, table: pd.DataFrame, group: str = "macro")
         part = agg[agg["metric"] == metric].sort_values(["mean", "method"], ascending=[metric in LOWER_IS_BETTER, True],
                                                         kind="mergesort")
         best = part["method"].iloc[0]
-        for method in sorted(e.name for e in board.entries):
+        for method in sorted(e.label for e in board.entries):
             row = None if method == best else _paired(board, method, best, metric, group)
             if row is not None:
                 rows.append({"metric": metric, "method": method, "best": best, **row})

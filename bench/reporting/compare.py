@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,17 +13,31 @@ import pandas as pd
 from ..core.errors import BenchError
 from ..evaluation.protocols import Protocol
 from ..evaluation.stats import paired_difference, summarise
+from ..running import integrity
 from ..running.rundir import RunDir
 
 
 @dataclass
 class LoadedRun:
-    """A finished run directory: its name (the method), run.json and per-sample table."""
+    """A finished run directory: its name (the method), run.json and per-sample table.
+
+    `modified` names the files that differ from the digests run.json records (read with
+    allow_modified); `verified` is False for a run of an older harness that records no digests.
+    """
 
     name: str
     root: Path
     record: dict
     samples: pd.DataFrame
+    modified: list[str] = field(default_factory=list)
+    verified: bool = True
+    #: the digest of the run's own heatmaps/ as read (None when it has none)
+    maps: integrity.HeatmapSet | None = None
+
+    @property
+    def label(self) -> str:
+        """The name as tables show it: `name [modified]` when a file differs from its record."""
+        return integrity.mark(self.name, self.modified)
 
     @property
     def protocol(self) -> Protocol:
@@ -36,19 +50,36 @@ class LoadedRun:
         return pd.read_csv(RunDir(self.root).summary_csv, dtype={"group": str})
 
 
-def load_run(root: Path) -> LoadedRun:
-    """The finished run in `root`; BenchError for a folder that holds none or an unfinished one."""
+def _stderr_warning(text: str) -> None:
+    print(f"WARNING: {text}", file=sys.stderr)
+
+
+def load_run(root: Path, allow_modified: bool = False, warn: Callable[[str], None] = _stderr_warning) -> LoadedRun:
+    """The finished run in `root`, its tables checked against the digests its run.json records.
+
+    BenchError for a folder that holds no run or an unfinished one, a table or its own heatmaps/
+    that differ from their digests (unless `allow_modified`: the run is then marked modified), or a
+    repeated sample id. A run of an older harness (no digests) is read with a warning that it is
+    unverified. Maps a `bench score` run read from another folder are checked only where they are
+    read again (re-scoring): that folder is not the run's.
+    """
     rundir = RunDir(root)
     record = rundir.read_run()
     if record is None:
         raise BenchError(f"{root} is not a run directory (no run.json)")
     if record.get("status") != "complete":
         raise BenchError(f"{root} is an unfinished run; re-run its command to complete it")
-    return LoadedRun(str(record.get("method", Path(root).name)), Path(root), record, rundir.read_samples())
-
-
-def _stderr_warning(text: str) -> None:
-    print(f"WARNING: {text}", file=sys.stderr)
+    samples = rundir.read_samples(unique=False)
+    checked = integrity.verify_tables(rundir.root, record, allow_modified, len(samples))
+    integrity.check_unique_rows(samples, rundir.samples_csv)
+    maps_checked, maps = integrity.verify_heatmaps(rundir.heatmaps, record, allow_modified)
+    checked = checked.merge(maps_checked)
+    if not checked.verified:
+        integrity.unverified_warning(root, warn)
+    if checked.modified:
+        warn(f"{root}: read although modified: {', '.join(checked.modified)} changed since the run was written")
+    return LoadedRun(str(record.get("method", Path(root).name)), Path(root), record, samples, checked.modified,
+                     checked.verified, maps)
 
 
 def check_same_samples(runs: Sequence[LoadedRun], warn: Callable[[str], None]) -> None:
@@ -76,13 +107,15 @@ def check_same_samples(runs: Sequence[LoadedRun], warn: Callable[[str], None]) -
 
 
 def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[str] | None = None,
-                 warn: Callable[[str], None] = _stderr_warning) -> tuple[pd.DataFrame, pd.DataFrame, Protocol]:
+                 warn: Callable[[str], None] = _stderr_warning,
+                 allow_modified: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Protocol]:
     """(per-run summaries on the common samples, differences of each run against the first).
 
     Refuses runs scored under different protocols or on different sample lists (dataset
     fingerprints): their numbers are not comparable. Runs that scored different samples of one
     list are compared on their common samples, with a warning. `group` is macro, micro or a
-    category name (its mean and the paired difference on that category's samples).
+    category name (its mean and the paired difference on that category's samples). A run whose
+    tables differ from its digests is refused, or with `allow_modified` labelled `NAME [modified]`.
     """
     if len(roots) < 2:
         raise BenchError("compare needs at least two run directories")
@@ -91,7 +124,7 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
         if r in resolved[:i]:
             raise BenchError(f"run {roots[i]} is given twice (as {roots[resolved.index(r)]} and {roots[i]}); "
                              "compare distinct runs")
-    runs = [load_run(r) for r in roots]
+    runs = [load_run(r, allow_modified, warn) for r in roots]
     fingerprints = {r.record.get("protocol_fingerprint") for r in runs}
     if len(fingerprints) > 1:
         names = ", ".join(f"{r.root} ({r.record['protocol']['name']})" for r in runs)
@@ -137,7 +170,8 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
 
 
 def _labels(runs: Sequence[LoadedRun]) -> list[str]:
+    """Each run's label in tables: its method name (with the folder when two share one), marked when modified."""
     names = [r.name for r in runs]
-    if len(set(names)) == len(names):
-        return names
-    return [f"{r.name} ({r.root.name})" for r in runs]
+    if len(set(names)) != len(names):
+        names = [f"{r.name} ({r.root.name})" for r in runs]
+    return [integrity.mark(n, r.modified) for n, r in zip(names, runs)]

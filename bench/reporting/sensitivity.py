@@ -3,9 +3,11 @@
 Every run's heatmaps are re-scored under each protocol (no model is run). A rescored result is a
 complete run directory cached outside the run (whose folder may be read-only, or shared):
 `OUT/rescored/RUN-HASH/PROTOCOL/` with `--out`, else the same under the user cache (BENCH_CACHE,
-default ~/.cache/cxr-grounding-bench), keyed by the protocol's fingerprint and the content of the
-run's `run.json`; a repeat reads it back without scoring. A run already scored under a protocol
-with the same fingerprint is used as it is.
+default ~/.cache/cxr-grounding-bench), keyed by the protocol's fingerprint, the content of the
+run's `run.json` and the digest of the heatmap set it scores; a repeat reads it back without
+scoring, and maps that changed are scored again. The maps are checked against the digest the
+run recorded (refused when they differ, unless allow_modified). A run already scored under a
+protocol with the same fingerprint is used as it is.
 
 Within each protocol the methods are compared on their common samples (the protocols differ in
 sample units, splits and dropped samples), per pathology and per aggregate group, and ranked on
@@ -30,6 +32,8 @@ from ..core.errors import BenchError
 from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
+from ..running import integrity
+from ..running.integrity import HeatmapSet
 from ..running.rundir import RunDir, file_name, record_backend, safe_name
 from ..running.runner import (
     _user_heatmap_loader,
@@ -40,7 +44,7 @@ from ..running.runner import (
     validate_all,
     versions,
 )
-from .compare import LoadedRun, load_run
+from .compare import LoadedRun, _labels, load_run
 
 CACHE = "rescored"
 KEY_FILE = "source.json"
@@ -71,18 +75,47 @@ def rescored_folder(root: Path, protocol_name: str, cache: Path | None = None) -
 
 
 def _heatmap_folder(run: LoadedRun) -> Path:
-    own = RunDir(run.root).heatmaps
-    if own.is_dir():
-        return own
-    external = run.record.get("heatmaps")
-    if external and Path(external).is_dir():
-        return Path(external)
-    raise BenchError(f"{run.root} has no heatmaps to re-score")
+    folder = integrity.maps_folder(run.root, run.record)
+    if folder is None:
+        raise BenchError(f"{run.root} has no heatmaps to re-score")
+    return folder
 
 
-def _cache_key(run: LoadedRun, protocol: Protocol) -> dict:
+def _cache_key(run: LoadedRun, protocol: Protocol, maps: HeatmapSet) -> dict:
+    """What a cached rescored table was made from: the protocol, the run's record and its maps' digest."""
     digest = hashlib.sha256(RunDir(run.root).run_json.read_bytes()).hexdigest()
-    return {"protocol": protocol.name, "fingerprint": protocol.fingerprint(), "source_run": digest}
+    return {"protocol": protocol.name, "fingerprint": protocol.fingerprint(), "source_run": digest,
+            "heatmaps": maps.digest}
+
+
+def check_maps(run: LoadedRun, allow_modified: bool = False) -> tuple[Path, HeatmapSet]:
+    """The run's heatmap folder and its digest, checked against the digest its run.json records.
+
+    Maps that differ are refused in one line, or with `allow_modified` added to `run.modified`.
+    """
+    folder = _heatmap_folder(run)
+    if run.maps is not None and folder == RunDir(run.root).heatmaps:
+        return folder, run.maps  # the run's own maps, checked when it was loaded
+    checked, maps = integrity.verify_heatmaps(folder, run.record, allow_modified)
+    run.modified.extend(m for m in checked.modified if m not in run.modified)
+    if maps is None:
+        raise BenchError(f"{run.root} has no heatmaps to re-score")
+    return folder, maps
+
+
+def _cached(folder: Path) -> tuple[pd.DataFrame, dict] | None:
+    """A finished rescored table in the cache, its tables checked against their digests (else None)."""
+    rundir = RunDir(folder)
+    try:
+        done = rundir.read_run()
+        if done is None or done.get("status") != "complete" or integrity.recorded(done) is None:
+            return None
+        table = rundir.read_samples(unique=False)
+        integrity.verify_tables(folder, done, rows=len(table))
+        integrity.check_unique_rows(table, rundir.samples_csv)
+    except BenchError:
+        return None
+    return table, done
 
 
 def _read_key(folder: Path) -> dict | None:
@@ -92,24 +125,31 @@ def _read_key(folder: Path) -> dict | None:
         return None
 
 
-def rescore(run: LoadedRun, protocol: Protocol, cache: Path | None = None) -> tuple[pd.DataFrame, bool, int]:
-    """(samples table, read from the cache?, samples skipped) of `run` under `protocol`; the run is only read."""
+def rescore(run: LoadedRun, protocol: Protocol, cache: Path | None = None, allow_modified: bool = False,
+            checked: tuple[Path, HeatmapSet] | None = None) -> tuple[pd.DataFrame, bool, int]:
+    """(samples table, read from the cache?, samples skipped) of `run` under `protocol`; the run is only read.
+
+    `checked` is the run's heatmap folder and digest when `check_maps` already gave them.
+    """
     if run.record.get("protocol_fingerprint") == protocol.fingerprint():
         return run.samples, True, len(run.record.get("skipped", []))
+    heatmaps, maps = checked or check_maps(run, allow_modified)
     folder = rescored_folder(run.root, protocol.name, cache)
-    key = _cache_key(run, protocol)
+    key = _cache_key(run, protocol, maps)
     if folder.exists() and _read_key(folder) != key:
-        shutil.rmtree(folder)  # made from another version of the run or of the protocol
+        shutil.rmtree(folder)  # made from another version of the run, of its maps or of the protocol
+    cached = _cached(folder)
+    if cached is not None:
+        return cached[0], True, len(cached[1].get("skipped", []))
+    if (folder / "run.json").is_file():
+        shutil.rmtree(folder)  # a finished table that no longer matches its digests, or an unreadable record
     rundir = RunDir(folder)
-    done = rundir.read_run()
-    if done is not None and done.get("status") == "complete":
-        return rundir.read_samples(), True, len(done.get("skipped", []))
     atomic.write_text(folder / KEY_FILE, json.dumps(key, indent=2) + "\n")
     rundir.remove_stale_temporaries()
-    return _score(run, protocol, rundir), False, len((rundir.read_run() or {}).get("skipped", []))
+    return _score(run, protocol, rundir, heatmaps, maps), False, len((rundir.read_run() or {}).get("skipped", []))
 
 
-def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
+def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir, heatmaps: Path, maps: HeatmapSet) -> pd.DataFrame:
     """Score the run's stored heatmaps under `protocol` into `rundir` (resumable, atomic writes)."""
     t0 = time.perf_counter()
     config = run.record.get("config", {})
@@ -145,7 +185,7 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
         "versions": versions(),
         "timings": {"scoring_s": round(seconds, 3), "total_s": round(time.perf_counter() - t0, 3)},
     }
-    finish(rundir, table, protocol, record)
+    finish(rundir, table, protocol, record, maps)
     return rundir.read_samples()  # as a repeat reads it back, so a first and a repeated report agree to the digit
 
 
@@ -165,11 +205,6 @@ def default_metrics(protocols: Sequence[Protocol]) -> list[str]:
     return [m for m in wanted if any(m in p.columns for p in protocols)]
 
 
-def _labels(runs: Sequence[LoadedRun]) -> list[str]:
-    names = [r.name for r in runs]
-    if len(set(names)) == len(names):
-        return names
-    return [f"{r.name} ({r.root.name})" for r in runs]
 
 
 def _common(tables: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
@@ -180,16 +215,23 @@ def _common(tables: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
 
 
 def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: Sequence[str] | None = None,
-                rank_group: str = "macro", cache: Path | None = None) -> tuple[pd.DataFrame, list[Rescored]]:
+                rank_group: str = "macro", cache: Path | None = None,
+                allow_modified: bool = False) -> tuple[pd.DataFrame, list[Rescored]]:
     """Long table (protocol, metric, run, group, mean, n, rank) and the rescored tables (cached in `cache`).
 
     `rank` is set on the `rank_group` rows: 1 is the best mean of that metric under that protocol.
+    Runs (tables and the maps re-scored) that differ from their digests are refused, or with
+    `allow_modified` labelled `NAME [modified]`.
     """
     if not roots:
         raise BenchError("compare needs at least one run directory")
     if rank_group not in ("macro", "micro", "weighted"):
         raise BenchError(f"cannot rank on group {rank_group!r}: choose macro, micro or weighted")
-    runs = [load_run(Path(r)) for r in roots]
+    runs = [load_run(Path(r), allow_modified) for r in roots]
+    checked = {}  # every run's maps checked once, before any scoring, so the labels say which are modified
+    for i, run in enumerate(runs):
+        if any(run.record.get("protocol_fingerprint") != p.fingerprint() for p in protocols):
+            checked[i] = check_maps(run, allow_modified)
     labels = _labels(runs)
     metrics = list(metrics) if metrics else default_metrics(protocols)
     unknown = [m for m in metrics if not any(m in p.columns for p in protocols)]
@@ -198,8 +240,8 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
     parts, rescored = [], []
     for protocol in protocols:
         tables = []
-        for label, run in zip(labels, runs):
-            table, cached, skipped = rescore(run, protocol, cache)
+        for i, (label, run) in enumerate(zip(labels, runs)):
+            table, cached, skipped = rescore(run, protocol, cache, allow_modified, checked.get(i))
             rescored.append(Rescored(label, protocol, table, cached, skipped))
             tables.append(table)
         common = _common(tables)
@@ -259,13 +301,13 @@ def print_report(long: pd.DataFrame, rescored: Sequence[Rescored], rank_group: s
 
 
 def compare_protocols(roots: Sequence[Path], protocols: str, metrics: Sequence[str] | None, rank_group: str,
-                      out: Path | None) -> pd.DataFrame:
+                      out: Path | None, allow_modified: bool = False) -> pd.DataFrame:
     """`bench compare --protocols`: score, print the report, and write `sensitivity.csv` into `out`.
 
     The rescored tables are cached under `out` when given, else in the user cache; never in the runs.
     """
     cache = Path(out) / CACHE if out is not None else None
-    long, rescored = sensitivity(roots, parse_protocols(protocols), metrics, rank_group, cache)
+    long, rescored = sensitivity(roots, parse_protocols(protocols), metrics, rank_group, cache, allow_modified)
     print_report(long, rescored, rank_group)
     if out is not None:
         path = Path(out) / "sensitivity.csv"

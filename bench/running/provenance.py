@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .. import __version__
 
-#: version of the run.json layout; 2 added the dataset fingerprint, the command line, date and commit
-SCHEMA_VERSION = 2
+#: version of the run.json layout; 2 added the dataset fingerprint, the command line, date and commit;
+#: 3 the digests of the tables and of the heatmap set (`digests`, see integrity.py)
+SCHEMA_VERSION = 3
 
 
 def harness_commit() -> str | None:

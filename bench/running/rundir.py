@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..core import atomic
 from ..core.errors import BenchError
+from .integrity import check_unique_rows
 from .lock import is_lock_file
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -137,7 +138,8 @@ class RunDir:
     def write_table(self, path: Path, table: pd.DataFrame) -> None:
         atomic.write_text(path, table.to_csv(index=False, float_format="%.10g"))
 
-    def read_samples(self) -> pd.DataFrame:
+    def read_samples(self, unique: bool = True) -> pd.DataFrame:
+        """samples.csv; a repeated sample id is a BenchError (`unique=False` leaves that to the caller)."""
         if not self.samples_csv.is_file():
             raise BenchError(f"{self.root} has no samples.csv (not a finished run)")
         try:
@@ -146,4 +148,6 @@ class RunDir:
             raise BenchError(f"cannot read {self.samples_csv}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
         if "sample_id" not in table.columns or table.empty:
             raise BenchError(f"{self.samples_csv} holds no sample rows")
+        if unique:
+            check_unique_rows(table, self.samples_csv)
         return table

@@ -41,7 +41,8 @@ from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
-from . import shards
+from . import integrity, shards
+from .integrity import HeatmapSet
 from .lock import check_folder, is_empty, locked
 from .progress import progress_bar
 from .provenance import run_header
@@ -347,13 +348,18 @@ def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
                      protocol.ci_level, protocol.seed, protocol.weighted_nan)
 
 
-def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict) -> RunResult:
-    """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last)."""
+def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict,
+           maps: HeatmapSet | None = None) -> RunResult:
+    """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last).
+
+    run.json records the digests of the two tables and `maps`, the digest of the heatmap set scored.
+    """
     summary = summary_table(table, protocol)
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"
     record["n_excluded"] = sum(is_exclusion(item["reason"]) for item in record.get("skipped", []))
+    record[integrity.FIELD] = integrity.record_digests(rundir.root, len(table), maps)
     rundir.write_run(record)
     if rundir.scores_log.is_file():
         rundir.scores_log.unlink()
@@ -547,7 +553,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     if merged:
         record["shards"] = [{"shard": rec["shard"], "device": rec.get("device"), "host": rec.get("host"),
                              "n_samples": rec.get("n_samples"), "timings": rec.get("timings")} for rec in merged]
-    result = finish(rundir, table, protocol, record)
+    result = finish(rundir, table, protocol, record, integrity.heatmap_set(rundir.heatmaps))
     shards.remove(rundir.root)
     return result
 
@@ -590,12 +596,45 @@ def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
     return {"native": native, "original": len(sample_ids) - native}
 
 
+def _source_run(heatmaps: Path, maps: HeatmapSet | None, name: str | None,
+                warn: Callable[[str], None]) -> tuple[dict | None, bool | None]:
+    """The run whose maps `heatmaps` holds (its run.json beside the folder), and whether that is verified.
+
+    The maps are the run's when their digest equals the one its run.json records: the scored run
+    then keeps its method name, backend and provenance. Maps that differ (swapped, edited, your own
+    maps in a run's folder) are bring-your-own and need a `name`. A run of an older harness records
+    no digest: it is kept with a warning, and the leaderboard refuses what is scored from it.
+    """
+    path = heatmaps.parent / "run.json"
+    source = RunDir(heatmaps.parent).read_run() if path.is_file() else None
+    if source is None:
+        return None, None
+    want = (integrity.recorded(source) or {}).get("heatmaps")
+    if want is None:
+        warn(f"{path} records no heatmap digest (made by an older harness): the maps in {heatmaps} cannot be "
+             f"shown to be its method's; scored as {name or source.get('method')}, unverified, which a "
+             "leaderboard refuses (run the run's command again to record the digest)")
+        return source, False
+    if maps is not None and maps.digest == want:
+        return source, True
+    if name is None:
+        recorded_files = (integrity.recorded(source) or {}).get("heatmap_files")
+        files = maps.files if maps else 0
+        count = f"{files} maps, {recorded_files} recorded; " if recorded_files not in (None, files) else ""
+        raise BenchError(f"--heatmaps {heatmaps}: these are not the maps {path} records for method "
+                         f"{source.get('method')!r} ({count}the heatmap set's digest differs); score them as your "
+                         "own maps with --name NAME")
+    return None, None
+
+
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
-                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False,
-                 allow_outside_root: bool = False) -> RunResult:
+                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False, name: str | None = None,
+                 warn: Callable[[str], None] = integrity.stderr_warning, allow_outside_root: bool = False) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
 
-    A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
+    Maps in a run's folder keep that run's method name only when they are the maps it recorded (the
+    heatmap set's digest); other maps are your own and are named by `name` [default: external]. A
+    re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
     of the protocol's set are counted in run.json (`unscored_files`) with the reason.
     """
     t0 = time.perf_counter()
@@ -604,10 +643,13 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         heatmaps = heatmaps / "heatmaps"  # a run directory was given
     if not heatmaps.is_dir():
         raise BenchError(f"--heatmaps {heatmaps} is not a folder")
+    if name is not None and (not name.strip() or "/" in name or name.startswith(".")):
+        raise BenchError(f"--name {name!r}: a plain name is needed (no '/', not starting with '.')")
     check_folder(Path(out))
     protocol = load_protocol(protocol_name)
     dataset = get_dataset(dataset_name, data_root, dataset_options, allow_outside_root)
-    source = RunDir(heatmaps.parent).read_run() if (heatmaps.parent / "run.json").is_file() else None
+    maps = integrity.heatmap_set(heatmaps)
+    source, source_verified = _source_run(heatmaps, maps, name, warn)
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
     everything, chosen = eval_samples(dataset, protocol, None)
     limit = (source or {}).get("limit")
@@ -640,7 +682,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             "status": "running",
             **run_header(),
             "config": config,
-            "method": (source or {}).get("method", "external"),
+            "method": name or (source or {}).get("method", "external"),
             "backend": backend,
             "overrides": (source or {}).get("overrides", []),
             "dataset": dataset_name,
@@ -650,6 +692,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             "random_weights": bool((source or {}).get("random_weights", False)),
             "heatmaps": str(heatmaps.resolve()),
             "source_run": source.get("config") if source else None,
+            "source_verified": source_verified,
             "limit": limit,
             **dataset_identity(dataset, protocol),
             "n_samples": len(table),
@@ -664,7 +707,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         }
         if limit is not None:
             record["sample_ids"] = [s.sample_id for s in chosen]
-        return finish(rundir, table, protocol, record)
+        return finish(rundir, table, protocol, record, maps)
 
 
 def _unscored_files(available: set[str], everything: Sequence[Sample], chosen: Sequence[Sample],
