@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
+from ..state_dicts import check_loading_info
 from ..weights import WeightFile, file_sha256, resolve_files
+from .formats import load_monai, load_original_unet, warn_replaced_text_encoder
 from .settings import METHODS_DIR, Component, LdmSettings
 from .textenc import TextEncoder
 
@@ -41,6 +43,8 @@ class LoadedModels:
     scheduler: Any
     checkpoints: list[WeightFile] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    #: how the checkpoints were read (key names, which weights of a file, what of it was left aside)
+    loading: dict[str, Any] = field(default_factory=dict)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -138,39 +142,52 @@ def _text_model(kind: str, config_path: Path) -> nn.Module:
     return BertModel(BertConfig.from_json_file(str(config_path)))
 
 
-def _tokenizer(kind: str, folder: Path):
+def _tokenizer(kind: str, folder: Path, pad_token: str = ""):
+    """The tokenizer of `folder` (the published files or a `tokenizer.json` alone); with `pad_token`
+    set, a one-line BenchError unless prompts are padded with that token of the vocabulary."""
     try:
         if kind == "clip":
             from transformers import CLIPTokenizer
 
-            return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-        if kind == "cxr_bert":
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        elif kind == "cxr_bert":
             from health_multimodal.text.model import CXRBertTokenizer
 
-            return CXRBertTokenizer.from_pretrained(str(folder), local_files_only=True)
-        from transformers import BertTokenizer
+            tokenizer = CXRBertTokenizer.from_pretrained(str(folder), local_files_only=True)
+        else:
+            from transformers import BertTokenizer
 
-        return BertTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = BertTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"cannot load the {kind} tokenizer from {folder}: {_first_line(exc)}") from None
+    if pad_token:
+        expected = tokenizer.convert_tokens_to_ids(pad_token)
+        if tokenizer.pad_token != pad_token or tokenizer.pad_token_id != expected or expected == tokenizer.unk_token_id:
+            raise BenchError(f"the tokenizer in {folder} pads with {tokenizer.pad_token!r} (id "
+                             f"{tokenizer.pad_token_id}), the model was trained with {pad_token!r} (id {expected}): "
+                             "its special_tokens_map.json or tokenizer_config.json is not the published one")
+    return tokenizer
+
+
+def _weights_file(folder: Path, names: tuple[str, ...]) -> Path:
+    """The weights file a library loader reads from `folder` (for messages)."""
+    return next((folder / n for n in names if (folder / n).is_file()), folder)
 
 
 def _pretrained_text(kind: str, folder: Path) -> nn.Module:
+    """The text encoder of `folder`, every tensor from its weights file (allow-list aside)."""
     try:
         if kind == "clip":
-            from transformers import CLIPTextModel
-
-            return CLIPTextModel.from_pretrained(str(folder), local_files_only=True)
-        config = _read_json(folder / "config.json")
-        if kind == "cxr_bert" or config.get("model_type") == "cxr-bert":
-            from health_multimodal.text.model import CXRBertModel
-
-            return CXRBertModel.from_pretrained(str(folder), local_files_only=True)
-        from transformers import BertModel
-
-        return BertModel.from_pretrained(str(folder), local_files_only=True)
+            from transformers import CLIPTextModel as Model
+        elif kind == "cxr_bert" or _read_json(folder / "config.json").get("model_type") == "cxr-bert":
+            from health_multimodal.text.model import CXRBertModel as Model
+        else:
+            from transformers import BertModel as Model
+        model, info = Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the text encoder from {folder}: {_first_line(exc)}") from None
+    check_loading_info(info, _weights_file(folder, TEXT_WEIGHTS), "text encoder")
+    return model
 
 
 # ---------------------------------------------------------------- random weights
@@ -203,7 +220,7 @@ def _random_models(settings: LdmSettings, seed: int) -> LoadedModels:
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         text_model = _text_model(settings.text_encoder, text_config)
-    tokenizer = _tokenizer(settings.text_encoder, tokenizer_dir)
+    tokenizer = _tokenizer(settings.text_encoder, tokenizer_dir, settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     sources = {"architecture": str(arch.relative_to(METHODS_DIR) if arch.is_relative_to(METHODS_DIR) else arch),
@@ -248,40 +265,15 @@ class _Finder:
         return found
 
 
-def _load_state(module: nn.Module, path: Path, what: str) -> None:
-    """Load a MONAI state dict; old `generative` key names are mapped by MONAI's own loader."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise BenchError(f"cannot read the {what} checkpoint {path}: {_first_line(exc)}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError:
-        try:
-            module.load_old_state_dict(state)
-        except (RuntimeError, KeyError, AttributeError) as exc:
-            raise BenchError(f"the {what} checkpoint {path} does not fit the shipped architecture: "
-                             f"{_first_line(exc)}") from None
-
-
 def _diffusers_part(kind: str, folder: Path, what: str) -> nn.Module:
+    """A diffusers model folder, every tensor from its weights file (diffusers would fill gaps at random)."""
     try:
-        return _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True)
+        model, info = _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True,
+                                                             output_loading_info=True)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the {what} from {folder}: {_first_line(exc)}") from None
-
-
-def _single_file_unet(path: Path, arch: Path) -> nn.Module:
-    """A U-Net from one original-layout checkpoint file, with the shipped diffusers configuration."""
-    from diffusers import UNet2DConditionModel
-
-    try:
-        return UNet2DConditionModel.from_single_file(str(path), config=str(arch), subfolder="unet",
-                                                     local_files_only=True)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"cannot load the U-Net from {path}: {_first_line(exc)}") from None
+    check_loading_info(info, _weights_file(folder, DIFFUSERS_WEIGHTS), what)
+    return model
 
 
 def _package_record(folder: Path) -> list[WeightFile]:
@@ -302,27 +294,42 @@ def _package_models(settings: LdmSettings) -> LoadedModels:
         vae = _diffusers_part("vae", folder / "vae", "autoencoder")
         text_model = _pretrained_text(settings.text_encoder, folder / "text_encoder")
         scheduler = diffusers_scheduler(_read_json(folder / "scheduler" / "scheduler_config.json"))
-    tokenizer = _tokenizer(settings.text_encoder, folder / "tokenizer")
+    tokenizer = _tokenizer(settings.text_encoder, folder / "tokenizer", settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     return LoadedModels("diffusers", unet, vae, text, scheduler, _package_record(folder), {"package_dir": str(folder)})
 
 
-def _text_files(settings: LdmSettings) -> tuple[list, list]:
+def _text_files(settings: LdmSettings) -> list:
+    """The text encoder's files (configuration and weights)."""
     comp = settings.text
-    if settings.text_encoder == "clip":
-        model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-        tok = [_sub(comp.tokenizer_subfolder, n) for n in ("vocab.json", "merges.txt", "special_tokens_map.json",
-                                                            "tokenizer_config.json")]
-        return model, tok
-    model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-    return model, [_sub(comp.tokenizer_subfolder, "vocab.txt")]
+    return [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
+
+
+def _tokenizer_folder(settings: LdmSettings, finder: _Finder) -> Path:
+    """The tokenizer's folder: its published files (CLIP: vocab.json, merges.txt, the special-token maps;
+    BERT: vocab.txt) or the single tokenizer.json that transformers 5 saves."""
+    sub = settings.text.tokenizer_subfolder
+    if settings.text_encoder != "clip":
+        return finder.files(settings.text, [(_sub(sub, "vocab.txt"), _sub(sub, "tokenizer.json"))],
+                            "tokenizer")[0].path.parent
+    first = finder.files(settings.text, [(_sub(sub, "vocab.json"), _sub(sub, "tokenizer.json")),
+                                         _sub(sub, "tokenizer_config.json")], "tokenizer")
+    if first[0].filename.endswith("vocab.json"):
+        finder.files(settings.text, [_sub(sub, "merges.txt")], "tokenizer")
+    try:  # where the published SD-2 tokenizer names its pad token
+        finder.files(settings.text, [_sub(sub, "special_tokens_map.json")], "tokenizer")
+    except BenchError:
+        pass
+    return first[0].path.parent
 
 
 def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedModels:
     finder = _Finder(settings, weights)
     main = finder.main
     arch = architecture_dir(settings)
+    loading: dict[str, Any] = {}
+    hint = settings.missing_hint
     with _quiet():
         if settings.model_format == "monai":
             unet_file = finder.files(settings.unet, [settings.unet.file], "U-Net")[0]
@@ -341,29 +348,30 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
             vae_folder = finder.files(settings.vae, [_sub(settings.vae.subfolder, "config.json"),
                                                      tuple(_sub(settings.vae.subfolder, n) for n in DIFFUSERS_WEIGHTS)],
                                       "autoencoder")[0].path.parent
-        model_names, tok_names = _text_files(settings)
-        text_folder = finder.files(settings.text, model_names, "text encoder")[0].path.parent
-        tok_folder = finder.files(settings.text, tok_names, "tokenizer")[0].path.parent
+        text_folder = finder.files(settings.text, _text_files(settings), "text encoder")[0].path.parent
+        tok_folder = _tokenizer_folder(settings, finder)
 
         if settings.model_format == "monai":
             unet = monai_unet(_read_json(arch / "unet.json"))
-            _load_state(unet, unet_file.path, "U-Net")
+            loading["unet_key_names"] = load_monai(unet, unet_file.path, "U-Net", hint)
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
-            _load_state(vae, vae_file.path, "autoencoder")
+            loading["autoencoder_key_names"] = load_monai(vae, vae_file.path, "autoencoder", hint)
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         else:
             if main is not None and main.is_file():
-                unet = _single_file_unet(main, arch)
+                unet, record = load_original_unet(main, _read_json(arch / "unet" / "config.json"))
+                loading.update(record)
+                warn_replaced_text_encoder(main, record, settings.name)
             else:
                 unet = _diffusers_part("unet", unet_folder, "U-Net")
             vae = _diffusers_part("vae", vae_folder, "autoencoder")
             scheduler = diffusers_scheduler(_read_json(arch / "scheduler" / "scheduler_config.json"))
         text_model = _pretrained_text(settings.text_encoder, text_folder)
-    tokenizer = _tokenizer(settings.text_encoder, tok_folder)
+    tokenizer = _tokenizer(settings.text_encoder, tok_folder, settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found,
-                        {"scheduler_config": str(arch.relative_to(METHODS_DIR))})
+                        {"scheduler_config": str(arch.relative_to(METHODS_DIR))}, loading)
 
 
 def cross_attention_dim(unet: nn.Module) -> int | None:

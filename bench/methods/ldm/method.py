@@ -256,6 +256,7 @@ class LdmMethod(Method):
             record["sources"] = dict(self.models.sources)
             if not self.context.random_weights:
                 record["checkpoints"] = checkpoint_records(self.models)
+                record["loading"] = dict(self.models.loading)
         return record
 
 

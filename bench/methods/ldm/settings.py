@@ -20,7 +20,7 @@ SPACINGS = ("scheduler", "trailing")
 HALVES = ("cond", "uncond", "cond_minus_uncond")
 #: fields a spec may leave out, with the value they then take
 OPTIONAL = {"token_weighting": "token", "token_indices": [], "step_timesteps": [], "as_coded": False, "bbm": False,
-            "bbm_guidance_scale": 16.0, "lexical_tagger": "builtin"}
+            "bbm_guidance_scale": 16.0, "lexical_tagger": "builtin", "text_pad_token": ""}
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
 
@@ -48,6 +48,7 @@ class LdmSettings:
     random_tokenizer: str
     text_max_length: int
     text_attention_mask: bool
+    text_pad_token: str
     prompt: str
     image_channels: int
     intensity: str
@@ -166,6 +167,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         random_tokenizer=need("random_tokenizer", str),
         text_max_length=need("text_max_length", int),
         text_attention_mask=need("text_attention_mask", bool),
+        text_pad_token=need("text_pad_token", str),
         prompt=need("prompt", str),
         image_channels=need("image_channels", int, (1, 3)),
         intensity=need("intensity", str, INTENSITIES),
