@@ -27,6 +27,7 @@ from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from ..datasets.base import Dataset
 from .base import Method, RunContext
+from .state_dicts import check_loading_info, load_exact, read_state_dict
 from .weights import WeightFile, resolve_files
 
 with warnings.catch_warnings():
@@ -39,8 +40,9 @@ with warnings.catch_warnings():
     from health_multimodal.text.model import CXRBertConfig, CXRBertModel, CXRBertTokenizer
 
 CONFIG_DIR = Path(__file__).resolve().parent / "biovil_config"
-#: the text model files of a checkpoint folder; weights as safetensors or as the published .bin
-TEXT_FILES = ("config.json", "vocab.txt", ("model.safetensors", "pytorch_model.bin"))
+#: the text model files of a checkpoint folder: vocabulary as published (vocab.txt) or as transformers 5
+#: saves it (tokenizer.json); weights as safetensors or as the published .bin
+TEXT_FILES = ("config.json", ("vocab.txt", "tokenizer.json"), ("model.safetensors", "pytorch_model.bin"))
 
 
 @dataclass(frozen=True)
@@ -188,22 +190,26 @@ class BioVilMethod(Method):
         files = resolve_files(s.text_repo, s.text_revision, [*TEXT_FILES, s.image_file], local,
                               what=f"{self.name} checkpoint")
         self.checkpoints = files
-        text_dir, image_path = files[0].path.parent, files[-1].path
-        try:
-            image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE,
-                                     pretrained_model_path=image_path)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise BenchError(f"cannot load image checkpoint {image_path}: {_first_line(exc)}") from None
+        text_dir, image_path, text_weights = files[0].path.parent, files[-1].path, files[2].path
+        image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE)
+        load_exact(image_model, read_state_dict(image_path, "image"), image_path, "image")
+        verbosity = hf_logging.get_verbosity()
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # the run has its own progress display
+        # BioViL-T's config says model_type "bert" for a CXRBertModel: transformers warns about the type
+        # on every load, harmlessly; what matters, every tensor loaded, is checked below
+        hf_logging.set_verbosity_error()
         try:
             tokenizer = CXRBertTokenizer.from_pretrained(str(text_dir), local_files_only=True)
-            text_model = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True)
+            text_model, info = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True,
+                                                            output_loading_info=True)
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise BenchError(f"cannot load text model from {text_dir}: {_first_line(exc)}") from None
         finally:
+            hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+        check_loading_info(info, text_weights, "text")
         return image_model, text_model, tokenizer
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
