@@ -46,7 +46,7 @@ def _made_up_projections(own: dict, state: dict) -> list[str]:
         if key.endswith(".attn.out_proj.weight") and key not in state:
             block = key[: -len(".attn.out_proj.weight")]
             if f"{block}.proj_attn.weight" not in state:
-                out.append(key)
+                out.extend(k for k in (key, f"{block}.attn.out_proj.bias") if k in own)
     return out
 
 
@@ -55,12 +55,9 @@ def load_monai(module: nn.Module, path: Path, what: str, hint: str = "") -> str:
     "monai-generative"). One-line BenchError naming the first keys on any difference."""
     state = read_state_dict(path, what)
     own = module.state_dict()
-    if all(k in own for k in state):
-        load_exact(module, state, path, what, hint)
-        return "monai"
     convert = getattr(module, "load_old_state_dict", None)
-    if convert is None:
-        load_exact(module, state, path, what, hint)
+    if convert is None or all(k in own for k in state) or all(k in state for k in own):
+        load_exact(module, state, path, what, hint)  # MONAI core names, maybe with gaps or left-overs
         return "monai"
     made_up = _made_up_projections(own, state)
     left = dict(state)
