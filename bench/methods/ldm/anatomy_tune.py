@@ -356,7 +356,11 @@ class CodebookTuner:
         found = sorted((self.out / "checkpoints").glob("step-*.pt")) if (self.out / "checkpoints").is_dir() else []
         if not found:
             return 0, []
-        state = torch.load(found[-1], map_location=self.device, weights_only=False)
+        try:  # a file in the user's folder: read as data, never as code
+            state = torch.load(found[-1], map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unpickler, zip and I/O errors alike are one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BenchError(f"cannot read the tuning checkpoint {found[-1]} as plain data: {first}") from None
         if state.get("spec_digest") != self.spec.digest:
             raise BenchError(f"{self.out} holds checkpoints of another tuning spec; choose a new --out")
         with torch.no_grad():
