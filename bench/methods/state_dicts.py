@@ -112,6 +112,15 @@ def check_loading_info(info: Mapping, path: Path | str, what: str) -> None:
         raise mismatch_error(path, what, str(errors[0]).strip().splitlines()[0])
 
 
+def _torch_load(path: Path):
+    """A pickled checkpoint as data; memory-mapped when it is in torch's zip format, so a large
+    training checkpoint (EMA copies, optimizer states) is not read whole into memory."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file (safetensors, or a pickled state dict read with weights_only);
     a top-level `state_dict` entry (PyTorch Lightning) is unwrapped."""
@@ -122,7 +131,7 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line: safetensors, zip, unpickler
         raise BenchError(f"cannot read the {what} checkpoint {path} as plain tensors: {_first_line(exc)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -147,10 +156,10 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path 
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
-def unused(keys: Iterable[str]) -> list[str]:
+def reportable(keys: Iterable[str]) -> list[str]:
     """The keys of `keys` that are not on the allow-list, sorted."""
     return sorted(k for k in keys if not harmless(k))
 
 
 __all__ = ["HARMLESS", "KeyReport", "check_loading_info", "check_report", "compare_keys", "harmless", "load_exact",
-           "mismatch_error", "read_state_dict", "shapes", "unused"]
+           "mismatch_error", "read_state_dict", "reportable", "shapes"]

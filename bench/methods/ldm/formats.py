@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
-from ..state_dicts import KeyReport, check_report, load_exact, mismatch_error, read_state_dict, unused
+from ..state_dicts import KeyReport, check_report, load_exact, mismatch_error, read_state_dict, reportable
 
 UNET_PREFIX = "model.diffusion_model."
 #: parts of an original-layout checkpoint that are not the U-Net, and what becomes of them
@@ -75,7 +75,7 @@ def load_monai(module: nn.Module, path: Path, what: str, hint: str = "") -> str:
         raise mismatch_error(path, what, detail, hint) from None
     missing = sorted({k for k, t in module.state_dict().items() if t.is_floating_point() and torch.isnan(t).any()}
                      | set(made_up))
-    check_report(KeyReport(missing=unused(missing), unexpected=unused(left)), path, what, hint)
+    check_report(KeyReport(missing=reportable(missing), unexpected=reportable(left)), path, what, hint)
     return "monai-generative"
 
 
@@ -105,7 +105,7 @@ def load_original_unet(path: Path, config: dict, what: str = "U-Net") -> tuple[n
     left = [k for k, v in unet_state.items() if v.data_ptr() not in used]
     unet = UNet2DConditionModel.from_config(config)
     own = unet.state_dict()
-    report = KeyReport(missing=unused(k for k in own if k not in converted), unexpected=unused(left))
+    report = KeyReport(missing=reportable(k for k in own if k not in converted), unexpected=reportable(left))
     check_report(report, path, what)
     load_exact(unet, converted, path, what)
     record = {"unet_weights": f"{UNET_PREFIX}* (non-EMA)", "unet_tensors": len(unet_state)}
