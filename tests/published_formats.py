@@ -142,7 +142,8 @@ def text_2022(model: nn.Module, folder: Path, **config: object) -> dict:
     Returns the saved tensors."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     positions = torch.arange(model.config.max_position_embeddings)[None]
-    if any(k.startswith("text_model.") for k in state):
+    if model.config.model_type == "clip_text_model":  # transformers 4 kept the layers under `text_model.`
+        state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}
         state["text_model.embeddings.position_ids"] = positions
     else:
         prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
@@ -202,7 +203,9 @@ def monai_bundle(folder: Path, unet: nn.Module, vae: nn.Module, text: nn.Module)
     return saved
 
 
-def assert_same_tensors(module: nn.Module, expected: dict, rename=lambda k: k) -> None:
-    """Every tensor of `module` equals the one saved under `rename(name)`."""
+def assert_same_tensors(module: nn.Module, expected: dict) -> None:
+    """Every tensor of `module` equals the one saved under its name (or under `text_model.` + its name,
+    where a 2022 CLIP file kept it)."""
     for key, value in module.state_dict().items():
-        assert torch.equal(value, expected[rename(key)].to(value.dtype)), key
+        saved = expected[key] if key in expected else expected[f"text_model.{key}"]
+        assert torch.equal(value, saved.to(value.dtype)), key
