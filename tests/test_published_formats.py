@@ -353,6 +353,12 @@ def test_sd2_tokenizer_without_its_special_tokens_map_is_one_line(tmp_path: Path
     ("cxrbert_ldm", "add sd15/vae/diffusion_pytorch_model.safetensors",
      "the autoencoder checkpoint {f} does not match the model: 1 tensor(s) of the file unused by the model "
      "(extra.weight)"),
+    ("ldm_frozen", "reshape stable-diffusion-2-1-base/text_encoder/pytorch_model.bin",
+     "the text encoder checkpoint {f} does not match the model: 1 tensor(s) of another shape "
+     "(final_layer_norm.weight: [7] in the file, [32] in the model)"),
+    ("cxrbert_ldm", "reshape sd15/vae/diffusion_pytorch_model.safetensors",
+     "the autoencoder checkpoint {f} does not match the model: decoder.conv_out.bias has shape torch.Size([7]) in "
+     "the file, torch.Size([3]) in the model"),
 ])
 def test_damaged_checkpoint_stops_before_any_work(bench_cli, tmp_path: Path, monkeypatch, name: str, damage: str,
                                                   message: str) -> None:
@@ -365,13 +371,15 @@ def test_damaged_checkpoint_stops_before_any_work(bench_cli, tmp_path: Path, mon
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif path.suffix == ".safetensors":
         state = load_file(str(path))
-        state["extra.weight"] = torch.zeros(2)
+        state["decoder.conv_out.bias" if verb == "reshape" else "extra.weight"] = torch.zeros(7 if verb == "reshape" else 2)
         save_file(state, str(path))
     else:
         state = torch.load(path, weights_only=True)
         inner = state["state_dict"] if "state_dict" in state else state
         if verb == "drop":
             del inner[sorted(k for k in inner if k.startswith(("decoder.blocks.0.conv", "bert.encoder")))[0]]
+        elif verb == "reshape":
+            inner["text_model.final_layer_norm.weight"] = torch.zeros(7)
         else:
             inner["model.diffusion_model.extra.weight"] = torch.zeros(2)
         torch.save(state, path)

@@ -202,7 +202,7 @@ class BioVilMethod(Method):
         try:
             tokenizer = CXRBertTokenizer.from_pretrained(str(text_dir), local_files_only=True)
             text_model, info = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True,
-                                                            output_loading_info=True)
+                                                            output_loading_info=True, ignore_mismatched_sizes=True)
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise BenchError(f"cannot load text model from {text_dir}: {_first_line(exc)}") from None
         finally:

@@ -31,6 +31,8 @@ HARMLESS = (
 )
 #: how many keys a message names before "..."
 SHOWN = 3
+_SIZE = re.compile(r"size mismatch for ([^:]+): copying a param with shape (torch\.Size\(\[[^\]]*\]\)) from "
+                   r"checkpoint, the shape in current model is (torch\.Size\(\[[^\]]*\]\))")
 
 
 def harmless(key: str) -> bool:
@@ -90,6 +92,14 @@ def mismatch_error(path: Path | str, what: str, detail: str, hint: str = "") -> 
     """The one-line error for a checkpoint that does not fit its model."""
     tail = f" ({hint})" if hint else ""
     return BenchError(f"the {what} checkpoint {path} does not match the model: {detail}{tail}")
+
+
+def load_error_detail(exc: BaseException) -> str:
+    """One line of a `load_state_dict` error: its first size mismatch, else its first line."""
+    found = _SIZE.search(str(exc))
+    if found:
+        return f"{found.group(1)} has shape {found.group(2)} in the file, {found.group(3)} in the model"
+    return _first_line(exc)
 
 
 def check_report(report: KeyReport, path: Path | str, what: str, hint: str = "") -> None:
@@ -161,5 +171,5 @@ def reportable(keys: Iterable[str]) -> list[str]:
     return sorted(k for k in keys if not harmless(k))
 
 
-__all__ = ["HARMLESS", "KeyReport", "check_loading_info", "check_report", "compare_keys", "harmless", "load_exact",
+__all__ = ["HARMLESS", "KeyReport", "check_loading_info", "check_report", "compare_keys", "harmless", "load_error_detail", "load_exact",
            "mismatch_error", "read_state_dict", "reportable", "shapes"]

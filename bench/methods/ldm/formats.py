@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import io
-import re
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -23,13 +22,19 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
-from ..state_dicts import KeyReport, check_report, load_exact, mismatch_error, read_state_dict, reportable
+from ..state_dicts import (
+    KeyReport,
+    check_report,
+    load_error_detail,
+    load_exact,
+    mismatch_error,
+    read_state_dict,
+    reportable,
+)
 
 UNET_PREFIX = "model.diffusion_model."
 #: parts of an original-layout checkpoint that are not the U-Net, and what becomes of them
 OTHER_PARTS = {"model_ema.": "ema", "cond_stage_model.": "text_encoder", "first_stage_model.": "autoencoder"}
-_SIZE = re.compile(r"size mismatch for ([^:]+): copying a param with shape (torch\.Size\(\[[^\]]*\]\)) from "
-                   r"checkpoint, the shape in current model is (torch\.Size\(\[[^\]]*\]\))")
 
 
 def _nan_fill(module: nn.Module) -> None:
@@ -69,10 +74,7 @@ def load_monai(module: nn.Module, path: Path, what: str, hint: str = "") -> str:
         raise mismatch_error(path, what, f"it has no tensor {exc.args[0]!r} (in MONAI Generative names) that this "
                                          "architecture needs: another release or another model", hint) from None
     except RuntimeError as exc:
-        found = _SIZE.search(str(exc))
-        detail = (f"{found.group(1)} has shape {found.group(2)} in the file, {found.group(3)} in the model"
-                  if found else str(exc).strip().splitlines()[0])
-        raise mismatch_error(path, what, detail, hint) from None
+        raise mismatch_error(path, what, load_error_detail(exc), hint) from None
     missing = sorted({k for k, t in module.state_dict().items() if t.is_floating_point() and torch.isnan(t).any()}
                      | set(made_up))
     check_report(KeyReport(missing=reportable(missing), unexpected=reportable(left)), path, what, hint)

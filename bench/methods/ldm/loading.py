@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
-from ..state_dicts import check_loading_info
+from ..state_dicts import check_loading_info, load_error_detail, mismatch_error
 from ..weights import WeightFile, file_sha256, resolve_files
 from .formats import load_monai, load_original_unet, warn_replaced_text_encoder
 from .settings import METHODS_DIR, Component, LdmSettings
@@ -183,7 +183,9 @@ def _pretrained_text(kind: str, folder: Path) -> nn.Module:
             from health_multimodal.text.model import CXRBertModel as Model
         else:
             from transformers import BertModel as Model
-        model, info = Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
+        # mis-shaped tensors are reported in `info` (and refused below) rather than raised without their names
+        model, info = Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
+                                            ignore_mismatched_sizes=True)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the text encoder from {folder}: {_first_line(exc)}") from None
     check_loading_info(info, _weights_file(folder, TEXT_WEIGHTS), "text encoder")
@@ -267,12 +269,15 @@ class _Finder:
 
 def _diffusers_part(kind: str, folder: Path, what: str) -> nn.Module:
     """A diffusers model folder, every tensor from its weights file (diffusers would fill gaps at random)."""
+    weights = _weights_file(folder, DIFFUSERS_WEIGHTS)
     try:
         model, info = _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True,
                                                              output_loading_info=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+    except RuntimeError as exc:  # a tensor of another shape
+        raise mismatch_error(weights, what, load_error_detail(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the {what} from {folder}: {_first_line(exc)}") from None
-    check_loading_info(info, _weights_file(folder, DIFFUSERS_WEIGHTS), what)
+    check_loading_info(info, weights, what)
     return model
 
 
