@@ -472,3 +472,18 @@ def test_biovil_damaged_checkpoint_is_one_line(bench_cli, tmp_path: Path, part: 
     lines = [line for line in r.err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and message.format(f=path) in lines[0], r.err
     assert not out.exists()
+
+
+def test_bert_tokenizer_saved_by_transformers_5_is_accepted(tmp_path: Path, monkeypatch) -> None:
+    """CXR-BERT with only tokenizer.json and tokenizer_config.json beside its weights: the same token ids."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    _, models = _cxrbert_ldm(tmp_path, monkeypatch, tokenizer_json=True)
+    text = tmp_path / "cxr-bert"
+    assert not (text / "vocab.txt").exists() and (text / "tokenizer.json").is_file()
+    method = tiny_method("cxrbert_ldm", random_weights=False)
+    method.prepare()
+    phrase = "small left pleural effusion"
+    assert method.models.text.tokenizer(phrase)["input_ids"] == models.text.tokenizer(phrase)["input_ids"] == [
+        2, 207, 163, 242, 240, 3]
+    files = {c["file"] for c in method.provenance()["checkpoints"]}
+    assert "tokenizer.json" in files and "vocab.txt" not in files
