@@ -81,8 +81,8 @@ class KeyReport:
 def compare_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> KeyReport:
     """Missing, left-over and mis-shaped keys between a model's shapes and a file's, allow-list applied."""
     return KeyReport(
-        missing=sorted(k for k in expected if k not in found and not harmless(k)),
-        unexpected=sorted(k for k in found if k not in expected and not harmless(k)),
+        missing=reportable(k for k in expected if k not in found),
+        unexpected=reportable(k for k in found if k not in expected),
         mismatched=sorted((k, tuple(found[k]), tuple(expected[k])) for k in expected
                           if k in found and tuple(found[k]) != tuple(expected[k])),
     )
@@ -111,8 +111,8 @@ def check_report(report: KeyReport, path: Path | str, what: str, hint: str = "")
 def check_loading_info(info: Mapping, path: Path | str, what: str) -> None:
     """Check the key lists a library loader returned (`output_loading_info=True`), allow-list applied."""
     report = KeyReport(
-        missing=sorted(k for k in info.get("missing_keys", ()) if not harmless(k)),
-        unexpected=sorted(k for k in info.get("unexpected_keys", ()) if not harmless(k)),
+        missing=reportable(info.get("missing_keys", ())),
+        unexpected=reportable(info.get("unexpected_keys", ())),
         mismatched=[(str(m[0]), tuple(m[1]), tuple(m[2])) if isinstance(m, (tuple, list)) and len(m) == 3
                     else (str(m), (), ()) for m in info.get("mismatched_keys", ())],
     )
@@ -155,6 +155,7 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
 
 
 def shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple]:
+    """Name -> shape of every tensor."""
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
@@ -171,5 +172,5 @@ def reportable(keys: Iterable[str]) -> list[str]:
     return sorted(k for k in keys if not harmless(k))
 
 
-__all__ = ["HARMLESS", "KeyReport", "check_loading_info", "check_report", "compare_keys", "harmless", "load_error_detail", "load_exact",
-           "mismatch_error", "read_state_dict", "reportable", "shapes"]
+__all__ = ["HARMLESS", "KeyReport", "check_loading_info", "check_report", "compare_keys", "harmless",
+           "load_error_detail", "load_exact", "mismatch_error", "read_state_dict", "reportable", "shapes"]
