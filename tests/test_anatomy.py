@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_unets import TINY_MONAI
 
 from bench.core.errors import BenchError
 from bench.methods.ldm.anatomy import (
@@ -292,11 +293,6 @@ def test_random_codebook_has_the_right_shape_and_seed():
 
 
 # ---------------------------------------------------------------- anatomy_ldm end to end
-
-TINY_MONAI = ["resize=64", "crop=64", "num_inference_steps=10", "steps=3:5", "grid=0", "output_size=32",
-              "architecture=tiny_monai", "text_config=ldm_config/text/tiny_clip.json",
-              'layers=["down_blocks.2.attentions.0", "middle_block.attention"]']
-
 
 def _run_anatomy(bench_cli, out: Path, *extra: str, method: str = "anatomy_ldm"):
     overrides = [x for item in [*TINY_MONAI, *extra] for x in ("--set", item)]

@@ -117,6 +117,12 @@ def test_only_the_trained_rows_move_and_a_resumed_run_matches(tiny_run):
     other = load_tune_spec(_spec(tmp, alpha=0.5))
     with pytest.raises(BenchError, match="checkpoints of another tuning spec"):
         CodebookTuner(other, tmp / "out", device="cpu").run(progress=False)
+    # a resume file holding Python objects is not unpickled
+    planted = tmp / "out" / "checkpoints" / "step-9999999.pt"
+    torch.save({"step": 1, "history": [], "payload": Path("anything")}, planted)
+    with pytest.raises(BenchError, match=f"cannot read the tuning checkpoint {planted} as plain data: "):
+        CodebookTuner(spec, tmp / "out", device="cpu").run(progress=False)
+    planted.unlink()
     assert math.isfinite(result.final["loss"])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from published_formats import TINY_BERT, fake_hf_cache
 
 from bench.core.errors import BenchError, SampleError
 from bench.core.heatmap import Heatmap
@@ -278,13 +278,6 @@ def test_device_without_cuda_is_one_line_error(monkeypatch) -> None:
         _method("biovil_t", device="gpu0", random_weights=True).prepare(UntouchableDataset([]))
 
 
-TINY_BERT = {"architectures": ["CXRBertModel"], "model_type": "cxr-bert", "auto_map": {
-    "AutoConfig": "configuration_cxrbert.CXRBertConfig", "AutoModel": "modeling_cxrbert.CXRBertModel"},
-    "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-    "max_position_embeddings": 512, "vocab_size": 30522, "pad_token_id": 0, "projection_size": 128,
-    "hidden_dropout_prob": 0.25, "attention_probs_dropout_prob": 0.25, "type_vocab_size": 2}
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, prepared, files: list[Sample]) -> tuple[Path, np.ndarray]:
     """BioViL-T weights unlike any seed's (random weights, perturbed) saved as the published repository
@@ -319,21 +312,6 @@ def checkpoint(tmp_path_factory, prepared, files: list[Sample]) -> tuple[Path, n
     return folder, reference
 
 
-def _fake_hf_cache(root: Path, folder: Path, repo_id: str, revision: str) -> None:
-    """A Hugging Face hub cache holding `folder`'s files at `revision` (symlinks to sha256-named blobs)."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / revision).write_text(commit)
-    (repo / "blobs").mkdir()
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        blob = repo / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
-        os.link(f, blob)
-        (snapshot / f.name).symlink_to(Path("..", "..", "blobs", blob.name))
-
-
 @pytest.mark.parametrize("source", ["local", "hf-cache"])
 def test_checkpoint_loading_uses_the_saved_weights(source: str, checkpoint, files, tmp_path: Path, monkeypatch) -> None:
     folder, reference = checkpoint
@@ -344,7 +322,7 @@ def test_checkpoint_loading_uses_the_saved_weights(source: str, checkpoint, file
     if source == "local":
         method = _method("biovil_t", tiny, weights=folder.parent)  # the <repo name> sub-folder is found
     else:
-        _fake_hf_cache(tmp_path / "hub", folder, spec["text_repo"], spec["text_revision"])
+        fake_hf_cache(tmp_path / "hub", folder, spec["text_repo"], spec["text_revision"])
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
         method = _method("biovil_t", tiny)
     method.prepare(UntouchableDataset([]))
@@ -368,7 +346,7 @@ def test_resolve_files_prefers_alternatives_in_order(tmp_path: Path, monkeypatch
     src.mkdir()
     (src / "config.json").write_text('{"a": 1}')
     (src / "pytorch_model.bin").write_bytes(b"weights")
-    _fake_hf_cache(tmp_path / "hub", src, "org/model", "v2")
+    fake_hf_cache(tmp_path / "hub", src, "org/model", "v2")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     found = resolve_files("org/model", "v2", ["config.json", ("model.safetensors", "pytorch_model.bin")])
     assert [f.filename for f in found] == ["config.json", "pytorch_model.bin"]

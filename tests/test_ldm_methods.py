@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_unets import one_thread  # noqa: F401
+from published_formats import hf_snapshot, original_layout
+from tiny_unets import TINY, one_thread  # noqa: F401
+from tiny_unets import tiny_method as _method
 
 from bench.core.errors import BenchError
 from bench.core.heatmap import Heatmap
 from bench.core.samples import Sample
 from bench.datasets.base import Dataset
-from bench.methods import RunContext, backend_class
 from bench.methods.ldm import scheduler_timesteps, trailing_timesteps
 from bench.methods.ldm.aggregate import TokenSelection
 from bench.methods.ldm.lexicon import content_words
@@ -28,16 +29,7 @@ from bench.methods.ldm.loading import CONFIG_DIR, diffusers_scheduler
 from bench.methods.ldm.method import LdmMethod, sample_seed
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
 from bench.methods.ldm.tokens import legacy_word_starts, select_tokens, word_weights
-from bench.methods.specs import apply_overrides, load_method_spec, method_names
-
-TINY_SD = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "grid=8", "architecture=tiny_sd"]
-TINY = {
-    "cxrbert_ldm": [*TINY_SD, "text_config=ldm_config/text/tiny_bert.json"],
-    "clip_ldm": [*TINY_SD, "text_config=ldm_config/text/tiny_clip.json"],
-    "ldm_frozen": ["resize=64", "crop=64", "num_inference_steps=10", "steps=3:5", "grid=0", "output_size=32",
-                   "architecture=tiny_monai", "text_config=ldm_config/text/tiny_clip.json",
-                   'layers=["down_blocks.2.attentions.0", "middle_block.attention"]'],
-}
+from bench.methods.specs import load_method_spec, method_names
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +75,6 @@ def _dataset() -> ArrayDataset:
 
 #: tiny replicas are not the published models: their content checks are switched off by name
 NO_CONTENT = [f"weights.{part}.content=''" for part in ("unet", "vae", "text", "tokenizer")]
-
-
-def _method(name: str, overrides=(), **context) -> LdmMethod:
-    spec = apply_overrides(load_method_spec(name), [*TINY[name.removesuffix("+bbm")], *overrides])
-    context.setdefault("random_weights", True)
-    return backend_class(spec["backend"])(spec, RunContext(**context))
 
 
 # ------------------------------------------------------------------ token strategies
@@ -522,16 +508,6 @@ def test_bench_run_random_weights_end_to_end(bench_cli, tmp_path: Path, name: st
         assert np.isfinite(heatmap.values).all()
 
 
-def _cache_snapshot(hub: Path, repo: str, commit: str) -> Path:
-    """An empty snapshot of `repo` at `commit` in a Hugging Face hub cache, `main` pointing at it."""
-    root = hub / f"models--{repo.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True)
-    (root / "refs" / "main").write_text(commit)
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    return snapshot
-
-
 def test_checkpoints_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) -> None:
     hub = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
@@ -541,7 +517,7 @@ def test_checkpoints_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) ->
     expected = random.heatmaps(ds.samples()[:2], ds)
     commits = {"FelixNuetzel/cxr_bert_ldm": "1" * 40, "stable-diffusion-v1-5/stable-diffusion-v1-5": "2" * 40,
                "microsoft/BiomedVLP-CXR-BERT-specialized": "3" * 40}
-    snaps = {repo: _cache_snapshot(hub, repo, commit) for repo, commit in commits.items()}
+    snaps = {repo: hf_snapshot(hub, repo, commit) for repo, commit in commits.items()}
     random.models.unet.save_pretrained(snaps["FelixNuetzel/cxr_bert_ldm"] / "unet_ema")
     random.models.vae.save_pretrained(snaps["stable-diffusion-v1-5/stable-diffusion-v1-5"] / "vae")
     text = snaps["microsoft/BiomedVLP-CXR-BERT-specialized"]
@@ -557,45 +533,6 @@ def test_checkpoints_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) ->
     assert records[("microsoft/BiomedVLP-CXR-BERT-specialized", "vocab.txt")]["commit"] == "3" * 40
 
 
-#: diffusers ResnetBlock2D parts under their original LDM names
-_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1", "norm2": "out_layers.0",
-           "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-
-
-def _original_layout(sd: dict, levels: int, per_block: int) -> dict:
-    """A diffusers U-Net state dict under the original LDM names (`model.diffusion_model.input_blocks...`)."""
-    pre = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.",
-           "time_embedding.linear_2.": "time_embed.2.", "conv_norm_out.": "out.0.", "conv_out.": "out.2.",
-           "mid_block.resnets.0.": "middle_block.0.", "mid_block.attentions.0.": "middle_block.1.",
-           "mid_block.resnets.1.": "middle_block.2."}
-    idx = 1
-    for b in range(levels):
-        for j in range(per_block):
-            pre[f"down_blocks.{b}.resnets.{j}."] = f"input_blocks.{idx}.0."
-            pre[f"down_blocks.{b}.attentions.{j}."] = f"input_blocks.{idx}.1."
-            idx += 1
-        if b < levels - 1:
-            pre[f"down_blocks.{b}.downsamplers.0.conv."] = f"input_blocks.{idx}.0.op."
-            idx += 1
-    idx = 0
-    for b in range(levels):
-        for j in range(per_block + 1):
-            pre[f"up_blocks.{b}.resnets.{j}."] = f"output_blocks.{idx}.0."
-            pre[f"up_blocks.{b}.attentions.{j}."] = f"output_blocks.{idx}.1."
-            if j == per_block and b < levels - 1:
-                pre[f"up_blocks.{b}.upsamplers.0.conv."] = f"output_blocks.{idx}.2.conv."
-            idx += 1
-    out = {}
-    for key, value in sd.items():
-        hit = max((p for p in pre if key.startswith(p)), key=len)
-        rest = key[len(hit):]
-        if ".resnets." in hit or hit.startswith("mid_block.resnets"):
-            head, _, tail = rest.partition(".")
-            rest = f"{_RESNET[head]}.{tail}"
-        out["model.diffusion_model." + pre[hit] + rest] = value.contiguous()
-    return out
-
-
 def test_single_file_unet_with_parts_from_the_cache(tmp_path: Path, monkeypatch) -> None:
     from safetensors.torch import save_file
 
@@ -605,8 +542,8 @@ def test_single_file_unet_with_parts_from_the_cache(tmp_path: Path, monkeypatch)
     random = _method("clip_ldm", batch_size=3)
     expected = random.heatmaps(ds.samples()[:2], ds)
     checkpoint = tmp_path / "finetuned.safetensors"
-    save_file(_original_layout(random.models.unet.state_dict(), 2, 1), str(checkpoint))
-    snapshot = _cache_snapshot(hub, "stabilityai/stable-diffusion-2-base", "4" * 40)
+    save_file(original_layout(random.models.unet.state_dict(), 2, 1), str(checkpoint))
+    snapshot = hf_snapshot(hub, "stabilityai/stable-diffusion-2-base", "4" * 40)
     random.models.vae.save_pretrained(snapshot / "vae")
     random.models.text.model.save_pretrained(snapshot / "text_encoder")
     shutil.copytree(CONFIG_DIR / "clip_tokenizer", snapshot / "tokenizer")

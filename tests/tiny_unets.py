@@ -1,4 +1,5 @@
-"""Tiny random-weight U-Nets (diffusers and MONAI) shared by the diffusion-engine tests."""
+"""Tiny random-weight U-Nets (diffusers and MONAI) and the tiny spec overrides of every diffusion method,
+shared by the diffusion-engine tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ from torch import nn
 LATENT = 16
 TOKENS = 7
 CONTEXT_DIM = 32
+
+TINY_SD = ["resize=64", "crop=64", "num_inference_steps=4", "steps=-2:", "grid=8", "architecture=tiny_sd"]
+TINY_MONAI = ["resize=64", "crop=64", "num_inference_steps=10", "steps=3:5", "grid=0", "output_size=32",
+              "architecture=tiny_monai", "text_config=ldm_config/text/tiny_clip.json",
+              'layers=["down_blocks.2.attentions.0", "middle_block.attention"]']
+#: `--set` overrides that build each diffusion method on the tiny architectures shipped beside the real ones
+TINY = {
+    "cxrbert_ldm": [*TINY_SD, "text_config=ldm_config/text/tiny_bert.json"],
+    "clip_ldm": [*TINY_SD, "text_config=ldm_config/text/tiny_clip.json"],
+    "ldm_frozen": TINY_MONAI,
+    "anatomy_ldm": TINY_MONAI,
+}
 
 
 def tiny_diffusers_unet() -> nn.Module:
@@ -43,3 +56,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tiny_method(name: str, overrides=(), **context):
+    """Method `name` (a `+bbm` variant too) on its tiny architecture; random weights unless told otherwise."""
+    from bench.methods import RunContext, backend_class
+    from bench.methods.specs import apply_overrides, load_method_spec
+
+    spec = apply_overrides(load_method_spec(name), [*TINY[name.removesuffix("+bbm")], *overrides])
+    context.setdefault("random_weights", True)
+    return backend_class(spec["backend"])(spec, RunContext(**context))

@@ -29,6 +29,7 @@ from ..core.samples import Sample
 from ..datasets.base import Dataset
 from .artifacts import verify_part
 from .base import Method, RunContext
+from .state_dicts import check_loading_info, load_exact, read_state_dict
 from .weights import Component, WeightFile, parse_component, resolve_files
 
 with warnings.catch_warnings():
@@ -41,8 +42,9 @@ with warnings.catch_warnings():
     from health_multimodal.text.model import CXRBertConfig, CXRBertModel, CXRBertTokenizer
 
 CONFIG_DIR = Path(__file__).resolve().parent / "biovil_config"
-#: the text model files of a checkpoint folder; weights as safetensors or as the published .bin
-TEXT_FILES = ("config.json", "vocab.txt", ("model.safetensors", "pytorch_model.bin"))
+#: the text model files of a checkpoint folder: vocabulary as published (vocab.txt) or as transformers 5
+#: saves it (tokenizer.json); weights as safetensors or as the published .bin
+TEXT_FILES = ("config.json", ("vocab.txt", "tokenizer.json"), ("model.safetensors", "pytorch_model.bin"))
 
 
 @dataclass(frozen=True)
@@ -199,22 +201,26 @@ class BioVilMethod(Method):
         self.checkpoints = found["text"] + found["image"]
         self.checks = (verify_part(self.name, "text", s.text, found["text"], "cxr_bert")
                        + verify_part(self.name, "image", s.image, found["image"]))
-        text_dir, image_path = found["text"][0].path.parent, found["image"][0].path
-        try:
-            image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE,
-                                     pretrained_model_path=image_path)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise BenchError(f"cannot load image checkpoint {image_path}: {_first_line(exc)}") from None
+        text_dir, image_path, text_weights = found["text"][0].path.parent, found["image"][0].path, found["text"][2].path
+        image_model = ImageModel(img_encoder_type=self.variant.image_encoder, joint_feature_size=JOINT_FEATURE_SIZE)
+        load_exact(image_model, read_state_dict(image_path, "image"), image_path, "image")
+        verbosity = hf_logging.get_verbosity()
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # the run has its own progress display
+        # BioViL-T's config says model_type "bert" for a CXRBertModel: transformers warns about the type
+        # on every load, harmlessly; what matters, every tensor loaded, is checked below
+        hf_logging.set_verbosity_error()
         try:
             tokenizer = CXRBertTokenizer.from_pretrained(str(text_dir), local_files_only=True)
-            text_model = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True)
+            text_model, info = CXRBertModel.from_pretrained(str(text_dir), local_files_only=True,
+                                                            output_loading_info=True, ignore_mismatched_sizes=True)
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise BenchError(f"cannot load text model from {text_dir}: {_first_line(exc)}") from None
         finally:
+            hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+        check_loading_info(info, text_weights, "text")
         return image_model, text_model, tokenizer
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:

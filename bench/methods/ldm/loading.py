@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from ...core.errors import BenchError
+from ..state_dicts import check_loading_info, load_error_detail, mismatch_error
 from ..weights import Component, WeightFile, file_sha256, resolve_files
+from .formats import load_monai, load_original_unet, warn_replaced_text_encoder
 from .settings import METHODS_DIR, LdmSettings
 from .textenc import TextEncoder
 
@@ -42,6 +44,8 @@ class LoadedModels:
     checkpoints: list[WeightFile] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     checks: list[dict] = field(default_factory=list)
+    #: how the checkpoints were read (key names, which weights of a file, what of it was left aside)
+    loading: dict[str, Any] = field(default_factory=dict)
 
 
 def _source(files: list[WeightFile]) -> str:
@@ -147,39 +151,54 @@ def _text_model(kind: str, config_path: Path) -> nn.Module:
     return BertModel(BertConfig.from_json_file(str(config_path)))
 
 
-def _tokenizer(kind: str, folder: Path):
+def _tokenizer(kind: str, folder: Path, pad_token: str = ""):
+    """The tokenizer of `folder` (the published files or a `tokenizer.json` alone); with `pad_token`
+    set, a one-line BenchError unless prompts are padded with that token of the vocabulary."""
     try:
         if kind == "clip":
             from transformers import CLIPTokenizer
 
-            return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-        if kind == "cxr_bert":
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        elif kind == "cxr_bert":
             from health_multimodal.text.model import CXRBertTokenizer
 
-            return CXRBertTokenizer.from_pretrained(str(folder), local_files_only=True)
-        from transformers import BertTokenizer
+            tokenizer = CXRBertTokenizer.from_pretrained(str(folder), local_files_only=True)
+        else:
+            from transformers import BertTokenizer
 
-        return BertTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = BertTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"cannot load the {kind} tokenizer from {folder}: {_first_line(exc)}") from None
+    if pad_token:
+        expected = tokenizer.convert_tokens_to_ids(pad_token)
+        if tokenizer.pad_token != pad_token or tokenizer.pad_token_id != expected or expected == tokenizer.unk_token_id:
+            raise BenchError(f"the tokenizer in {folder} pads with {tokenizer.pad_token!r} (id "
+                             f"{tokenizer.pad_token_id}), the model was trained with {pad_token!r} (id {expected}): "
+                             "its special_tokens_map.json or tokenizer_config.json is not the published one")
+    return tokenizer
+
+
+def _weights_file(folder: Path, names: tuple[str, ...]) -> Path:
+    """The weights file a library loader reads from `folder` (for messages)."""
+    return next((folder / n for n in names if (folder / n).is_file()), folder)
 
 
 def _pretrained_text(kind: str, folder: Path) -> nn.Module:
+    """The text encoder of `folder`, every tensor from its weights file (allow-list aside)."""
     try:
         if kind == "clip":
-            from transformers import CLIPTextModel
-
-            return CLIPTextModel.from_pretrained(str(folder), local_files_only=True)
-        config = _read_json(folder / "config.json")
-        if kind == "cxr_bert" or config.get("model_type") == "cxr-bert":
-            from health_multimodal.text.model import CXRBertModel
-
-            return CXRBertModel.from_pretrained(str(folder), local_files_only=True)
-        from transformers import BertModel
-
-        return BertModel.from_pretrained(str(folder), local_files_only=True)
+            from transformers import CLIPTextModel as Model
+        elif kind == "cxr_bert" or _read_json(folder / "config.json").get("model_type") == "cxr-bert":
+            from health_multimodal.text.model import CXRBertModel as Model
+        else:
+            from transformers import BertModel as Model
+        # mis-shaped tensors are reported in `info` (and refused below) rather than raised without their names
+        model, info = Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
+                                            ignore_mismatched_sizes=True)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the text encoder from {folder}: {_first_line(exc)}") from None
+    check_loading_info(info, _weights_file(folder, TEXT_WEIGHTS), "text encoder")
+    return model
 
 
 # ---------------------------------------------------------------- random weights
@@ -212,7 +231,7 @@ def _random_models(settings: LdmSettings, seed: int) -> LoadedModels:
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         text_model = _text_model(settings.text_encoder, text_config)
-    tokenizer = _tokenizer(settings.text_encoder, tokenizer_dir)
+    tokenizer = _tokenizer(settings.text_encoder, tokenizer_dir, settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     sources = {"architecture": str(arch.relative_to(METHODS_DIR) if arch.is_relative_to(METHODS_DIR) else arch),
@@ -290,40 +309,18 @@ def part_files(settings: LdmSettings) -> dict[str, list]:
     return {"unet": unet, "vae": vae, "text": model, "tokenizer": tok}
 
 
-def _load_state(module: nn.Module, path: Path, what: str) -> None:
-    """Load a MONAI state dict; old `generative` key names are mapped by MONAI's own loader."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise BenchError(f"cannot read the {what} checkpoint {path}: {_first_line(exc)}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError:
-        try:
-            module.load_old_state_dict(state)
-        except (RuntimeError, KeyError, AttributeError) as exc:
-            raise BenchError(f"the {what} checkpoint {path} does not fit the shipped architecture: "
-                             f"{_first_line(exc)}") from None
-
-
 def _diffusers_part(kind: str, folder: Path, what: str) -> nn.Module:
+    """A diffusers model folder, every tensor from its weights file (diffusers would fill gaps at random)."""
+    weights = _weights_file(folder, DIFFUSERS_WEIGHTS)
     try:
-        return _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        model, info = _diffusers_class(kind).from_pretrained(str(folder), local_files_only=True,
+                                                             output_loading_info=True)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise mismatch_error(weights, what, load_error_detail(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the {what} from {folder}: {_first_line(exc)}") from None
-
-
-def _single_file_unet(path: Path, arch: Path) -> nn.Module:
-    """A U-Net from one original-layout checkpoint file, with the shipped diffusers configuration."""
-    from diffusers import UNet2DConditionModel
-
-    try:
-        return UNet2DConditionModel.from_single_file(str(path), config=str(arch), subfolder="unet",
-                                                     local_files_only=True)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"cannot load the U-Net from {path}: {_first_line(exc)}") from None
+    check_loading_info(info, weights, what)
+    return model
 
 
 def _package_record(folder: Path) -> list[WeightFile]:
@@ -344,7 +341,7 @@ def _package_models(settings: LdmSettings) -> LoadedModels:
         vae = _diffusers_part("vae", folder / "vae", "autoencoder")
         text_model = _pretrained_text(settings.text_encoder, folder / "text_encoder")
         scheduler = diffusers_scheduler(_read_json(folder / "scheduler" / "scheduler_config.json"))
-    tokenizer = _tokenizer(settings.text_encoder, folder / "tokenizer")
+    tokenizer = _tokenizer(settings.text_encoder, folder / "tokenizer", settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     return LoadedModels("diffusers", unet, vae, text, scheduler, _package_record(folder), {"package_dir": str(folder)})
@@ -361,6 +358,19 @@ def _text_files(settings: LdmSettings) -> tuple[list, list]:
     return model, [_sub(tok_dir, "vocab.txt")]
 
 
+def _find_tokenizer(settings: LdmSettings, finder: _Finder, comp: Component) -> list[WeightFile]:
+    """The tokenizer's published files, else the `tokenizer.json` with `tokenizer_config.json` that
+    transformers 5 saves in their place (the error names the published files)."""
+    try:
+        return finder.files(comp, part_files(settings)["tokenizer"], PART_NAMES["tokenizer"], "tokenizer")
+    except BenchError as missing:
+        single = [_sub(comp.subfolder, "tokenizer.json"), _sub(comp.subfolder, "tokenizer_config.json")]
+        try:
+            return finder.files(comp, single, PART_NAMES["tokenizer"], "tokenizer")
+        except BenchError:
+            raise missing from None
+
+
 def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedModels:
     from ..artifacts import verify_part
 
@@ -374,10 +384,14 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
         finder.found.extend(found["unet"])
         finder.main = None
     for part, names in part_files(settings).items():
-        if part not in found:
+        if part == "tokenizer":
+            found[part] = _find_tokenizer(settings, finder, comps[part])
+        elif part not in found:
             found[part] = finder.files(comps[part], names, PART_NAMES[part], part)
     checks = [check for part in comps for check in verify_part(settings.name, part, comps[part], found[part],
                                                                settings.text_encoder)]
+    loading: dict[str, Any] = {}
+    hint = settings.missing_hint
     with _quiet():
         if settings.model_format == "monai":
             unet_file, vae_file = found["unet"][0], found["vae"][0]
@@ -389,24 +403,26 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
 
         if settings.model_format == "monai":
             unet = monai_unet(_read_json(arch / "unet.json"))
-            _load_state(unet, unet_file.path, "U-Net")
+            loading["unet_key_names"] = load_monai(unet, unet_file.path, "U-Net", hint)
             vae = _monai_autoencoder(_read_json(arch / "autoencoder.json"))
-            _load_state(vae, vae_file.path, "autoencoder")
+            loading["autoencoder_key_names"] = load_monai(vae, vae_file.path, "autoencoder", hint)
             scheduler = monai_scheduler(_read_json(arch / "scheduler.json"))
         else:
             if single is not None:
-                unet = _single_file_unet(single, arch)
+                unet, record = load_original_unet(single, _read_json(arch / "unet" / "config.json"))
+                loading.update(record)
+                warn_replaced_text_encoder(single, record, settings.name)
             else:
                 unet = _diffusers_part("unet", unet_folder, "U-Net")
             vae = _diffusers_part("vae", vae_folder, "autoencoder")
             scheduler = diffusers_scheduler(_read_json(arch / "scheduler" / "scheduler_config.json"))
         text_model = _pretrained_text(settings.text_encoder, text_folder)
-    tokenizer = _tokenizer(settings.text_encoder, tok_folder)
+    tokenizer = _tokenizer(settings.text_encoder, tok_folder, settings.text_pad_token)
     text = TextEncoder(settings.text_encoder, text_model, tokenizer, settings.text_max_length,
                        settings.text_attention_mask)
     sources = {"scheduler_config": str(arch.relative_to(METHODS_DIR))}
     sources.update({part: _source(found[part]) for part in comps})
-    return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found, sources, checks)
+    return LoadedModels(settings.model_format, unet, vae, text, scheduler, finder.found, sources, checks, loading)
 
 
 def cross_attention_dim(unet: nn.Module) -> int | None:

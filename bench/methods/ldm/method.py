@@ -259,6 +259,7 @@ class LdmMethod(Method):
             if not self.context.random_weights:
                 record["checkpoints"] = checkpoint_records(self.models)
                 record["content_checks"] = list(self.models.checks)
+                record["loading"] = dict(self.models.loading)
         return record
 
 

@@ -30,6 +30,7 @@ PARAMS: dict[str, Param] = {
     "random_tokenizer": Param(str, REQUIRED),
     "text_max_length": Param(int, REQUIRED, ge=2),
     "text_attention_mask": Param(bool, REQUIRED),
+    "text_pad_token": Param(str, "", help="the pad token the tokenizer must have after loading ('': not checked)"),
     "prompt": Param(str, REQUIRED),
     "image_channels": Param(int, REQUIRED, choices=(1, 3)),
     "intensity": Param(str, REQUIRED, choices=INTENSITIES),
@@ -78,6 +79,7 @@ class LdmSettings:
     random_tokenizer: str
     text_max_length: int
     text_attention_mask: bool
+    text_pad_token: str
     prompt: str
     image_channels: int
     intensity: str
@@ -183,6 +185,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         random_tokenizer=p["random_tokenizer"],
         text_max_length=p["text_max_length"],
         text_attention_mask=p["text_attention_mask"],
+        text_pad_token=p["text_pad_token"],
         prompt=p["prompt"],
         image_channels=p["image_channels"],
         intensity=p["intensity"],
