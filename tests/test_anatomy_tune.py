@@ -120,7 +120,7 @@ def test_only_the_trained_rows_move_and_a_resumed_run_matches(tiny_run):
     # a resume file holding Python objects is not unpickled
     planted = tmp / "out" / "checkpoints" / "step-9999999.pt"
     torch.save({"step": 1, "history": [], "payload": Path("anything")}, planted)
-    with pytest.raises(BenchError, match=f"cannot read the tuning checkpoint {planted} as plain data: "):
+    with pytest.raises(BenchError, match=f"{planted} is not a checkpoint of `bench tune anatomy`"):
         CodebookTuner(spec, tmp / "out", device="cpu").run(progress=False)
     planted.unlink()
     assert math.isfinite(result.final["loss"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from published_formats import hf_snapshot, original_layout
-from tiny_unets import TINY, one_thread  # noqa: F401
+from tiny_unets import NO_CONTENT, TINY, one_thread  # noqa: F401
 from tiny_unets import tiny_method as _method
 
 from bench.core.errors import BenchError
@@ -71,10 +71,6 @@ def _dataset() -> ArrayDataset:
     samples = [Sample(i, f"{i}.png", w, h, c, p, ((4.0, 4.0, 20.0, 20.0),)) for i, h, w, c, p in rows]
     arrays = {s.sample_id: rng.integers(0, 256, (s.height, s.width), dtype=np.uint8) for s in samples}
     return ArrayDataset(samples, arrays)
-
-
-#: tiny replicas are not the published models: their content checks are switched off by name
-NO_CONTENT = [f"weights.{part}.content=''" for part in ("unet", "vae", "text", "tokenizer")]
 
 
 # ------------------------------------------------------------------ token strategies

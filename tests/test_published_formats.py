@@ -31,7 +31,7 @@ from bench.methods.ldm.anatomy import load_rules, location_vocabulary, random_co
 from bench.methods.ldm.formats import load_monai, load_original_unet
 from bench.methods.ldm.loading import CONFIG_DIR
 from bench.methods.ldm.settings import METHODS_DIR
-from bench.methods.specs import load_method_spec
+from bench.methods.specs import apply_overrides, load_method_spec
 from bench.methods.state_dicts import HARMLESS, harmless, read_state_dict
 
 BERT_VOCAB = METHODS_DIR / "biovil_config" / "tokenizer"
@@ -329,14 +329,17 @@ def test_bench_run_on_the_published_layout(bench_cli, capsys, tmp_path: Path, mo
         assert warnings == []
 
 
-def test_sd2_tokenizer_without_its_special_tokens_map_is_one_line(tmp_path: Path, monkeypatch) -> None:
+def test_sd2_tokenizer_without_its_pad_token_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """The published SD-2 tokenizer_config.json names the end token as pad token; only special_tokens_map.json
-    sets the "!" (id 0) the model was trained with. Without it the prompts would be padded otherwise."""
+    sets the "!" (id 0) the model was trained with. Without it, or with another pad token in it, the
+    prompts would be padded otherwise: one line each."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     folder, _ = _bundle(tmp_path)
     tokenizer = folder / "stable-diffusion-2-1-base" / "tokenizer"
-    (tokenizer / "special_tokens_map.json").unlink()
     method = tiny_method("ldm_frozen", random_weights=False, weights=folder)
+    (tokenizer / "special_tokens_map.json").unlink()
+    assert "tokenizer/special_tokens_map.json not found" in _one_line(method.prepare)
+    (tokenizer / "special_tokens_map.json").write_text(json.dumps({"pad_token": "<|endoftext|>"}))
     text = _one_line(method.prepare)
     assert text == (f"the tokenizer in {tokenizer} pads with '<|endoftext|>' (id 916), the model was trained with "
                     "'!' (id 0): its special_tokens_map.json or tokenizer_config.json is not the published one")
@@ -401,12 +404,25 @@ def test_damaged_checkpoint_stops_before_any_work(bench_cli, tmp_path: Path, mon
 
 # ------------------------------------------------------------------ BioViL and BioViL-T
 
+#: a small BERT is not the published text model: its content check is switched off by name
+BIOVIL_TINY = ["weights.text.content=''"]
+
+
+def _biovil_files(name: str) -> dict:
+    """The text repository and image file name of a BioViL spec."""
+    weights = load_method_spec(name)["weights"]
+    return {"text_repo": weights["text"]["repo"], "image_file": weights["image"]["file"]}
+
+
+def _biovil_method(name: str, **context):
+    return backend_class("biovil")(apply_overrides(load_method_spec(name), BIOVIL_TINY), RunContext(**context))
+
 def _biovil(root: Path, name: str, tokenizer_json: bool = False):
     """A BioViL(-T) repository folder as published: a 2022 CXR-BERT (BioViL-T's config says model_type
     "bert"), its vocabulary, and the image model's state dict."""
     from health_multimodal.text.model import CXRBertConfig, CXRBertModel, CXRBertTokenizer
 
-    spec = load_method_spec(name)["params"]
+    spec = _biovil_files(name)
     method = backend_class("biovil")(load_method_spec(name), RunContext(random_weights=True, seed=4))
     method.prepare()
     image = {k: v.clone() for k, v in method.image_model.state_dict().items()}
@@ -428,7 +444,7 @@ def test_biovil_published_layout_loads_exactly_and_quietly(tmp_path: Path, capfd
                                                            tokenizer_json: bool) -> None:
     folder, image, text_state = _biovil(tmp_path, name, tokenizer_json)
     capfd.readouterr()
-    method = backend_class("biovil")(load_method_spec(name), RunContext(weights=tmp_path))
+    method = _biovil_method(name, weights=tmp_path)
     method.prepare()
     assert_same_tensors(method.image_model, image)
     assert_same_tensors(method.text_model, text_state)
@@ -440,13 +456,13 @@ def test_bench_run_on_the_published_biovil_layout(bench_cli, tmp_path: Path, nam
     _biovil(tmp_path, name, tokenizer_json)
     out = tmp_path / "run"
     r = bench_cli("run", "--method", name, "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0", "--limit",
-                  "2", "--weights", tmp_path, "--out", out)
+                  "2", "--weights", tmp_path, "--out", out, *[x for item in BIOVIL_TINY for x in ("--set", item)])
     assert r.code == 0, r.err
     run = json.loads((out / "run.json").read_text())
     assert run["random_weights"] is False and run["n_samples"] == 2
     files = {c["file"] for c in run["provenance"]["checkpoints"]}
     assert files == {"config.json", "tokenizer.json" if tokenizer_json else "vocab.txt", "pytorch_model.bin",
-                     load_method_spec(name)["params"]["image_file"]}
+                     _biovil_files(name)["image_file"]}
 
 
 @pytest.mark.parametrize(("part", "message"), [
@@ -457,7 +473,7 @@ def test_bench_run_on_the_published_biovil_layout(bench_cli, tmp_path: Path, nam
 ])
 def test_biovil_damaged_checkpoint_is_one_line(bench_cli, tmp_path: Path, part: str, message: str) -> None:
     folder, image, text_state = _biovil(tmp_path, "biovil_t")
-    spec = load_method_spec("biovil_t")["params"]
+    spec = _biovil_files("biovil_t")
     if part == "image":
         path = folder / spec["image_file"]
         del image["encoder.encoder.conv1.weight"]
@@ -467,7 +483,7 @@ def test_biovil_damaged_checkpoint_is_one_line(bench_cli, tmp_path: Path, part: 
         torch.save({**text_state, "bert.extra.weight": torch.zeros(2)}, path)
     out = tmp_path / "run"
     r = bench_cli("run", "--method", "biovil_t", "--dataset", "phantom", "-O", "n_test=2", "-O", "n_train=0",
-                  "--weights", tmp_path, "--out", out)
+                  "--weights", tmp_path, "--out", out, *[x for item in BIOVIL_TINY for x in ("--set", item)])
     assert r.code != 0
     lines = [line for line in r.err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and message.format(f=path) in lines[0], r.err
