@@ -305,9 +305,29 @@ def test_a_folder_holding_only_the_lock_counts_as_empty_while_its_owner_record_i
     from bench.running.rundir import RunDir
 
     (tmp_path / ".lock").write_text("")
-    (tmp_path / ".lock.owner.k2j4x.tmp").write_text("{}")
+    (tmp_path / "..lock.owner.k2j4x.tmp").write_text("{}")  # atomic.write_text's temporary of .lock.owner
     assert is_empty(tmp_path)
     (tmp_path / "shards").mkdir()
     assert RunDir(tmp_path).holds_only_shards()
     (tmp_path / ".samples.csv.a1.tmp").write_text("")
     assert not is_empty(tmp_path) and not RunDir(tmp_path).holds_only_shards()
+
+
+def test_the_owner_records_temporary_is_a_lock_file(tmp_path: Path, monkeypatch) -> None:
+    """While a process writes `.lock.owner` atomically, its temporary lies in the run folder: another
+    process looking at the folder then must not take it for run contents (a launch's shards raced on it)."""
+    from bench.core import atomic
+    from bench.running.lock import OWNER_NAME, is_empty, is_lock_file
+
+    seen: list[str] = []
+    real_replace = atomic.os.replace
+
+    def replace(src, dst):
+        seen.append(Path(src).name)
+        assert is_empty(tmp_path)  # the folder holds the temporary only, and counts as empty
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    atomic.write_text(tmp_path / OWNER_NAME, "{}\n")
+    assert len(seen) == 1 and seen[0] != OWNER_NAME and is_lock_file(seen[0])
+    assert not is_lock_file(f".samples.csv.{seen[0].split('.')[-2]}.tmp")

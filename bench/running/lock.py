@@ -33,7 +33,7 @@ LOCK_FILES = frozenset({LOCK_NAME, OWNER_NAME})
 def is_lock_file(name: str) -> bool:
     """The lock's own files, the owner record's atomic-write temporary included (another process
     may be writing it while this one looks at the folder)."""
-    return name in LOCK_FILES or (name.startswith(f"{OWNER_NAME}.") and name.endswith(".tmp"))
+    return name in LOCK_FILES or (name.startswith(f".{OWNER_NAME}.") and name.endswith(".tmp"))
 #: seconds a second process waits for the lock before it refuses
 WAIT_S = 5.0
 
