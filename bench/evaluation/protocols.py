@@ -56,6 +56,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "grouping": ("phrase", "category"),
     "split": ("test", "train", "val", "all"),
     "drop_boxes": ("none", "label_crop"),
+    "box_coords": ("float", "truncate"),
     "weighted_nan": ("skip", "zero"),
 }
 
@@ -66,7 +67,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
                 "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
-    "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
+    "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
@@ -77,7 +78,7 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
-                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop")
+                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Protocol:
     bbox_rect: str = "inclusive"
     split: str = "test"
     grouping: str = "phrase"
+    box_coords: str = "float"
     drop_boxes: str = "none"
     model_input: int = 512
     require_category_in_phrase: bool = False

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import SampleError
-from ..core.geometry import box_mask
+from ..core.geometry import box_mask, truncated_box
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from . import metrics as dense
@@ -117,12 +117,18 @@ def _check_size(heatmap: Heatmap, sample: Sample) -> None:
 
 
 def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False) -> Sample:
-    """The sample with only the boxes the protocol scores against this heatmap.
+    """The sample with the boxes the protocol scores against this heatmap.
 
-    Under `drop_boxes = "label_crop"` boxes outside the model's crop leave the ground truth
-    (`bench.evaluation.label_crop`; the crop of an original-size map is the rectangle of its finite
-    values); ExcludedSample when none is left. `reference` uses the full-resolution label mask.
+    Under `box_coords = "truncate"` every coordinate is first cast to int, as the published scorers
+    do before rasterising. Under `drop_boxes = "label_crop"` boxes outside the model's crop then
+    leave the ground truth (`bench.evaluation.label_crop`; the crop of an original-size map is the
+    rectangle of its finite values); ExcludedSample when none is left. `reference` uses the
+    full-resolution label mask.
     """
+    if protocol.box_coords == "truncate":
+        boxes = tuple(truncated_box(b) for b in sample.boxes)
+        if boxes != tuple(tuple(b) for b in sample.boxes):
+            sample = dataclasses.replace(sample, boxes=boxes)
     if protocol.drop_boxes == "none":
         return sample
     rule = surviving_boxes_mask if reference else surviving_boxes

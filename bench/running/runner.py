@@ -297,7 +297,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                         rundir.append_scores(pending, write_log)
                         pending = []
                 elif "boxes" not in entry:  # logged before the scored boxes were
-                    entry["boxes"] = (s.boxes_json() if protocol.drop_boxes == "none"
+                    entry["boxes"] = (s.boxes_json() if (protocol.drop_boxes, protocol.box_coords) == ("none", "float")
                                       else protocol_sample(load(s), s, protocol).boxes_json())
             except SampleError as exc:
                 if not skip_bad and not isinstance(exc, ExcludedSample):
