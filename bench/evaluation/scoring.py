@@ -32,10 +32,10 @@ from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mas
 from .label_crop import field_of_view, surviving_boxes, surviving_boxes_mask
 from .protocols import Protocol, ValuePolicy, iou_column, round_to
 from .resample import to_original
+from .stored_precision import DTYPES, cnr_held, held_at
 
 #: a map with at least this share of native cells per field-of-view pixel takes the sorted-pixel route
 PIXEL_ROUTE_SHARE = 0.25
-_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
 class ExcludedSample(SampleError):
@@ -75,11 +75,11 @@ def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
     """Clip, then min-max over the finite values (a constant map becomes all zeros); NaN stays NaN.
 
     Both steps run in `minmax_precision` arithmetic, the map cast to it first: G2G casts its map to
-    float16 and min-maxes it in float16, Vilouras et al.'s LDM path min-maxes in float32. Under
-    `precision = "float16"` the result is rounded to the nearest half-precision value, as a map
-    stored in float16 after its min-max is; ties at the maximum become possible. Returns float64.
+    float16 and min-maxes it in float16, Vilouras et al.'s LDM path min-maxes in float32. The result
+    is rounded to `precision` (float16: as a map stored in half precision after its min-max is; ties
+    at the maximum become possible). Returns float64.
     """
-    dtype = _DTYPES[policy.minmax_precision]
+    dtype = DTYPES[policy.minmax_precision]
     v = np.array(values, dtype=dtype)
     if policy.clip_min is not None or policy.clip_max is not None:
         lo_clip = None if policy.clip_min is None else dtype(policy.clip_min)
@@ -89,10 +89,7 @@ def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
         finite = np.isfinite(v)
         lo, hi = v[finite].min(), v[finite].max()
         v = (v - lo) / (hi - lo) if hi > lo else np.where(finite, dtype(0), dtype(np.nan))
-    v = v.astype(np.float64, copy=False)
-    if policy.precision == "float16":
-        v = v.astype(np.float16).astype(np.float64)
-    return v
+    return held_at(v, policy.precision)
 
 
 def prepare_values(values: np.ndarray, protocol: Protocol, backend: str | None = None) -> np.ndarray:
@@ -162,8 +159,10 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
+                union = ((lambda: dense.cnr(h, gt, protocol.ddof, inf)) if protocol.stored_precision == "float64"
+                         else (lambda: cnr_held(h, gt, protocol.ddof, protocol.stored_precision, inf)))
                 scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf),
-                                           lambda: dense.cnr(h, gt, protocol.ddof, inf), protocol))
+                                           union, protocol))
         elif metric == "iou":
             for t, rounded in zip(protocol.thresholds, thresholds):
                 scores[iou_column(t)] = dense.iou_at(h, gt, rounded, protocol.strict)
@@ -222,7 +221,7 @@ def _binary_mask(native: np.ndarray, where, protocol: Protocol,
     tensor's dtype).
     """
     shape = (where.rows.size, where.cols.size)
-    precision = protocol.gmm_precision
+    precision = protocol.gmm_dtype
 
     def rounded_fit(values: np.ndarray, seed: int | None) -> float:
         return round_to(fit(values, seed), precision)
@@ -240,12 +239,10 @@ def gmm_values(heatmap: Heatmap, protocol: Protocol, normalised: np.ndarray) -> 
 
     The published codes fit the map they stored (G2G's `+bbm` merged map raw, Dombrowski et al.'s
     un-normalised attention map), while the continuous map of the other metrics is min-maxed
-    first. Either is held at `gmm_precision`, the dtype of the published tensor.
+    first. Either is held at the dtype of the published tensor (`stored_precision`, or `gmm_precision`).
     """
     v = normalised if protocol.gmm_input == "normalised" else np.asarray(heatmap.values, dtype=np.float64)
-    if protocol.gmm_precision != "float64":
-        v = v.astype(_DTYPES[protocol.gmm_precision]).astype(np.float64)
-    return v
+    return held_at(v, protocol.gmm_dtype)
 
 
 def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
@@ -257,7 +254,7 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
         raise ExcludedSample(sample.sample_id, "no box lies inside the centre crop (on_no_box_in_crop = exclude)")
     native = apply_policy(heatmap.values, protocol.value_policy(backend))
     where = sampling(heatmap.geometry, native.shape, space)
-    h = sample_bilinear(native, where)
+    h = held_at(sample_bilinear(native, where), protocol.stored_precision)
     if protocol.outside == "zero":
         h = np.where(np.isfinite(h), h, 0.0)
     binary = None
