@@ -218,13 +218,14 @@ def score_cmd(
     option: List[str] = OPTION,
     out: Path = typer.Option(..., "--out", "-o", help="Directory for samples.csv, summary.csv and run.json."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
+    model_crop: Optional[int] = typer.Option(None, "--model-crop", help="The model's centre crop at the protocol's model_input (512 for the LDMs, 480 BioViL, 448 BioViL-T; 0: the model sees the whole image), which decides the boxes a drop_boxes protocol (vilouras2024) drops [default: the source run's method spec, else each map's NaN frame; required for original-size maps finite everywhere]."),
     spec_path: List[Path] = SPEC_PATH,
 ) -> None:
     """Score stored heatmaps under a protocol without running a model (bring your own maps, or re-score a run)."""
     from .running.runner import score_folder
 
     _spec_path(spec_path)
-    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad)
+    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad, model_crop)
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
 

@@ -29,7 +29,7 @@ from . import weighted_metrics as weighted
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
 from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mask_on_grid, native_mask
-from .label_crop import field_of_view, surviving_boxes, surviving_boxes_mask
+from .label_crop import stated_crop_geometry, surviving_boxes, surviving_boxes_mask
 from .protocols import Protocol, ValuePolicy, iou_column, round_to
 from .resample import to_original
 from .stored_precision import DTYPES, cnr_held, held_at
@@ -113,14 +113,16 @@ def _check_size(heatmap: Heatmap, sample: Sample) -> None:
         )
 
 
-def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False) -> Sample:
+def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False,
+                    model_crop: int | None = None) -> Sample:
     """The sample with the boxes the protocol scores against this heatmap.
 
     Under `box_coords = "truncate"` every coordinate is first cast to int, as the published scorers
     do before rasterising. Under `drop_boxes = "label_crop"` boxes outside the model's crop then
-    leave the ground truth (`bench.evaluation.label_crop`; the crop of an original-size map is the
-    rectangle of its finite values); ExcludedSample when none is left. `reference` uses the
-    full-resolution label mask.
+    leave the ground truth (`bench.evaluation.label_crop`): the crop stated for the run
+    (`model_crop`, WHOLE_IMAGE for none), else the one the map records (its geometry, or the
+    rectangle of an original-size map's finite values); BenchError when neither tells it.
+    ExcludedSample when no box is left. `reference` uses the full-resolution label mask.
     """
     if protocol.box_coords == "truncate":
         boxes = tuple(truncated_box(b) for b in sample.boxes)
@@ -129,7 +131,9 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     if protocol.drop_boxes == "none":
         return sample
     rule = surviving_boxes_mask if reference else surviving_boxes
-    kept = rule(sample.boxes, field_of_view(heatmap.values, heatmap.geometry), protocol.model_input)
+    seen = stated_crop_geometry(heatmap.values, heatmap.geometry, protocol.model_input, model_crop,
+                                f"sample {sample.sample_id}: ")
+    kept = rule(sample.boxes, seen, protocol.model_input, model_crop)
     if not kept:
         raise ExcludedSample(sample.sample_id, "no box survives the model's input crop (drop_boxes = label_crop)")
     if len(kept) == len(sample.boxes):
@@ -196,10 +200,11 @@ def _checked(heatmap: Heatmap, sample: Sample) -> None:
     _check_size(heatmap, sample)
 
 
-def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                model_crop: int | None = None) -> dict[str, float]:
     """All metric columns by brute force on the full evaluation grid (the reference every route is tested against)."""
     _checked(heatmap, sample)
-    sample = protocol_sample(heatmap, sample, protocol, reference=True)
+    sample = protocol_sample(heatmap, sample, protocol, reference=True, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
         return _score_crop(heatmap, sample, protocol, backend, gmm_threshold)
     return _score_dense(heatmap, sample, protocol, backend)
@@ -272,11 +277,12 @@ def _require_nearest_original(protocol: Protocol, route: str) -> None:
         raise ValueError(f"the {route} route is exact only for nearest upsampling on the original grid")
 
 
-def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                model_crop: int | None = None) -> dict[str, float]:
     """All metric columns on native-grid rectangles (nearest upsampling on the original grid only)."""
     _require_nearest_original(protocol, "cell")
     _checked(heatmap, sample)
-    return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+    return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol, model_crop=model_crop), protocol, backend)
 
 
 def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
@@ -305,11 +311,12 @@ def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: 
     return _finish(scores, protocol)
 
 
-def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                 model_crop: int | None = None) -> dict[str, float]:
     """All metric columns on the full original grid from sorted values (nearest upsampling on the original grid only)."""
     _require_nearest_original(protocol, "sorted-pixel")
     _checked(heatmap, sample)
-    return _score_pixels(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+    return _score_pixels(heatmap, protocol_sample(heatmap, sample, protocol, model_crop=model_crop), protocol, backend)
 
 
 def _on_original(heatmap: Heatmap) -> np.ndarray:
@@ -363,16 +370,18 @@ def prefers_pixels(heatmap: Heatmap) -> bool:
     return heatmap.values.size >= PIXEL_ROUTE_SHARE * g.height * g.width
 
 
-def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
-    """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value policy."""
-    return score_with_boxes(heatmap, sample, protocol, backend)[0]
+def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+          model_crop: int | None = None) -> dict[str, float]:
+    """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value
+    policy, `model_crop` states the model's crop for `drop_boxes` (see `protocol_sample`)."""
+    return score_with_boxes(heatmap, sample, protocol, backend, model_crop)[0]
 
 
-def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol,
-                     backend: str | None = None) -> tuple[dict[str, float], Sample]:
-    """`score`, and the sample with the boxes it was scored against (after `drop_boxes`)."""
+def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                     model_crop: int | None = None) -> tuple[dict[str, float], Sample]:
+    """`score`, and the sample with the boxes it was scored against (after `box_coords` and `drop_boxes`)."""
     _checked(heatmap, sample)
-    sample = protocol_sample(heatmap, sample, protocol)
+    sample = protocol_sample(heatmap, sample, protocol, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
         return _score_crop(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":

@@ -42,6 +42,7 @@ from ..methods import RunContext, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import shards
 from .lock import check_folder, is_empty, locked
+from .model_crop import crop_record, source_crop, spec_crop
 from .progress import progress_bar
 from .provenance import run_header
 from .rundir import RunDir, file_name, record_backend
@@ -267,14 +268,16 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
               load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
               backend: str | None = None, logs: Sequence[Path] = (),
-              write_log: Path | None = None, excluded: set[str] | None = None) -> tuple[pd.DataFrame, float]:
+              write_log: Path | None = None, excluded: set[str] | None = None,
+              model_crop: int | None = None) -> tuple[pd.DataFrame, float]:
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
     itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad, and their ids
     added to `excluded`. Each row records the boxes the sample was scored against (`scored_boxes`,
     after the protocol's `drop_boxes`). Scores are also taken from `logs` (shard logs), and new ones
-    go to `write_log` [default: the run's log].
+    go to `write_log` [default: the run's log]. `model_crop` is the model's crop for `drop_boxes`
+    (`bench.running.model_crop`; None: read from each map, refused for a map that does not show it).
     """
     fingerprint = protocol.fingerprint()
     done = rundir.read_scores(fingerprint, logs)
@@ -289,7 +292,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
             entry = done.get(s.sample_id)
             try:
                 if entry is None:
-                    values, scored = score_with_boxes(load(s), s, protocol, backend)
+                    values, scored = score_with_boxes(load(s), s, protocol, backend, model_crop)
                     entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values,
                              "boxes": scored.boxes_json()}
                     pending.append(entry)
@@ -298,7 +301,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                         pending = []
                 elif "boxes" not in entry:  # logged before the scored boxes were
                     entry["boxes"] = (s.boxes_json() if (protocol.drop_boxes, protocol.box_coords) == ("none", "float")
-                                      else protocol_sample(load(s), s, protocol).boxes_json())
+                                      else protocol_sample(load(s), s, protocol, model_crop=model_crop).boxes_json())
             except SampleError as exc:
                 if not skip_bad and not isinstance(exc, ExcludedSample):
                     raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
@@ -443,7 +446,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
         mine = [s for s in mine if s.sample_id not in skipped]
         table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
-                                   write_log=files.scores_log, excluded=excluded)
+                                   write_log=files.scores_log, excluded=excluded, model_crop=spec_crop(spec, protocol))
     except BaseException as exc:
         record.update({"status": "failed", "error": str(exc) or type(exc).__name__})
         files.write(record)
@@ -511,6 +514,8 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         "spec_files": spec_files(req.method, req.protocol),
         "dataset_notes": list(dataset.notes),
     }
+    if protocol.drop_boxes != "none":
+        record["model_crop"] = crop_record(spec_crop(spec, protocol), protocol, "method spec")
     if req.limit is not None:
         record["sample_ids"] = [s.sample_id for s in all_chosen]
     if previous is None:
@@ -522,8 +527,9 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     if method is not None:
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
+    crop = spec_crop(spec, protocol)
     table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),
-                               req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded)
+                               req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded, model_crop=crop)
     found = shards.merged_versions(merged)
     record.update({
         "skipped": _ordered(skipped, all_chosen),
@@ -586,11 +592,13 @@ def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
 
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
-                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False) -> RunResult:
+                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False,
+                 model_crop: int | None = None) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
 
     A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
-    of the protocol's set are counted in run.json (`unscored_files`) with the reason.
+    of the protocol's set are counted in run.json (`unscored_files`) with the reason. `model_crop`
+    (`--model-crop`) states the model's crop for `drop_boxes`; without it the source run's is used.
     """
     t0 = time.perf_counter()
     heatmaps = Path(heatmaps)
@@ -619,6 +627,10 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     config = {"scored": str(heatmaps.resolve()), "dataset": {"name": dataset_name,
               "options": dict(sorted((dataset_options or {}).items())),
               "data_root": str(Path(data_root).resolve()) if data_root else None}, "protocol": protocol.fingerprint()}
+    crop, crop_from = (model_crop, "--model-crop") if model_crop is not None else (source_crop(source, protocol),
+                                                                                    "source run")
+    if protocol.drop_boxes != "none":
+        config["model_crop"] = crop
     with locked(rundir.root):
         previous = rundir.read_run()
         if previous is not None and previous.get("config") != config:
@@ -629,7 +641,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         backend = record_backend(source)
         excluded: set[str] = set()
         table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
-                                   backend, excluded=excluded)
+                                   backend, excluded=excluded, model_crop=crop)
         record = {
             "status": "running",
             **run_header(),
@@ -656,6 +668,8 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             "versions": versions(),
             "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
         }
+        if protocol.drop_boxes != "none":
+            record["model_crop"] = crop_record(crop, protocol, crop_from)
         if limit is not None:
             record["sample_ids"] = [s.sample_id for s in chosen]
         return finish(rundir, table, protocol, record)
