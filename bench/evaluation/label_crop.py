@@ -35,7 +35,6 @@ from ..core.errors import BenchError
 from ..core.geometry import Box, Geometry, box_ranges
 from .crop_grid import centre_offset, model_crop, resized_size
 
-
 #: a stated crop meaning "the model sees the whole image, resized only"
 WHOLE_IMAGE = 0
 #: "the maps come from the method that made them: the crop is the one their geometry records" (a
