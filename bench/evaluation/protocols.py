@@ -69,7 +69,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
                 "cnr_zero_variance", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
     "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
-    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
+    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
 _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
@@ -145,6 +145,7 @@ class Protocol:
     ci_level: float = 0.95
     seed: int = 0
     weighted_nan: str = "skip"
+    gmm_seeds: int = 1
     notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +183,8 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: drop_boxes = {self.drop_boxes!r} needs eval_grid = \"original\"")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
+        if self.gmm_seeds < 1:
+            raise BenchError(f"protocol {self.name}: gmm_seeds must be at least 1")
         if self.crop_size < 1 or self.model_input < 1:
             raise BenchError(f"protocol {self.name}: crop_size and model_input must be positive")
         if self.stored_precision != "float64":
@@ -250,11 +253,12 @@ class Protocol:
         return round_to(t, self.threshold_precision)
 
     def fingerprint(self) -> str:
-        """Hash of every choice that changes a number (name and wording excluded)."""
+        """Hash of every choice that changes a score (name and wording excluded; `gmm_seeds` adds columns
+        beside the scores and changes none of them)."""
         defaults = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
                     for f in fields(self)}
         data = {k: v for k, v in asdict(self).items()
-                if k not in ("name", "description", "reproduces", "notes")
+                if k not in ("name", "description", "reproduces", "notes", "gmm_seeds")
                 and not (k in _LATER_OPTIONS and v == defaults[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

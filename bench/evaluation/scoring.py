@@ -32,6 +32,7 @@ from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mas
 from .label_crop import stated_crop_geometry, surviving_boxes, surviving_boxes_mask
 from .protocols import Protocol, ValuePolicy, iou_column, round_to
 from .resample import to_original
+from .seed_spread import extra_seeds, seed_column, seed_dependent
 from .stored_precision import DTYPES, cnr_held, held_at
 
 #: a map with at least this share of native cells per field-of-view pixel takes the sorted-pixel route
@@ -206,7 +207,7 @@ def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     _checked(heatmap, sample)
     sample = protocol_sample(heatmap, sample, protocol, reference=True, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend, gmm_threshold)
+        return _score_crop_seeds(heatmap, sample, protocol, backend, gmm_threshold)
     return _score_dense(heatmap, sample, protocol, backend)
 
 
@@ -270,6 +271,19 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     masks = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
     return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes), fit is not gmm_threshold),
                    protocol)
+
+
+def _score_crop_seeds(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
+                      fit: Callable[[np.ndarray, int | None], float]) -> dict[str, float]:
+    """`_score_crop`, then the seed-dependent metrics refitted with each extra seed (`METRIC@seedS` columns)."""
+    scores = _score_crop(heatmap, sample, protocol, backend, fit)
+    seeds = extra_seeds(protocol)
+    if seeds:
+        dependent = seed_dependent(protocol)
+        for seed in seeds:
+            other = _score_crop(heatmap, sample, dataclasses.replace(protocol, seed=seed, gmm_seeds=1), backend, fit)
+            scores.update((seed_column(m, seed), other[m]) for m in dependent)
+    return scores
 
 
 def _require_nearest_original(protocol: Protocol, route: str) -> None:
@@ -383,7 +397,7 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
     _checked(heatmap, sample)
     sample = protocol_sample(heatmap, sample, protocol, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend, fast_threshold), sample
+        return _score_crop_seeds(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":
         if prefers_pixels(heatmap):
             return _score_pixels(heatmap, sample, protocol, backend), sample

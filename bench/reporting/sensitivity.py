@@ -30,6 +30,7 @@ from ..core.errors import BenchError
 from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
+from ..running.model_crop import source_crop
 from ..running.rundir import RunDir, file_name, record_backend, safe_name
 from ..running.runner import (
     _user_heatmap_loader,
@@ -127,7 +128,8 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir) -> pd.DataFrame:
     if not chosen:
         raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
     backend = record_backend(run.record)
-    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend)
+    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend,
+                               model_crop=source_crop(run.record, protocol))
     record = {
         "status": "running",
         "method": run.record.get("method", "external"),

@@ -36,6 +36,7 @@ from ..evaluation.scoring import (
     score_with_boxes,
     select_samples,
 )
+from ..evaluation.seed_spread import seed_columns, spread
 from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
@@ -67,6 +68,7 @@ class RunRequest:
     batch_size: int = 8
     seed: int = 0
     shard: shards.Shard | None = None
+    gmm_seeds: int | None = None
 
 
 @dataclass
@@ -280,6 +282,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
     (`bench.running.model_crop`; None: read from each map, refused for a map that does not show it).
     """
     fingerprint = protocol.fingerprint()
+    extra = seed_columns(protocol)
     done = rundir.read_scores(fingerprint, logs)
     start = time.perf_counter()
     pending: list[dict] = []
@@ -290,6 +293,8 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 advance(1)
                 continue
             entry = done.get(s.sample_id)
+            if entry is not None and any(c not in entry["scores"] for c in extra):
+                entry = None  # logged with fewer GMM seeds: scored again
             try:
                 if entry is None:
                     values, scored = score_with_boxes(load(s), s, protocol, backend, model_crop)
@@ -322,22 +327,26 @@ def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, sco
     the protocol's metric columns."""
     return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
             "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
-            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns}}
+            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns + seed_columns(protocol)}}
 
 
 def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
     """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
-               *protocol.columns]
+               *protocol.columns, *seed_columns(protocol)]
     return pd.DataFrame(list(rows), columns=columns)
 
 
 def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs."""
+    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs, and
+    under `gmm_seeds` > 1 the across-seed spread of each GMM metric (`seed_spread`)."""
     if table.empty:
         raise BenchError("every sample was skipped; nothing to summarise")
-    return summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                     protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
+                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    if not seed_columns(protocol) or not set(seed_columns(protocol)) <= set(table.columns):
+        return summary
+    return summary.merge(spread(table, protocol, protocol.groups), on=["group", "metric"], how="left")
 
 
 def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict) -> RunResult:
@@ -403,12 +412,24 @@ def _ordered(skipped: dict[str, str], samples: Sequence[Sample]) -> list[dict]:
     return [{"sample_id": k, "reason": skipped[k]} for k in keys]
 
 
+def run_protocol(name: str, gmm_seeds: int | None = None) -> Protocol:
+    """The protocol `name`, with `--gmm-seeds` in place of its own `gmm_seeds` when given."""
+    protocol = load_protocol(name)
+    if gmm_seeds is None or gmm_seeds == protocol.gmm_seeds:
+        return protocol
+    if protocol.binary_mask != "gmm":
+        raise BenchError(f"--gmm-seeds: protocol {protocol.name} fits no GMM mask")
+    if gmm_seeds < 1:
+        raise BenchError(f"--gmm-seeds {gmm_seeds}: must be at least 1")
+    return replace(protocol, gmm_seeds=gmm_seeds)
+
+
 def _load(req: RunRequest) -> tuple[dict, type, Protocol, Dataset, list[Sample], list[Sample]]:
     """The request's method spec (overrides applied), backend class, protocol, dataset, and its
     samples: every one, and the protocol's set (after --limit)."""
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
     backend = method_backend(spec, method_spec_file(req.method).label)
-    protocol = load_protocol(req.protocol)
+    protocol = run_protocol(req.protocol, req.gmm_seeds)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     return spec, backend, protocol, dataset, everything, chosen
@@ -593,12 +614,13 @@ def _grids(folder: Path, sample_ids: Sequence[str]) -> dict[str, int]:
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                  dataset_options: dict[str, str] | None = None, skip_bad: bool = False,
-                 model_crop: int | None = None) -> RunResult:
+                 model_crop: int | None = None, gmm_seeds: int | None = None) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
 
     A re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
     of the protocol's set are counted in run.json (`unscored_files`) with the reason. `model_crop`
     (`--model-crop`) states the model's crop for `drop_boxes`; without it the source run's is used.
+    `gmm_seeds` (`--gmm-seeds`) replaces the protocol's number of GMM seeds.
     """
     t0 = time.perf_counter()
     heatmaps = Path(heatmaps)
@@ -607,7 +629,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     if not heatmaps.is_dir():
         raise BenchError(f"--heatmaps {heatmaps} is not a folder")
     check_folder(Path(out))
-    protocol = load_protocol(protocol_name)
+    protocol = run_protocol(protocol_name, gmm_seeds)
     dataset = get_dataset(dataset_name, data_root, dataset_options)
     source = RunDir(heatmaps.parent).read_run() if (heatmaps.parent / "run.json").is_file() else None
     available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
