@@ -145,3 +145,23 @@ def test_bench_score_takes_the_crop_refuses_without_it_and_records_it(tmp_path: 
     assert run["n_samples"] == 1 and len(run["excluded"]) == 1  # the left-margin finding is not scored
     whole = bench_cli(*args, "--out", tmp_path / "c", "--model-crop", "0")
     assert whole.code == 0 and json.loads((tmp_path / "c" / "run.json").read_text())["n_samples"] == 2
+
+
+def test_bench_run_records_the_crop_and_bench_score_reuses_it(tmp_path: Path, bench_cli) -> None:
+    _ms_cxr(tmp_path / "data")
+    run = tmp_path / "run"
+    made = bench_cli("run", "-m", "oracle_gaussian", "-d", "ms-cxr", "--data-root", tmp_path / "data", "-p",
+                     "vilouras2024", "--out", run)
+    assert made.code == 0, made.err
+    record = json.loads((run / "run.json").read_text())
+    # a baseline declares no crop: its maps, over the whole image, are the statement; both findings scored
+    assert record["model_crop"] == {"size": None, "model_input": 512, "source": "map geometry"}
+    assert record["n_samples"] == 2
+    again = bench_cli("score", "--heatmaps", run, "-d", "ms-cxr", "--data-root", tmp_path / "data", "-p",
+                      "vilouras2024", "--out", tmp_path / "again")
+    assert again.code == 0, again.err
+    assert json.loads((tmp_path / "again" / "run.json").read_text())["model_crop"]["source"] == "map geometry"
+    cropped = bench_cli("score", "--heatmaps", run, "-d", "ms-cxr", "--data-root", tmp_path / "data", "-p",
+                        "vilouras2024", "--model-crop", "512", "--out", tmp_path / "cropped")
+    assert cropped.code == 0, cropped.err
+    assert json.loads((tmp_path / "cropped" / "run.json").read_text())["n_samples"] == 1
