@@ -34,5 +34,6 @@ def lint(session: nox.Session) -> None:
 def perf(session: nox.Session) -> None:
     """Speed measured side by side in one run (ratios, not timed tests); posargs go to perf_ldm.py."""
     session.run(PY, "benchmarks/perf_scoring.py")
+    session.run(PY, "benchmarks/perf_startup.py")
     session.run(PY, "benchmarks/perf_ldm.py", *session.posargs)
     session.run(PY, "benchmarks/perf_tune.py")

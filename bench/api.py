@@ -138,13 +138,16 @@ class Scorer:
     depend on each other) and keeps the rows; `compute()` returns the table and the summary with
     bootstrap CIs, identical to `bench score` on the same maps and samples. Give `samples` as
     bench.Sample objects, or `boxes` (one list of [x, y, w, h] per map, original pixels) with maps at
-    the original image size or an `image_size` (height, width).
+    the original image size or an `image_size` (height, width). `model_crop` states the model's
+    centre crop for protocols that drop boxes by it (`bench score --model-crop`).
     """
 
-    def __init__(self, protocol: ProtocolLike = "default", backend: str | None = None, skip_bad: bool = False) -> None:
+    def __init__(self, protocol: ProtocolLike = "default", backend: str | None = None, skip_bad: bool = False,
+                 model_crop: int | None = None) -> None:
         self.protocol = load_protocol(protocol)
         self.backend = backend
         self.skip_bad = skip_bad
+        self.model_crop = model_crop
         self.reset()
 
     def reset(self) -> None:
@@ -200,7 +203,8 @@ class Scorer:
             if sample.sample_id not in valid:
                 continue
             try:
-                values, scored = score_with_boxes(_heatmap(value, sample, where), sample, self.protocol, self.backend)
+                values, scored = score_with_boxes(_heatmap(value, sample, where), sample, self.protocol, self.backend,
+                                                  self.model_crop)
             except SampleError as exc:
                 if not self.skip_bad and not isinstance(exc, ExcludedSample):
                     raise BenchError(f"{exc} (pass skip_bad=True to record it and go on)") from None
@@ -219,14 +223,15 @@ def score_maps(maps: Any, samples: Sample | Sequence[Sample] | None = None, *, p
                boxes: Sequence[Sequence[Sequence[float]]] | None = None, geometry: GeometryLike | Sequence = None,
                categories: str | Sequence[str] = "finding", phrases: str | Sequence[str] = "",
                image_size: tuple[int, int] | Sequence[tuple[int, int]] | None = None,
-               backend: str | None = None, skip_bad: bool = False) -> Scores:
+               backend: str | None = None, skip_bad: bool = False, model_crop: int | None = None) -> Scores:
     """Score maps in memory under a protocol: the per-sample table and the summary with CIs.
 
     Maps are NumPy arrays or torch tensors at the original image size (NaN outside the field of
     view), or on a native grid with `geometry` ("whole", or a bench.Geometry per map), or
-    bench.Heatmap objects. `backend` picks a protocol's per-backend value policy, if it has one.
+    bench.Heatmap objects. `backend` picks a protocol's per-backend value policy, if it has one;
+    `model_crop` states the model's centre crop for protocols that drop boxes by it (vilouras2024).
     """
-    scorer = Scorer(protocol, backend, skip_bad)
+    scorer = Scorer(protocol, backend, skip_bad, model_crop)
     scorer.update(maps, samples, boxes=boxes, geometry=geometry, categories=categories, phrases=phrases,
                   image_size=image_size)
     return scorer.compute()

@@ -160,6 +160,7 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for methods with randomness."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples in run.json under `skipped` and go on."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Do only part INDEX/COUNT of the samples (INDEX from 0 to COUNT-1, e.g. 0/4 ... 3/4; split by sorted sample_id). Merge by running the same command without --shard."),
+    gmm_seeds: Optional[int] = typer.Option(None, "--gmm-seeds", help="Under a GMM protocol (nutzel2025, dombrowski2024): refit the mask with K seeds and report the across-seed spread of every GMM metric (summary.csv `seed_spread`) [default: the protocol's gmm_seeds]."),
     spec_path: List[Path] = SPEC_PATH,
     allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
@@ -181,7 +182,7 @@ def run_cmd(
                             dataset_options=_options(option), out=out, limit=limit, device=device,
                             random_weights=random_weights, weights=weights, overrides=list(set_),
                             skip_bad=skip_bad, batch_size=batch_size, seed=seed,
-                            shard=parse_shard(shard) if shard is not None else None,
+                            shard=parse_shard(shard) if shard is not None else None, gmm_seeds=gmm_seeds,
                             allow_outside_root=allow_outside_root))
     if isinstance(result, ShardResult):
         skipped = len(result.record.get("skipped", []))
@@ -223,6 +224,8 @@ def score_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for samples.csv, summary.csv and run.json."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples and go on."),
     name: Optional[str] = typer.Option(None, "--name", help="Method name of the scored maps [default: the run's method when the maps are the ones its run.json records, else external]; needed for maps in a run's folder that are not that run's."),
+    model_crop: Optional[int] = typer.Option(None, "--model-crop", help="The model's centre crop at the protocol's model_input (512 for the LDMs, 480 BioViL, 448 BioViL-T; 0: the model sees the whole image), which decides the boxes a drop_boxes protocol (vilouras2024) drops [default: the source run's method spec, else each map's NaN frame; required for original-size maps finite everywhere]."),
+    gmm_seeds: Optional[int] = typer.Option(None, "--gmm-seeds", help="Under a GMM protocol (nutzel2025, dombrowski2024): refit the mask with K seeds and report the across-seed spread of every GMM metric (summary.csv `seed_spread`) [default: the protocol's gmm_seeds]."),
     spec_path: List[Path] = SPEC_PATH,
     allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
@@ -234,8 +237,8 @@ def score_cmd(
     from .running.runner import score_folder
 
     _spec_path(spec_path)
-    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad, name,
-                          allow_outside_root=allow_outside_root)
+    result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad, name=name,
+                          model_crop=model_crop, gmm_seeds=gmm_seeds, allow_outside_root=allow_outside_root)
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
 
 

@@ -15,7 +15,7 @@ from bench.core.samples import Sample
 from bench.evaluation import scoring
 from bench.evaluation.gmm_histogram import histogram_threshold
 from bench.evaluation.gmm_mask import fast_threshold, gmm_threshold
-from bench.evaluation.label_crop import field_of_view, surviving_boxes, surviving_boxes_mask
+from bench.evaluation.label_crop import FROM_MAP, field_of_view, surviving_boxes, surviving_boxes_mask
 from bench.evaluation.protocols import load_protocol
 from bench.evaluation.scoring import prefers_pixels, score, score_dense, score_pixels
 
@@ -57,12 +57,12 @@ def test_sorted_pixel_route_equals_brute_force(name: str) -> None:
         s = _sample(w, h, boxes)
         for p in variants:
             try:
-                ref = score_dense(hm, s, p)
+                ref = score_dense(hm, s, p, model_crop=FROM_MAP)
             except scoring.ExcludedSample:
                 with pytest.raises(scoring.ExcludedSample):
-                    score_pixels(hm, s, p)
+                    score_pixels(hm, s, p, model_crop=FROM_MAP)
                 continue
-            fast = score_pixels(hm, s, p)
+            fast = score_pixels(hm, s, p, model_crop=FROM_MAP)
             assert list(fast) == list(ref)
             for key in ref:
                 assert fast[key] == pytest.approx(ref[key], abs=1e-12, rel=1e-12), (name, trial, key)

@@ -19,6 +19,7 @@ from bench.evaluation import metrics as dense
 from bench.evaluation import scoring
 from bench.evaluation.crop_grid import CropSpace, gt_mask
 from bench.evaluation.gmm_mask import PreviousMask
+from bench.evaluation.label_crop import WHOLE_IMAGE
 from bench.evaluation.protocols import (
     FLOAT32_MAX,
     Protocol,
@@ -104,7 +105,7 @@ def test_binned_auc_beside_exact_auc_audit_numbers() -> None:
     heat = np.exp(-(((xx - 250) / 60.0) ** 2 + ((yy - 150) / 50.0) ** 2)) + 0.15 * rng.random((300, 400))
     heat = (heat - heat.min()) / (heat.max() - heat.min())
     s = sample(400, 300, (200, 100, 120, 100))
-    got = score(whole(heat), s, load_protocol("vilouras2024"))
+    got = score(whole(heat), s, load_protocol("vilouras2024"), model_crop=WHOLE_IMAGE)
     assert got["auc_roc_binned"] == pytest.approx(0.9659, abs=1e-4)
     assert got["auc_roc"] == pytest.approx(0.9939, abs=1e-4)
     # a NaN frame with GT inside it leaves the binned AUC unchanged: NaN pixels are in neither class
@@ -179,8 +180,8 @@ def test_zero_variance_cnr_is_float32_max_only_on_request() -> None:
     h = np.zeros((300, 400))
     h[100:200, 200:320] = 1.0
     s = sample(400, 300, (200, 100, 120, 100))
-    assert score(whole(h), s, load_protocol("vilouras2024"))["cnr_abs"] == 0.0
-    legacy = score(whole(h), s, proto("vilouras2024", cnr_zero_variance="float32_max"))
+    assert score(whole(h), s, load_protocol("vilouras2024"), model_crop=WHOLE_IMAGE)["cnr_abs"] == 0.0
+    legacy = score(whole(h), s, proto("vilouras2024", cnr_zero_variance="float32_max"), model_crop=WHOLE_IMAGE)
     assert legacy["cnr_abs"] == pytest.approx(3.403e38, rel=1e-4)
 
 
@@ -391,7 +392,8 @@ def test_gmm_seed_option(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scoring, "native_mask", spy)
     score(whole(blob_map()), BLOB, crop6("nutzel2025", seed=7))
     score(whole(blob_map()), BLOB, crop6("nutzel2025", gmm_seed="none"))
-    assert seen == [7, None]
+    # seed 7 for the scores, then the protocol's gmm_seeds - 1 = 4 refits for the seed spread; unseeded: one fit
+    assert seen == [7, 8, 9, 10, 11, None]
 
 
 def test_gt_mask_dilation_by_boolean_resize_audit_numbers() -> None:

@@ -12,6 +12,7 @@ from bench.core.geometry import Geometry
 from bench.core.heatmap import Heatmap
 from bench.core.samples import Sample
 from bench.evaluation import scoring
+from bench.evaluation.label_crop import WHOLE_IMAGE
 from bench.evaluation.protocols import Protocol, ValuePolicy, load_protocol
 from bench.evaluation.scoring import ExcludedSample, apply_policy, protocol_sample, score, score_dense
 
@@ -88,9 +89,9 @@ def test_float32_minmax_and_thresholds_under_vilouras2024() -> None:
     assert (p.minmax_precision, p.threshold_precision) == ("float32", "float32")
     # float32: predicted {1, 0.6}, GT missed -> 0; float64 threshold: predicted {1, 0.4, 0.6} -> 1 / 3
     for route in (score, score_dense, scoring.score_cells, scoring.score_pixels):
-        assert route(whole(v), s, p)["iou@0.4"] == 0.0
+        assert route(whole(v), s, p, model_crop=WHOLE_IMAGE)["iou@0.4"] == 0.0
     legacy = dataclasses.replace(p, minmax_precision="float64", threshold_precision="float64")
-    assert score(whole(v), s, legacy)["iou@0.4"] == pytest.approx(1 / 3)
+    assert score(whole(v), s, legacy, model_crop=WHOLE_IMAGE)["iou@0.4"] == pytest.approx(1 / 3)
 
 
 def _byo(height: int, width: int) -> Heatmap:

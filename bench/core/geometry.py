@@ -107,6 +107,13 @@ def box_ranges(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
     return r0, r1, c0, c1
 
 
+def truncated_box(box: Box) -> tuple[int, int, int, int]:
+    """The (x, y, w, h) box with each coordinate cast to int (truncated toward zero), as the published
+    scorers do before slicing `[y:y+h, x:x+w]`; such a box covers exactly those pixels under `box_ranges`."""
+    x, y, w, h = box
+    return int(x), int(y), int(w), int(h)
+
+
 def box_mask(boxes: Iterable[Box], height: int, width: int) -> np.ndarray:
     """Dense boolean union mask of the boxes at the given image size."""
     mask = np.zeros((height, width), dtype=bool)

@@ -16,9 +16,13 @@ as resize only, without a crop. For any other field of view a box is kept if it 
 from the crop geometry and the boxes, and hands the rare pixel whose rounding it cannot decide
 (an interpolated value within 1e-4 of a half) to the reference.
 
-A map given at the original size with NaN outside its field of view (`Heatmap.from_original`, the
-published code's own format) records a whole-image geometry; `field_of_view` recovers the
-rectangle of its finite values, so the crop rule sees the crop the map came from.
+The crop is a fact of the run, not of the map: a scorer states it (`crop`, from `--model-crop` or
+the method's spec; WHOLE_IMAGE for a model that sees the whole image resized) and every sample's
+boxes are dropped by that crop, whatever the map holds. Without a stated crop it is read from the
+map: its geometry, or for a map given at the original size with NaN outside its field of view
+(`Heatmap.from_original`, the published code's own format) the rectangle of its finite values
+(`field_of_view`). An original-size map finite everywhere tells nothing (a method that fills its
+margins, or one that does not crop): `stated_crop_geometry` refuses to guess.
 """
 
 from __future__ import annotations
@@ -27,8 +31,15 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.errors import BenchError
 from ..core.geometry import Box, Geometry, box_ranges
 from .crop_grid import centre_offset, model_crop, resized_size
+
+#: a stated crop meaning "the model sees the whole image, resized only"
+WHOLE_IMAGE = 0
+#: "the maps come from the method that made them: the crop is the one their geometry records" (a
+#: whole-image map then means the whole image)
+FROM_MAP = -1
 
 
 def _crop_start(length: int, crop: int, resize: int) -> int:
@@ -65,6 +76,42 @@ def field_of_view(values: np.ndarray, geometry: Geometry) -> Geometry:
                     int(cols[-1] - cols[0] + 1), "finite region of an original-size map")
 
 
+def crop_geometry(height: int, width: int, resize: int, crop: int) -> Geometry:
+    """The field of view of a model that resizes the short side to `resize` and crops `crop` (or sees it whole)."""
+    if crop == WHOLE_IMAGE:
+        return Geometry.whole(height, width)
+    return Geometry.short_side_crop(height, width, resize, crop)
+
+
+def stated_crop_geometry(values: np.ndarray, geometry: Geometry, resize: int, crop: int | None,
+                         what: str = "") -> Geometry:
+    """The model's field of view the label-mask rule drops boxes by.
+
+    A stated `crop` wins, but must agree with a crop the map itself records; without one the map's
+    (finite) field of view is used, and a BenchError asks for the crop when the map is at the
+    original size and finite everywhere.
+    """
+    g = field_of_view(values, geometry)
+    at_original = g.covers_whole_image and values.shape == (g.image_height, g.image_width)
+    if crop == FROM_MAP:
+        return g
+    if crop is None:
+        if at_original:
+            raise BenchError(f"{what}a map at the original image size that is finite everywhere does not show the "
+                             "model's crop, which decides the boxes vilouras2024-style protocols drop: state it "
+                             f"(--model-crop SIZE or model_crop=SIZE, the crop at the protocol's model_input {resize}; "
+                             f"{WHOLE_IMAGE}: the model sees the whole image)")
+        return g
+    if crop < 0 or crop > resize:
+        raise BenchError(f"model crop {crop} must be between 0 (whole image) and model_input {resize}")
+    stated = crop_geometry(g.image_height, g.image_width, resize, crop)
+    if not g.covers_whole_image and (g.top, g.left, g.height, g.width) != (stated.top, stated.left, stated.height,
+                                                                         stated.width):
+        raise BenchError(f"{what}the map covers {g.width}x{g.height} pixels at ({g.left}, {g.top}), not the "
+                         f"{'whole image' if crop == WHOLE_IMAGE else f'{crop} crop'} stated for the model")
+    return stated
+
+
 def _kept_overlapping(boxes: Sequence[Box], g: Geometry) -> list[int]:
     kept = []
     for i, box in enumerate(boxes):
@@ -74,11 +121,25 @@ def _kept_overlapping(boxes: Sequence[Box], g: Geometry) -> list[int]:
     return kept
 
 
-def surviving_boxes_mask(boxes: Sequence[Box], geometry: Geometry, resize: int = 512) -> list[int]:
-    """Indices of the boxes kept under the label-mask rule, from the full-resolution label mask (reference)."""
+def _crop_of(g: Geometry, resize: int, crop: int | None) -> int | None:
+    """The crop to cut after the resize (None: resize only); -1 when the geometry is no model crop."""
+    if crop is not None and crop != FROM_MAP:
+        return None if crop == WHOLE_IMAGE else crop
+    found = model_crop(g, resize)
+    if found is None and not g.covers_whole_image:
+        return -1
+    return found
+
+
+def surviving_boxes_mask(boxes: Sequence[Box], geometry: Geometry, resize: int = 512,
+                         crop: int | None = None) -> list[int]:
+    """Indices of the boxes kept under the label-mask rule, from the full-resolution label mask (reference).
+
+    `crop` is the model's crop (WHOLE_IMAGE: none); None or FROM_MAP reads it from `geometry`.
+    """
     g = geometry
-    crop = model_crop(g, resize)
-    if crop is None and not g.covers_whole_image:
+    crop = _crop_of(g, resize, crop)
+    if crop == -1:
         return _kept_overlapping(boxes, g)
     labels = _resized_labels(boxes, g.image_height, g.image_width, resize)
     if crop is not None:
@@ -142,7 +203,8 @@ def _present_labels(values: np.ndarray, n_boxes: int) -> set[int]:
     return present
 
 
-def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512) -> list[int]:
+def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512,
+                    crop: int | None = None) -> list[int]:
     """Indices of the boxes kept under the label-mask rule for a map with this geometry.
 
     Equal to `surviving_boxes_mask`. Every non-zero output pixel has a box pixel among its four
@@ -150,8 +212,9 @@ def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512)
     interpolation between two labels can also produce a third box's value).
     """
     g = geometry
-    crop = model_crop(g, resize)
-    if crop is None and not g.covers_whole_image:
+    stated = crop
+    crop = _crop_of(g, resize, crop)
+    if crop == -1:
         return _kept_overlapping(boxes, g)
     ranges = [box_ranges(b, g.image_height, g.image_width) for b in boxes]
     rh, rw = resized_size(g.image_height, g.image_width, resize)
@@ -167,7 +230,8 @@ def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512)
         present = _present_labels(np.concatenate(near) if near else np.zeros(0), len(ranges))
         return [v - 1 for v in range(1, len(boxes) + 1) if v in present]
     except _Undecided:
-        return surviving_boxes_mask(boxes, geometry, resize)
+        return surviving_boxes_mask(boxes, geometry, resize, stated)
 
 
-__all__ = ["field_of_view", "surviving_boxes", "surviving_boxes_mask"]
+__all__ = ["FROM_MAP", "WHOLE_IMAGE", "crop_geometry", "field_of_view", "stated_crop_geometry", "surviving_boxes",
+           "surviving_boxes_mask"]

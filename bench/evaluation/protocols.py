@@ -38,6 +38,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "outside": ("zero", "exclude"),
     "normalise": ("minmax", "none"),
     "precision": ("float64", "float16"),
+    "stored_precision": ("float64", "float32", "float16"),
     "minmax_precision": ("float64", "float32", "float16"),
     "threshold_precision": ("float64", "float32", "float16"),
     "gmm_input": ("normalised", "stored"),
@@ -56,18 +57,19 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "grouping": ("phrase", "category"),
     "split": ("test", "train", "val", "all"),
     "drop_boxes": ("none", "label_crop"),
+    "box_coords": ("float", "truncate"),
     "weighted_nan": ("skip", "zero"),
 }
 
 # TOML section of each field (the file groups related choices; the object is flat)
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "grid": ("eval_grid", "crop_size", "gt_antialias", "interpolation", "outside"),
-    "values": ("clip_min", "clip_max", "normalise", "precision", "minmax_precision", "backend"),
+    "values": ("clip_min", "clip_max", "normalise", "stored_precision", "precision", "minmax_precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
                 "cnr_zero_variance", "cnr_variance_floor", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
-    "samples": ("split", "grouping", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
-    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan"),
+    "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
+    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
 _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
@@ -77,7 +79,7 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "cnr_variance_floor", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
-                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop")
+                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords", "stored_precision")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Protocol:
     clip_min: float | None = None
     clip_max: float | None = None
     normalise: str = "minmax"
+    stored_precision: str = "float64"
     precision: str = "float64"
     minmax_precision: str = "float64"
     backend_values: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
@@ -133,6 +136,7 @@ class Protocol:
     bbox_rect: str = "inclusive"
     split: str = "test"
     grouping: str = "phrase"
+    box_coords: str = "float"
     drop_boxes: str = "none"
     model_input: int = 512
     require_category_in_phrase: bool = False
@@ -142,6 +146,7 @@ class Protocol:
     ci_level: float = 0.95
     seed: int = 0
     weighted_nan: str = "skip"
+    gmm_seeds: int = 1
     notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,8 +187,18 @@ class Protocol:
             raise BenchError(f"protocol {self.name}: cnr_variance_floor = {floor!r} is not a number >= 0")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
+        if self.gmm_seeds < 1:
+            raise BenchError(f"protocol {self.name}: gmm_seeds must be at least 1")
         if self.crop_size < 1 or self.model_input < 1:
             raise BenchError(f"protocol {self.name}: crop_size and model_input must be positive")
+        if self.stored_precision != "float64":
+            if self.eval_grid != "centre_crop" or self.cnr_boxes != "union":
+                raise BenchError(f"protocol {self.name}: stored_precision needs eval_grid = \"centre_crop\" and "
+                                 "cnr_boxes = \"union\"")
+            set_too = [k for k in ("precision", "minmax_precision", "gmm_precision") if getattr(self, k) != "float64"]
+            if set_too:
+                raise BenchError(f"protocol {self.name}: stored_precision sets the precision of every step; "
+                                 f"leave {set_too[0]} out")
 
     def _check_policy(self, policy: dict[str, Any], where: str) -> None:
         if not isinstance(policy, dict):
@@ -198,6 +213,11 @@ class Protocol:
             value = policy.get(bound)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise BenchError(f"protocol {self.name}: {where}.{bound} must be a number")
+
+    @property
+    def gmm_dtype(self) -> str:
+        """The precision the GMM sees the map at and its threshold is rounded to."""
+        return self.stored_precision if self.stored_precision != "float64" else self.gmm_precision
 
     @property
     def ddof(self) -> int:
@@ -228,6 +248,8 @@ class Protocol:
         base = {"clip_min": self.clip_min, "clip_max": self.clip_max, "normalise": self.normalise}
         if backend is not None and backend in self.backend_values:
             base.update(self.backend_values[backend])
+        if self.stored_precision != "float64":
+            return ValuePolicy(**base, precision=self.stored_precision, minmax_precision=self.stored_precision)
         return ValuePolicy(**base, precision=self.precision, minmax_precision=self.minmax_precision)
 
     def rounded_threshold(self, t: float) -> float:
@@ -235,11 +257,12 @@ class Protocol:
         return round_to(t, self.threshold_precision)
 
     def fingerprint(self) -> str:
-        """Hash of every choice that changes a number (name and wording excluded)."""
+        """Hash of every choice that changes a score (name and wording excluded; `gmm_seeds` adds columns
+        beside the scores and changes none of them)."""
         defaults = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
                     for f in fields(self)}
         data = {k: v for k, v in asdict(self).items()
-                if k not in ("name", "description", "reproduces", "notes")
+                if k not in ("name", "description", "reproduces", "notes", "gmm_seeds")
                 and not (k in _LATER_OPTIONS and v == defaults[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

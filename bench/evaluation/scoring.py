@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import SampleError
-from ..core.geometry import box_mask
+from ..core.geometry import box_mask, truncated_box
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from . import metrics as dense
@@ -29,13 +29,14 @@ from . import weighted_metrics as weighted
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
 from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mask_on_grid, native_mask
-from .label_crop import field_of_view, surviving_boxes, surviving_boxes_mask
+from .label_crop import stated_crop_geometry, surviving_boxes, surviving_boxes_mask
 from .protocols import Protocol, ValuePolicy, iou_column, round_to
 from .resample import to_original
+from .seed_spread import extra_seeds, seed_column, seed_dependent
+from .stored_precision import DTYPES, cnr_held, held_at
 
 #: a map with at least this share of native cells per field-of-view pixel takes the sorted-pixel route
 PIXEL_ROUTE_SHARE = 0.25
-_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
 class ExcludedSample(SampleError):
@@ -75,11 +76,11 @@ def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
     """Clip, then min-max over the finite values (a constant map becomes all zeros); NaN stays NaN.
 
     Both steps run in `minmax_precision` arithmetic, the map cast to it first: G2G casts its map to
-    float16 and min-maxes it in float16, Vilouras et al.'s LDM path min-maxes in float32. Under
-    `precision = "float16"` the result is rounded to the nearest half-precision value, as a map
-    stored in float16 after its min-max is; ties at the maximum become possible. Returns float64.
+    float16 and min-maxes it in float16, Vilouras et al.'s LDM path min-maxes in float32. The result
+    is rounded to `precision` (float16: as a map stored in half precision after its min-max is; ties
+    at the maximum become possible). Returns float64.
     """
-    dtype = _DTYPES[policy.minmax_precision]
+    dtype = DTYPES[policy.minmax_precision]
     v = np.array(values, dtype=dtype)
     if policy.clip_min is not None or policy.clip_max is not None:
         lo_clip = None if policy.clip_min is None else dtype(policy.clip_min)
@@ -89,10 +90,7 @@ def apply_policy(values: np.ndarray, policy: ValuePolicy) -> np.ndarray:
         finite = np.isfinite(v)
         lo, hi = v[finite].min(), v[finite].max()
         v = (v - lo) / (hi - lo) if hi > lo else np.where(finite, dtype(0), dtype(np.nan))
-    v = v.astype(np.float64, copy=False)
-    if policy.precision == "float16":
-        v = v.astype(np.float16).astype(np.float64)
-    return v
+    return held_at(v, policy.precision)
 
 
 def prepare_values(values: np.ndarray, protocol: Protocol, backend: str | None = None) -> np.ndarray:
@@ -116,17 +114,27 @@ def _check_size(heatmap: Heatmap, sample: Sample) -> None:
         )
 
 
-def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False) -> Sample:
-    """The sample with only the boxes the protocol scores against this heatmap.
+def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, reference: bool = False,
+                    model_crop: int | None = None) -> Sample:
+    """The sample with the boxes the protocol scores against this heatmap.
 
-    Under `drop_boxes = "label_crop"` boxes outside the model's crop leave the ground truth
-    (`bench.evaluation.label_crop`; the crop of an original-size map is the rectangle of its finite
-    values); ExcludedSample when none is left. `reference` uses the full-resolution label mask.
+    Under `box_coords = "truncate"` every coordinate is first cast to int, as the published scorers
+    do before rasterising. Under `drop_boxes = "label_crop"` boxes outside the model's crop then
+    leave the ground truth (`bench.evaluation.label_crop`): the crop stated for the run
+    (`model_crop`, WHOLE_IMAGE for none), else the one the map records (its geometry, or the
+    rectangle of an original-size map's finite values); BenchError when neither tells it.
+    ExcludedSample when no box is left. `reference` uses the full-resolution label mask.
     """
+    if protocol.box_coords == "truncate":
+        boxes = tuple(truncated_box(b) for b in sample.boxes)
+        if boxes != tuple(tuple(b) for b in sample.boxes):
+            sample = dataclasses.replace(sample, boxes=boxes)
     if protocol.drop_boxes == "none":
         return sample
     rule = surviving_boxes_mask if reference else surviving_boxes
-    kept = rule(sample.boxes, field_of_view(heatmap.values, heatmap.geometry), protocol.model_input)
+    seen = stated_crop_geometry(heatmap.values, heatmap.geometry, protocol.model_input, model_crop,
+                                f"sample {sample.sample_id}: ")
+    kept = rule(sample.boxes, seen, protocol.model_input, model_crop)
     if not kept:
         raise ExcludedSample(sample.sample_id, "no box survives the model's input crop (drop_boxes = label_crop)")
     if len(kept) == len(sample.boxes):
@@ -156,8 +164,10 @@ def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequenc
     for metric in protocol.metrics:
         if metric in ("cnr", "cnr_abs"):
             if "cnr" not in scores:
+                union = ((lambda: dense.cnr(h, gt, protocol.ddof, inf, floor)) if protocol.stored_precision == "float64"
+                         else (lambda: cnr_held(h, gt, protocol.ddof, protocol.stored_precision, inf)))
                 scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf, floor),
-                                           lambda: dense.cnr(h, gt, protocol.ddof, inf, floor), protocol))
+                                           union, protocol))
         elif metric == "iou":
             for t, rounded in zip(protocol.thresholds, thresholds):
                 scores[iou_column(t)] = dense.iou_at(h, gt, rounded, protocol.strict)
@@ -191,12 +201,13 @@ def _checked(heatmap: Heatmap, sample: Sample) -> None:
     _check_size(heatmap, sample)
 
 
-def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                model_crop: int | None = None) -> dict[str, float]:
     """All metric columns by brute force on the full evaluation grid (the reference every route is tested against)."""
     _checked(heatmap, sample)
-    sample = protocol_sample(heatmap, sample, protocol, reference=True)
+    sample = protocol_sample(heatmap, sample, protocol, reference=True, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend, gmm_threshold)
+        return _score_crop_seeds(heatmap, sample, protocol, backend, gmm_threshold)
     return _score_dense(heatmap, sample, protocol, backend)
 
 
@@ -216,7 +227,7 @@ def _binary_mask(native: np.ndarray, where, protocol: Protocol,
     tensor's dtype).
     """
     shape = (where.rows.size, where.cols.size)
-    precision = protocol.gmm_precision
+    precision = protocol.gmm_dtype
 
     def rounded_fit(values: np.ndarray, seed: int | None) -> float:
         return round_to(fit(values, seed), precision)
@@ -234,12 +245,10 @@ def gmm_values(heatmap: Heatmap, protocol: Protocol, normalised: np.ndarray) -> 
 
     The published codes fit the map they stored (G2G's `+bbm` merged map raw, Dombrowski et al.'s
     un-normalised attention map), while the continuous map of the other metrics is min-maxed
-    first. Either is held at `gmm_precision`, the dtype of the published tensor.
+    first. Either is held at the dtype of the published tensor (`stored_precision`, or `gmm_precision`).
     """
     v = normalised if protocol.gmm_input == "normalised" else np.asarray(heatmap.values, dtype=np.float64)
-    if protocol.gmm_precision != "float64":
-        v = v.astype(_DTYPES[protocol.gmm_precision]).astype(np.float64)
-    return v
+    return held_at(v, protocol.gmm_dtype)
 
 
 def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
@@ -251,7 +260,7 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
         raise ExcludedSample(sample.sample_id, "no box lies inside the centre crop (on_no_box_in_crop = exclude)")
     native = apply_policy(heatmap.values, protocol.value_policy(backend))
     where = sampling(heatmap.geometry, native.shape, space)
-    h = sample_bilinear(native, where)
+    h = held_at(sample_bilinear(native, where), protocol.stored_precision)
     if protocol.outside == "zero":
         h = np.where(np.isfinite(h), h, 0.0)
     binary = None
@@ -264,16 +273,30 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
                    protocol)
 
 
+def _score_crop_seeds(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
+                      fit: Callable[[np.ndarray, int | None], float]) -> dict[str, float]:
+    """`_score_crop`, then the seed-dependent metrics refitted with each extra seed (`METRIC@seedS` columns)."""
+    scores = _score_crop(heatmap, sample, protocol, backend, fit)
+    seeds = extra_seeds(protocol)
+    if seeds:
+        dependent = seed_dependent(protocol)
+        for seed in seeds:
+            other = _score_crop(heatmap, sample, dataclasses.replace(protocol, seed=seed, gmm_seeds=1), backend, fit)
+            scores.update((seed_column(m, seed), other[m]) for m in dependent)
+    return scores
+
+
 def _require_nearest_original(protocol: Protocol, route: str) -> None:
     if protocol.interpolation != "nearest" or protocol.eval_grid != "original":
         raise ValueError(f"the {route} route is exact only for nearest upsampling on the original grid")
 
 
-def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                model_crop: int | None = None) -> dict[str, float]:
     """All metric columns on native-grid rectangles (nearest upsampling on the original grid only)."""
     _require_nearest_original(protocol, "cell")
     _checked(heatmap, sample)
-    return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+    return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol, model_crop=model_crop), protocol, backend)
 
 
 def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
@@ -302,11 +325,12 @@ def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: 
     return _finish(scores, protocol)
 
 
-def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
+def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                 model_crop: int | None = None) -> dict[str, float]:
     """All metric columns on the full original grid from sorted values (nearest upsampling on the original grid only)."""
     _require_nearest_original(protocol, "sorted-pixel")
     _checked(heatmap, sample)
-    return _score_pixels(heatmap, protocol_sample(heatmap, sample, protocol), protocol, backend)
+    return _score_pixels(heatmap, protocol_sample(heatmap, sample, protocol, model_crop=model_crop), protocol, backend)
 
 
 def _on_original(heatmap: Heatmap) -> np.ndarray:
@@ -360,18 +384,20 @@ def prefers_pixels(heatmap: Heatmap) -> bool:
     return heatmap.values.size >= PIXEL_ROUTE_SHARE * g.height * g.width
 
 
-def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None) -> dict[str, float]:
-    """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value policy."""
-    return score_with_boxes(heatmap, sample, protocol, backend)[0]
+def score(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+          model_crop: int | None = None) -> dict[str, float]:
+    """Score by the fastest exact route for the protocol and the map's grid; `backend` picks a per-backend value
+    policy, `model_crop` states the model's crop for `drop_boxes` (see `protocol_sample`)."""
+    return score_with_boxes(heatmap, sample, protocol, backend, model_crop)[0]
 
 
-def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol,
-                     backend: str | None = None) -> tuple[dict[str, float], Sample]:
-    """`score`, and the sample with the boxes it was scored against (after `drop_boxes`)."""
+def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
+                     model_crop: int | None = None) -> tuple[dict[str, float], Sample]:
+    """`score`, and the sample with the boxes it was scored against (after `box_coords` and `drop_boxes`)."""
     _checked(heatmap, sample)
-    sample = protocol_sample(heatmap, sample, protocol)
+    sample = protocol_sample(heatmap, sample, protocol, model_crop=model_crop)
     if protocol.eval_grid == "centre_crop":
-        return _score_crop(heatmap, sample, protocol, backend, fast_threshold), sample
+        return _score_crop_seeds(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":
         if prefers_pixels(heatmap):
             return _score_pixels(heatmap, sample, protocol, backend), sample

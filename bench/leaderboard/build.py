@@ -75,7 +75,8 @@ def _board_files(board: Board, build: Build) -> None:
         from ..reporting.plots import FORMATS, STYLE, metric_plot, overlay_plot
 
         table = measured(board)
-        build.texts[f"{slug}/summary.csv"] = table.to_csv(index=False, float_format="%.10g")
+        written = table if table["seed_spread"].notna().any() else table.drop(columns="seed_spread")
+        build.texts[f"{slug}/summary.csv"] = written.to_csv(index=False, float_format="%.10g")
         for fmt, suffix in (("latex", "tex"), ("markdown", "md")):
             build.texts[f"{slug}/table.{suffix}"] = paper_table(board, table, fmt)
         order = groups(table)

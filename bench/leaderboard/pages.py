@@ -53,7 +53,20 @@ def _cell(table: pd.DataFrame, method: str, group: str, metric: str) -> str:
     if row.empty:
         return "—"
     r = row.iloc[0]
-    return ci(r["mean"], r["ci_low"], r["ci_high"])
+    spread = r.get("seed_spread")
+    if _undefined(r["mean"]) or _undefined(spread):
+        return ci(r["mean"], r["ci_low"], r["ci_high"])
+    return f"{ci(r['mean'], r['ci_low'], r['ci_high'])} s={num(spread)}"
+
+
+def _seed_sentence(board: Board, table: pd.DataFrame) -> list[str]:
+    """What `s=` means, when some run was scored with several GMM seeds."""
+    if not table["seed_spread"].notna().any():
+        return []
+    seeds = sorted({int(e.record.get("protocol", {}).get("gmm_seeds", 1)) for e in board.entries})
+    return [f"`s=` after an interval is the GMM mask's seed spread: the largest minus the smallest mean over the "
+            f"{' or '.join(map(str, seeds))} seeds the mask was fitted with (`gmm_seeds`); a difference between two "
+            "methods smaller than it is within the mask's own seed noise.", ""]
 
 
 def _ranking(board: Board, table: pd.DataFrame) -> list[str]:
@@ -302,6 +315,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); "
               f"{_groups_sentence(p.groups)}", "",
               *_modified(board),
+              *_seed_sentence(board, table),
               *_sample_sets(board),
               *_scored_boxes(board),
               "## Measured: ranking (macro mean)", "", *_ranking(board, table), "",

@@ -71,13 +71,17 @@ class Board:
 
 
 def measured(board: Board) -> pd.DataFrame:
-    """Long table: method, group, metric, mean, ci_low, ci_high, n (from each run's summary.csv)."""
+    """Long table: method, group, metric, mean, ci_low, ci_high, n and seed_spread (the GMM mask's across-seed
+    spread, NaN when the run was scored with one seed), from each run's summary.csv."""
+    columns = ["method", "group", "metric", "mean", "ci_low", "ci_high", "n", "seed_spread"]
     parts = [e.summary.assign(method=e.label) for e in board.entries]
     if not parts:
-        return pd.DataFrame(columns=["method", "group", "metric", "mean", "ci_low", "ci_high", "n"])
+        return pd.DataFrame(columns=columns)
     table = pd.concat(parts, ignore_index=True)
+    if "seed_spread" not in table:
+        table["seed_spread"] = np.nan
     table = table[table["metric"].isin(board.metrics)]
-    return table[["method", "group", "metric", "mean", "ci_low", "ci_high", "n"]].reset_index(drop=True)
+    return table[columns].reset_index(drop=True)
 
 
 def groups(table: pd.DataFrame) -> list[str]:

@@ -34,6 +34,7 @@ from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
 from ..running import integrity
 from ..running.integrity import HeatmapSet
+from ..running.model_crop import source_crop
 from ..running.rundir import RunDir, file_name, record_backend, safe_name
 from ..running.runner import (
     _user_heatmap_loader,
@@ -168,7 +169,8 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir, heatmaps: Path, m
     if not chosen:
         raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
     backend = record_backend(run.record)
-    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend)
+    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend,
+                               model_crop=source_crop(run.record, protocol))
     record = {
         "status": "running",
         "method": run.record.get("method", "external"),

@@ -37,6 +37,7 @@ from ..evaluation.scoring import (
     score_with_boxes,
     select_samples,
 )
+from ..evaluation.seed_spread import seed_columns, spread
 from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, method_backend
@@ -44,6 +45,7 @@ from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import integrity, shards
 from .integrity import HeatmapSet
 from .lock import check_folder, is_empty, locked
+from .model_crop import crop_record, source_crop, spec_crop
 from .progress import progress_bar
 from .provenance import run_header
 from .rundir import RunDir, file_name, record_backend
@@ -69,6 +71,7 @@ class RunRequest:
     seed: int = 0
     shard: shards.Shard | None = None
     allow_outside_root: bool = False
+    gmm_seeds: int | None = None
 
 
 @dataclass
@@ -278,16 +281,19 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
               load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
               backend: str | None = None, logs: Sequence[Path] = (),
-              write_log: Path | None = None, excluded: set[str] | None = None) -> tuple[pd.DataFrame, float]:
+              write_log: Path | None = None, excluded: set[str] | None = None,
+              model_crop: int | None = None) -> tuple[pd.DataFrame, float]:
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
     itself leaves out (ExcludedSample) are recorded as skipped without --skip-bad, and their ids
     added to `excluded`. Each row records the boxes the sample was scored against (`scored_boxes`,
     after the protocol's `drop_boxes`). Scores are also taken from `logs` (shard logs), and new ones
-    go to `write_log` [default: the run's log].
+    go to `write_log` [default: the run's log]. `model_crop` is the model's crop for `drop_boxes`
+    (`bench.running.model_crop`; None: read from each map, refused for a map that does not show it).
     """
     fingerprint = protocol.fingerprint()
+    extra = seed_columns(protocol)
     done = rundir.read_scores(fingerprint, logs)
     start = time.perf_counter()
     pending: list[dict] = []
@@ -298,9 +304,11 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 advance(1)
                 continue
             entry = done.get(s.sample_id)
+            if entry is not None and any(c not in entry["scores"] for c in extra):
+                entry = None  # logged with fewer GMM seeds: scored again
             try:
                 if entry is None:
-                    values, scored = score_with_boxes(load(s), s, protocol, backend)
+                    values, scored = score_with_boxes(load(s), s, protocol, backend, model_crop)
                     entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values,
                              "boxes": scored.boxes_json()}
                     pending.append(entry)
@@ -308,8 +316,8 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                         rundir.append_scores(pending, write_log)
                         pending = []
                 elif "boxes" not in entry:  # logged before the scored boxes were
-                    entry["boxes"] = (s.boxes_json() if protocol.drop_boxes == "none"
-                                      else protocol_sample(load(s), s, protocol).boxes_json())
+                    entry["boxes"] = (s.boxes_json() if (protocol.drop_boxes, protocol.box_coords) == ("none", "float")
+                                      else protocol_sample(load(s), s, protocol, model_crop=model_crop).boxes_json())
             except SampleError as exc:
                 if not skip_bad and not isinstance(exc, ExcludedSample):
                     raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
@@ -330,22 +338,26 @@ def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, sco
     the protocol's metric columns."""
     return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
             "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
-            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns}}
+            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns + seed_columns(protocol)}}
 
 
 def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
     """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
-               *protocol.columns]
+               *protocol.columns, *seed_columns(protocol)]
     return pd.DataFrame(list(rows), columns=columns)
 
 
 def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs."""
+    """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs, and
+    under `gmm_seeds` > 1 the across-seed spread of each GMM metric (`seed_spread`)."""
     if table.empty:
         raise BenchError("every sample was skipped; nothing to summarise")
-    return summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                     protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
+                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    if not seed_columns(protocol) or not set(seed_columns(protocol)) <= set(table.columns):
+        return summary
+    return summary.merge(spread(table, protocol, protocol.groups), on=["group", "metric"], how="left")
 
 
 def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict,
@@ -417,12 +429,24 @@ def _ordered(skipped: dict[str, str], samples: Sequence[Sample]) -> list[dict]:
     return [{"sample_id": k, "reason": skipped[k]} for k in keys]
 
 
+def run_protocol(name: str, gmm_seeds: int | None = None) -> Protocol:
+    """The protocol `name`, with `--gmm-seeds` in place of its own `gmm_seeds` when given."""
+    protocol = load_protocol(name)
+    if gmm_seeds is None or gmm_seeds == protocol.gmm_seeds:
+        return protocol
+    if protocol.binary_mask != "gmm":
+        raise BenchError(f"--gmm-seeds: protocol {protocol.name} fits no GMM mask")
+    if gmm_seeds < 1:
+        raise BenchError(f"--gmm-seeds {gmm_seeds}: must be at least 1")
+    return replace(protocol, gmm_seeds=gmm_seeds)
+
+
 def _load(req: RunRequest) -> tuple[dict, type, Protocol, Dataset, list[Sample], list[Sample]]:
     """The request's method spec (overrides applied), backend class, protocol, dataset, and its
     samples: every one, and the protocol's set (after --limit)."""
     spec = apply_overrides(load_method_spec(req.method), req.overrides)
     backend = method_backend(spec, method_spec_file(req.method).label)
-    protocol = load_protocol(req.protocol)
+    protocol = run_protocol(req.protocol, req.gmm_seeds)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options, req.allow_outside_root)
     everything, chosen = eval_samples(dataset, protocol, req.limit)
     return spec, backend, protocol, dataset, everything, chosen
@@ -460,7 +484,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
         mine = [s for s in mine if s.sample_id not in skipped]
         table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
-                                   write_log=files.scores_log, excluded=excluded)
+                                   write_log=files.scores_log, excluded=excluded, model_crop=spec_crop(spec, protocol))
     except BaseException as exc:
         record.update({"status": "failed", "error": str(exc) or type(exc).__name__})
         files.write(record)
@@ -528,6 +552,8 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         "spec_files": spec_files(req.method, req.protocol),
         "dataset_notes": list(dataset.notes),
     }
+    if protocol.drop_boxes != "none":
+        record["model_crop"] = crop_record(spec_crop(spec, protocol), protocol, "method spec")
     if req.limit is not None:
         record["sample_ids"] = [s.sample_id for s in all_chosen]
     if previous is None:
@@ -539,8 +565,9 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     if method is not None:
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
+    crop = spec_crop(spec, protocol)
     table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),
-                               req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded)
+                               req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded, model_crop=crop)
     found = shards.merged_versions(merged)
     record.update({
         "skipped": _ordered(skipped, all_chosen),
@@ -629,13 +656,16 @@ def _source_run(heatmaps: Path, maps: HeatmapSet | None, name: str | None,
 
 def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                  dataset_options: dict[str, str] | None = None, skip_bad: bool = False, name: str | None = None,
-                 warn: Callable[[str], None] = integrity.stderr_warning, allow_outside_root: bool = False) -> RunResult:
+                 warn: Callable[[str], None] = integrity.stderr_warning, allow_outside_root: bool = False,
+                 model_crop: int | None = None, gmm_seeds: int | None = None) -> RunResult:
     """`bench score`: score stored or user-supplied heatmaps under a protocol, without a model.
 
     Maps in a run's folder keep that run's method name only when they are the maps it recorded (the
     heatmap set's digest); other maps are your own and are named by `name` [default: external]. A
     re-scored `--limit` run keeps its limit and its sample ids. Heatmap files that are no sample
-    of the protocol's set are counted in run.json (`unscored_files`) with the reason.
+    of the protocol's set are counted in run.json (`unscored_files`) with the reason. `model_crop`
+    (`--model-crop`) states the model's crop for `drop_boxes`; without it the source run's is used.
+    `gmm_seeds` (`--gmm-seeds`) replaces the protocol's number of GMM seeds.
     """
     t0 = time.perf_counter()
     heatmaps = Path(heatmaps)
@@ -646,7 +676,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     if name is not None and (not name.strip() or "/" in name or name.startswith(".")):
         raise BenchError(f"--name {name!r}: a plain name is needed (no '/', not starting with '.')")
     check_folder(Path(out))
-    protocol = load_protocol(protocol_name)
+    protocol = run_protocol(protocol_name, gmm_seeds)
     dataset = get_dataset(dataset_name, data_root, dataset_options, allow_outside_root)
     maps = integrity.heatmap_set(heatmaps)
     source, source_verified = _source_run(heatmaps, maps, name, warn)
@@ -667,6 +697,10 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     config = {"scored": str(heatmaps.resolve()),
               "dataset": dataset_config(dataset_name, dataset_options or {}, data_root, allow_outside_root),
               "protocol": protocol.fingerprint()}
+    crop, crop_from = (model_crop, "--model-crop") if model_crop is not None else (source_crop(source, protocol),
+                                                                                    "source run")
+    if protocol.drop_boxes != "none":
+        config["model_crop"] = crop
     with locked(rundir.root):
         previous = rundir.read_run()
         if previous is not None and previous.get("config") != config:
@@ -677,7 +711,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         backend = record_backend(source)
         excluded: set[str] = set()
         table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
-                                   backend, excluded=excluded)
+                                   backend, excluded=excluded, model_crop=crop)
         record = {
             "status": "running",
             **run_header(),
@@ -705,6 +739,8 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             "versions": versions(),
             "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
         }
+        if protocol.drop_boxes != "none":
+            record["model_crop"] = crop_record(crop, protocol, crop_from)
         if limit is not None:
             record["sample_ids"] = [s.sample_id for s in chosen]
         return finish(rundir, table, protocol, record, maps)
