@@ -125,7 +125,8 @@ def _ms_cxr(root: Path) -> list[list]:
     return rows
 
 
-def test_bench_score_takes_the_crop_refuses_without_it_and_records_it(tmp_path: Path, bench_cli) -> None:
+def ms_cxr_maps(tmp_path: Path, make) -> Path:
+    """The MS-CXR-format fixture under tmp_path/data and one original-size map `make(rng)` per sample in tmp_path/maps."""
     from bench.datasets import get_dataset
 
     _ms_cxr(tmp_path / "data")
@@ -133,7 +134,12 @@ def test_bench_score_takes_the_crop_refuses_without_it_and_records_it(tmp_path: 
     maps.mkdir()
     rng = np.random.default_rng(0)
     for s in get_dataset("ms-cxr", tmp_path / "data").samples():
-        np.save(maps / f"{s.sample_id}.npy", rng.random((H, W)))
+        np.save(maps / f"{s.sample_id}.npy", make(rng))
+    return maps
+
+
+def test_bench_score_takes_the_crop_refuses_without_it_and_records_it(tmp_path: Path, bench_cli) -> None:
+    maps = ms_cxr_maps(tmp_path, lambda rng: rng.random((H, W)))
     args = ["score", "--heatmaps", maps, "-d", "ms-cxr", "--data-root", tmp_path / "data", "-p", "vilouras2024"]
     refused = bench_cli(*args, "--out", tmp_path / "a")
     assert refused.code != 0 and "--model-crop" in refused.err and "Traceback" not in refused.err

@@ -85,16 +85,9 @@ def test_gmm_seeds_option_and_page_cell() -> None:
 
 
 def test_bench_score_gmm_seeds_writes_the_spread(tmp_path: Path, bench_cli) -> None:
-    from test_model_crop import H, W, _ms_cxr
+    from test_model_crop import H, W, ms_cxr_maps
 
-    from bench.datasets import get_dataset
-
-    _ms_cxr(tmp_path / "data")
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    rng = np.random.default_rng(1)
-    for s in get_dataset("ms-cxr", tmp_path / "data").samples():
-        np.save(maps / f"{s.sample_id}.npy", np.round(rng.random((H, W)) * 3) / 3)
+    maps = ms_cxr_maps(tmp_path, lambda rng: np.round(rng.random((H, W)) * 3) / 3)
     out = tmp_path / "run"
     got = bench_cli("score", "--heatmaps", maps, "-d", "ms-cxr", "--data-root", tmp_path / "data", "-p", "nutzel2025",
                     "--gmm-seeds", "3", "--out", out)
