@@ -467,8 +467,8 @@ def tune_anatomy_cmd(
 ) -> None:
     """Tune the location-token codebook of an anatomy_ldm method; writes the file its adapter reads."""
     from .core.devices import check_device
-    from .methods.ldm.anatomy_tune import CodebookTuner
-    from .methods.ldm.tune_spec import load_tune_spec
+    from .methods.ldm.anatomy.tune import CodebookTuner
+    from .methods.ldm.anatomy.tune_spec import load_tune_spec
 
     check_device(device, allow_auto=True)
     tuner = CodebookTuner(load_tune_spec(spec), out, device=device, random_weights=random_weights, weights=weights)
