@@ -147,3 +147,17 @@ def test_precision_on_the_command_line_is_run_json_and_a_method_without_a_model_
     assert r.code != 0 and "--precision fp8: expected one of fp32, fp16, bf16" in r.err
     r = bench_cli("run", "-m", "uniform", "-d", "phantom", "--batch-size", "many", "--out", tmp_path / "y")
     assert r.code != 0 and "--batch-size many: expected a number of samples or auto" in r.err
+
+
+def test_a_leaderboard_entry_names_a_reduced_precision_and_keeps_fp32_runs_as_they_were(tmp_path) -> None:
+    import pandas as pd
+
+    from bench.leaderboard.results import Entry
+
+    def entry(record: dict, modified=()) -> Entry:
+        return Entry("cxrbert_ldm", "phantom", None, tmp_path, record, pd.DataFrame(), pd.DataFrame(), list(modified))
+
+    assert entry({"provenance": {"precision": "bf16"}}).label == "cxrbert_ldm [bf16]"
+    assert entry({"provenance": {"precision": "fp16"}}, ["samples.csv"]).label == "cxrbert_ldm [fp16] [modified]"
+    assert entry({"provenance": {"precision": "fp32"}}).label == "cxrbert_ldm"
+    assert entry({"provenance": {}}).label == "cxrbert_ldm"  # runs from before --precision ran in fp32
