@@ -21,7 +21,7 @@ clip_ldm):
    (and fp16 on CUDA, or with --precisions), batch 1 against batch 8, with the U-Net under autocast
    and the capture at each method's spec `attention_precision`. Seconds per sample are projected to the
    method's whole engine loop (seconds per U-Net sample-evaluation x the engine's minimal count) and,
-   for `--device cuda`, to all of MS-CXR (1,153 samples); with `--device cuda` the table is also
+   for `--device cuda`, to all of MS-CXR (1,162 pairs); with `--device cuda` the table is also
    written to benchmarks/results/perf_ldm_<gpu>.md with the machine named. On the CPU memory is
    the peak RSS above the level before the loop in the same process (a lower bound); on CUDA
    torch.cuda.max_memory_allocated above the allocation before the loop.
@@ -377,7 +377,7 @@ def machine_name(device: str) -> str:
         return "cpu"
 
 
-MS_CXR_SAMPLES = 1153
+MS_CXR_SAMPLES = 1162  # image-phrase pairs of MS-CXR (Boecking et al. 2022)
 
 
 def sync() -> None:
