@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -31,8 +30,6 @@ from ...core.errors import BenchError
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISIONS = tuple(DTYPES)
 ATTENTION_PRECISIONS = ("fp32", "autocast")
-#: bytes per activation element at each precision (the batch-memory estimate)
-ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 #: max abs difference of a min-max map between a batch and one sample at a time (tests/test_precision.py)
 BATCH_ATOL = {"fp32": 1e-5, "fp16": 2e-2, "bf16": 5e-2}
 
@@ -108,12 +105,5 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.
         return scores.softmax(dim=-1)
 
 
-@contextlib.contextmanager
-def no_autocast(device: torch.device) -> Iterator[None]:
-    """A region at full precision inside an autocast one."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        yield
-
-
-__all__ = ["ATTENTION_PRECISIONS", "BATCH_ATOL", "DTYPES", "ELEMENT_BYTES", "PRECISIONS", "Precision",
-           "attention_probs", "no_autocast"]
+__all__ = ["ATTENTION_PRECISIONS", "BATCH_ATOL", "DTYPES", "PRECISIONS", "Precision",
+           "attention_probs"]
