@@ -156,7 +156,8 @@ def run_cmd(
     random_weights: bool = typer.Option(False, "--random-weights", help="Real architecture, random weights (smoke tests and timing; never enters a leaderboard)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local checkpoint folder instead of the Hugging Face cache."),
     set_: List[str] = typer.Option([], "--set", help="Override a method spec field, KEY=VALUE (e.g. --set sigma=2.0), repeatable."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per model forward."),
+    batch_size: str = typer.Option("8", "--batch-size", help="Samples per model forward, or auto: the largest that fits the free GPU memory (8 on a CPU)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or bf16: the U-Net and text encoder of a model method under autocast at that precision [default: the method spec's, fp32 unless the published code used another]."),
     seed: int = typer.Option(0, "--seed", help="Seed for methods with randomness."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record failing samples in run.json under `skipped` and go on."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Do only part INDEX/COUNT of the samples (INDEX from 0 to COUNT-1, e.g. 0/4 ... 3/4; split by sorted sample_id). Merge by running the same command without --shard."),
@@ -181,7 +182,7 @@ def run_cmd(
     result = run(RunRequest(method=method, dataset=dataset, protocol=protocol, data_root=data_root,
                             dataset_options=_options(option), out=out, limit=limit, device=device,
                             random_weights=random_weights, weights=weights, overrides=list(set_),
-                            skip_bad=skip_bad, batch_size=batch_size, seed=seed,
+                            skip_bad=skip_bad, batch_size=_batch_size(batch_size), seed=seed, precision=precision,
                             shard=parse_shard(shard) if shard is not None else None, gmm_seeds=gmm_seeds,
                             allow_outside_root=allow_outside_root))
     if isinstance(result, ShardResult):
@@ -191,6 +192,16 @@ def run_cmd(
         typer.echo(f"shard {result.shard}: {result.scored} sample(s) scored, {skipped} skipped, in {result.root}; {then}")
         return
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
+
+
+def _batch_size(text: str) -> int | str:
+    """--batch-size: a positive integer or "auto"."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise BenchError(f"--batch-size {text}: expected a number of samples or auto") from None
 
 
 def _report(result, title: str) -> None:
@@ -467,8 +478,8 @@ def tune_anatomy_cmd(
 ) -> None:
     """Tune the location-token codebook of an anatomy_ldm method; writes the file its adapter reads."""
     from .core.devices import check_device
-    from .methods.ldm.anatomy_tune import CodebookTuner
-    from .methods.ldm.tune_spec import load_tune_spec
+    from .methods.ldm.anatomy.tune import CodebookTuner
+    from .methods.ldm.anatomy.tune_spec import load_tune_spec
 
     check_device(device, allow_auto=True)
     tuner = CodebookTuner(load_tune_spec(spec), out, device=device, random_weights=random_weights, weights=weights)

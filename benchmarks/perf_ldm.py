@@ -17,9 +17,18 @@ clip_ldm):
    measurement cannot hide a peak), with glibc's mmap threshold fixed (otherwise heap fragmentation,
    not live memory, sets the peak); on the CPU only the tiny U-Nets are measured unless --real-memory.
 
+4. Precision and batch: seconds per sample and peak memory of the capturing loop at fp32 and bf16
+   (and fp16 on CUDA, or with --precisions), batch 1 against batch 8, with the U-Net under autocast
+   and the capture at each method's spec `attention_precision`. Seconds per sample are projected to the
+   method's whole engine loop (seconds per U-Net sample-evaluation x the engine's minimal count) and,
+   for `--device cuda`, to all of MS-CXR (1,162 pairs); with `--device cuda` the table is also
+   written to benchmarks/results/perf_ldm_<gpu>.md with the machine named. On the CPU memory is
+   the peak RSS above the level before the loop in the same process (a lower bound); on CUDA
+   torch.cuda.max_memory_allocated above the allocation before the loop.
+
 U-Nets: tiny ones (a few layers, the real 64x64 latent and 77 tokens) and real-size ones (the SD-1.5
 and SD-2 UNet2DConditionModel configurations and the MONAI CXR LDM one from bench/methods/ldm_config,
-or the same numbers built in here when that folder is absent), all with random weights, fp32.
+or the same numbers built in here when that folder is absent), all with random weights, fp32 unless table 4 says otherwise.
 """
 
 from __future__ import annotations
@@ -293,6 +302,84 @@ class Setup:
         return time.perf_counter() - start
 
 
+def precision_loop(setup: Setup, steps: int, batch: int, precision: str) -> tuple[float, int, int]:
+    """(seconds, U-Net sample-evaluations, peak bytes) of the method's capturing loop over `steps` read
+    steps for `batch` samples at `precision` (autocast of the U-Net; attention as the method's spec)."""
+    from bench.methods.ldm.precision import Precision
+
+    m = setup.m
+    attention = spec_attention(m.name)
+    p = Precision(precision, attention)
+    device = torch.device(setup.device)
+    runner = UNetRunner(setup.unet, lambda: p.autocast(device))
+    kwargs = {"dtype": None, "autocast_dtype": p.dtype} if attention == "autocast" and p.reduced else {}
+    cond = Conditioning(setup.cond.cond.expand(batch, -1, -1).contiguous(), setup.cond.uncond)
+    z0 = setup.z0.expand(batch, -1, -1, -1).contiguous()
+    timesteps = window(m, steps)
+    every = StepSelection.every()
+    sinks = [AttentionAggregator(batch, READ_TOKENS * batch, per_map_minmax=m.per_map_minmax, grid=m.grid)]
+    gc.collect()
+    _trim_heap()
+    cuda = setup.device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if cuda else _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = None if cuda else threading.Thread(target=watch, daemon=True)
+    if thread:
+        thread.start()
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad(), CrossAttentionCapture(setup.unet, setup.layers, sinks, **kwargs) as cap:
+        if m.process == "invert":
+            invert(runner, setup.schedule, z0, cond, timesteps, every, capture=cap, guidance=m.guidance)
+        else:
+            noise_gt(runner, setup.schedule, z0, cond, timesteps, every,
+                     sample_generators(list(range(batch)), setup.device), capture=cap, guidance=m.guidance)
+        sinks[0].result()
+    sync()
+    seconds = time.perf_counter() - start
+    if thread:
+        done.set()
+        thread.join()
+        used = max(peak[0], _rss_bytes()) - base
+    else:
+        used = torch.cuda.max_memory_allocated() - base
+    return seconds, runner.sample_evals, used
+
+
+def spec_attention(name: str) -> str:
+    """The method spec's `attention_precision` (fp32 when the spec or the field is absent)."""
+    try:
+        from bench.methods.specs import load_method_spec
+
+        return str(load_method_spec(name.removesuffix("+bbm"))["params"].get("attention_precision", "fp32"))
+    except Exception:
+        return "fp32"
+
+
+def machine_name(device: str) -> str:
+    """The GPU's name (CUDA) or the CPU's model name, for the results file."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "cpu"
+
+
+MS_CXR_SAMPLES = 1162  # image-phrase pairs of MS-CXR (Boecking et al. 2022)
+
+
 def sync() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
@@ -398,6 +485,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions of each variant [tiny 3; real: 1 on cpu, 5 on cuda]")
     parser.add_argument("--real-memory", action="store_true", help="also measure memory of the real-size U-Nets on the cpu (slow: 60 forwards each)")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the method configurations")
+    parser.add_argument("--precisions", default=None, help="table 4's precisions [fp32,bf16 on cpu; fp32,fp16,bf16 on cuda]")
+    parser.add_argument("--batches", default="1,8", help="table 4's batch sizes [1,8]")
+    parser.add_argument("--precision-sizes", default=None, help="table 4's U-Net sizes [tiny on cpu, real on cuda]")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -466,9 +556,55 @@ def main() -> None:
               ["unet", "method", "10 steps", "50 steps", "difference", "per extra step"], memory_rows)
     else:
         print("\nMemory: not measured (real-size U-Nets on the cpu need --real-memory)")
+    precision_table(args, methods, cuda)
     if memory_rows and any(m.bbm for m in methods):
         print("\n+bbm keeps the pass-1 start-token map of every (step, layer) for pass 2, so its memory may grow "
               "with the steps; the others keep one running sum per sample.")
+
+
+
+def precision_table(args: argparse.Namespace, methods: list[MethodConfig], cuda: bool) -> None:
+    """Table 4: seconds per sample and peak memory, per precision and batch size."""
+    precisions = (args.precisions or ("fp32,fp16,bf16" if cuda else "fp32,bf16")).split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    sizes = (args.precision_sizes or ("real" if cuda else "tiny")).split(",")
+    steps = 2
+    rows = []
+    for size in sizes:
+        for m in methods:
+            if m.bbm:
+                continue  # the same U-Net calls as the method without BBM, twice over
+            setup = Setup(m, build_unet(m.arch, size, args.device), size, args.device)
+            precision_loop(setup, 1, 1, "fp32")  # warm-up
+            minimal = count_evals(m, False)
+            for precision in precisions:
+                for batch in batches:
+                    seconds, evals, used = precision_loop(setup, steps, batch, precision)
+                    per_sample = seconds / evals * minimal
+                    row = [size, m.name, precision, str(batch), f"{per_sample:.3f}", mib(used)]
+                    if cuda:
+                        row.append(f"{per_sample * MS_CXR_SAMPLES / 3600:.2f}")
+                    rows.append(row)
+                    print(f"  {size} {m.name} {precision} batch {batch}: {per_sample:.3f} s/sample, "
+                          f"{mib(used)} MiB", flush=True)
+            del setup
+    header = ["unet", "method", "precision", "batch", "s / sample (engine loop)", "peak MiB"]
+    if cuda:
+        header.append("h for MS-CXR")
+    title = (f"Precision and batch ({machine_name(args.device)}, torch {torch.__version__}; s / sample = s per "
+             f"U-Net sample-evaluation over {steps} read steps x the engine's minimal count per sample)")
+    table(title, header, rows)
+    if cuda:
+        out = Path(__file__).resolve().parent / "results"
+        out.mkdir(exist_ok=True)
+        name = "".join(c if c.isalnum() else "_" for c in machine_name(args.device)).strip("_").lower()
+        lines = [f"# perf_ldm precision table on {machine_name(args.device)}", "",
+                 f"torch {torch.__version__}, CUDA {torch.version.cuda}, random weights, written by "
+                 "`python benchmarks/perf_ldm.py --device cuda`.", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                 *["| " + " | ".join(r) + " |" for r in rows], ""]
+        (out / f"perf_ldm_{name}.md").write_text("\n".join(lines))
+        print(f"\nwritten to {out / f'perf_ldm_{name}.md'}")
 
 
 if __name__ == "__main__":

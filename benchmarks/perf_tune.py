@@ -23,7 +23,7 @@ import torch
 from perf_ldm import _rss_bytes, _trim_heap, build_unet, context_dim, latent_channels, table
 
 from bench.methods.ldm import CrossAttentionCapture, cross_attention_layers, select_layers
-from bench.methods.ldm.anatomy_tune import diversity_loss, localisation_loss
+from bench.methods.ldm.anatomy.tune import diversity_loss, localisation_loss
 from bench.methods.ldm.process import UNetRunner
 from bench.methods.ldm.steps import BatchLayout, StepInfo
 

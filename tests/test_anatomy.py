@@ -12,7 +12,7 @@ import torch
 from tiny_unets import TINY_MONAI
 
 from bench.core.errors import BenchError
-from bench.methods.ldm.anatomy import (
+from bench.methods.ldm.anatomy.codebook import (
     build_prompt,
     codebook_provenance,
     explicit_locations,

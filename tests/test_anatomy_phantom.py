@@ -10,7 +10,7 @@ import torch
 
 from bench.datasets.phantom import PhantomDataset, flip_side
 from bench.methods import RunContext, backend_class
-from bench.methods.ldm.anatomy import codebook_provenance, load_codebook, location_vocabulary
+from bench.methods.ldm.anatomy.codebook import codebook_provenance, load_codebook, location_vocabulary
 from bench.methods.ldm.settings import METHODS_DIR
 from bench.methods.specs import apply_overrides, load_method_spec
 

@@ -8,7 +8,7 @@ from bench.core.errors import BenchError
 from bench.core.samples import Sample
 from bench.datasets.anatomy import build_prompt
 from bench.datasets.phantom import PhantomDataset
-from bench.methods.ldm.anatomy_triplets import (
+from bench.methods.ldm.anatomy.triplets import (
     RadGraphParser,
     Report,
     RuleParser,

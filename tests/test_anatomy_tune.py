@@ -11,9 +11,9 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.datasets.anatomy import load_rules
-from bench.methods.ldm.anatomy import codebook_provenance, load_codebook, location_vocabulary
-from bench.methods.ldm.anatomy_tune import CodebookTuner, diversity_loss, localisation_loss
-from bench.methods.ldm.tune_spec import load_tune_spec
+from bench.methods.ldm.anatomy.codebook import codebook_provenance, load_codebook, location_vocabulary
+from bench.methods.ldm.anatomy.tune import CodebookTuner, diversity_loss, localisation_loss
+from bench.methods.ldm.anatomy.tune_spec import load_tune_spec
 
 
 def test_diversity_loss_is_the_mean_squared_cosine_of_token_pairs():

@@ -387,3 +387,20 @@ def test_bench_run_random_weights_end_to_end(bench_cli, tmp_path: Path, name: st
         assert heatmap.values.shape == (grid, grid) and np.isfinite(heatmap.values).all()
         assert heatmap.geometry.height == heatmap.geometry.width < min(heatmap.geometry.image_height,
                                                                         heatmap.geometry.image_width)
+
+
+def test_bf16_runs_image_and_text_model_under_autocast_and_stays_close_to_fp32(prepared) -> None:
+    from bench.running.runner import with_precision
+
+    sample = _sample("mimic", "in-memory", 600, 500, "Right basilar atelectasis")
+    rows = np.linspace(0, 1, 600)[:, None] * np.hanning(500)[None, :]
+    dataset = ArrayDataset([sample], {"mimic": (rows * 4000).astype(np.uint16)})
+    (full,) = prepared("biovil").heatmaps([sample], dataset)
+    spec = with_precision(load_method_spec("biovil"), "bf16")
+    method = backend_class("biovil")(spec, RunContext(random_weights=True, seed=0))
+    method.prepare(UntouchableDataset([]))
+    (reduced,) = method.heatmaps([sample], dataset)
+    assert method.provenance()["precision"] == "bf16" and prepared("biovil").provenance()["precision"] == "fp32"
+    assert reduced.values.dtype == np.float32
+    difference = np.abs(reduced.values - full.values).max()
+    assert 0 < difference < 0.1  # bf16 keeps 8 bits of mantissa: cosines move, by little

@@ -18,7 +18,7 @@ from bench.datasets.phantom import PhantomDataset, flip_side
 from bench.evaluation.protocols import load_protocol
 from bench.evaluation.scoring import score
 from bench.methods import RunContext, backend_class
-from bench.methods.ldm.phantom_train import main as train_main
+from bench.methods.ldm.phantom.train import main as train_main
 from bench.methods.ldm.settings import METHODS_DIR, parse_settings
 from bench.methods.specs import apply_overrides, load_method_spec
 
@@ -172,7 +172,7 @@ def test_attention_term_can_leave_out_the_location_words() -> None:
     from transformers import BertTokenizer
 
     from bench.datasets.anatomy import load_rules
-    from bench.methods.ldm.phantom_train import tokenize
+    from bench.methods.ldm.phantom.train import tokenize
 
     tokenizer = BertTokenizer.from_pretrained(str(MODEL_DIR / "tokenizer"))
     phrases = ["small right lower lobe atelectasis", "cardiomegaly", "left pneumothorax along the lateral chest wall"]

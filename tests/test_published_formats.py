@@ -27,7 +27,7 @@ from tiny_unets import TINY, one_thread, tiny_method, tiny_monai_unet  # noqa: F
 
 from bench.core.errors import BenchError
 from bench.methods import RunContext, backend_class
-from bench.methods.ldm.anatomy import load_rules, location_vocabulary, random_codebook, save_codebook
+from bench.methods.ldm.anatomy.codebook import load_rules, location_vocabulary, random_codebook, save_codebook
 from bench.methods.ldm.formats import load_monai, load_original_unet
 from bench.methods.ldm.loading import CONFIG_DIR
 from bench.methods.ldm.settings import METHODS_DIR

@@ -50,9 +50,16 @@ class Entry:
     modified: list[str] = field(default_factory=list)
 
     @property
+    def precision(self) -> str:
+        """The precision the run's model ran in (`--precision`; runs that record none ran in fp32)."""
+        return str((self.record.get("provenance") or {}).get("precision", "fp32"))
+
+    @property
     def label(self) -> str:
-        """The entry as tables and pages show it: `NAME [modified]` when a file differs from its record."""
-        return integrity.mark(self.name, self.modified)
+        """The entry as tables and pages show it: `NAME [bf16]` when its model ran at a reduced precision,
+        and `[modified]` when a file differs from its record."""
+        name = self.name if self.precision == "fp32" else f"{self.name} [{self.precision}]"
+        return integrity.mark(name, self.modified)
 
     @property
     def board(self) -> tuple[str, str]:

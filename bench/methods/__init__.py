@@ -19,7 +19,7 @@ BACKENDS: dict[str, str] = {
     "uniform": "bench.methods.baselines:Uniform",
     "biovil": "bench.methods.biovil:BioVilMethod",
     "ldm": "bench.methods.ldm.method:LdmMethod",
-    "anatomy_ldm": "bench.methods.ldm.anatomy_method:AnatomyLdmMethod",
+    "anatomy_ldm": "bench.methods.ldm.anatomy.method:AnatomyLdmMethod",
 }
 
 

@@ -29,6 +29,7 @@ from ..core.samples import Sample
 from ..datasets.base import Dataset
 from .artifacts import verify_part
 from .base import Method, RunContext
+from .ldm.precision import PRECISIONS, Precision
 from .state_dicts import check_loading_info, load_exact, read_state_dict
 from .weights import Component, WeightFile, parse_component, resolve_files
 
@@ -86,6 +87,8 @@ PARAMS = {
     "resize": Param(int, REQUIRED, ge=1, le=4096, help="short side resized to this"),
     "crop": Param(int, REQUIRED, ge=1, le=4096, help="central crop x crop square, at most resize"),
     "sigma": Param(float, REQUIRED, ge=0, help="Gaussian smoothing on the patch grid, in patches"),
+    "precision": Param(str, "fp32", choices=PRECISIONS,
+                       help="image and text model under autocast at fp16 / bf16 (fp32, as hi-ml: no autocast)"),
 }
 
 
@@ -169,6 +172,8 @@ class BioVilMethod(Method):
     def prepare(self, dataset: Dataset | None = None) -> None:
         """Check the device and the checkpoint files, then build both models (no sample is read)."""
         self.device = torch_device(self.context.device)
+        self.precision = Precision(self.params["precision"])
+        self.precision.check(self.device)
         if self.context.random_weights:
             image_model, text_model, tokenizer = self._random_models()
         else:
@@ -246,7 +251,9 @@ class BioVilMethod(Method):
         size = max(1, self.context.batch_size)
         for i in range(0, len(images), size):
             batch = torch.stack(images[i:i + size]).to(self.device)
-            out.extend(self.image_model.get_patchwise_projected_embeddings(batch, normalize=True))
+            with self.precision.autocast(self.device):
+                emb = self.image_model.get_patchwise_projected_embeddings(batch, normalize=True)
+            out.extend(emb.float())
         return out
 
     @torch.no_grad()
@@ -263,12 +270,13 @@ class BioVilMethod(Method):
         for i in range(0, len(pending), size):
             chunk = pending[i:i + size]
             tokens = self.tokenizer(chunk, add_special_tokens=True, padding="longest", return_tensors="pt")
-            emb = self.text_model.get_projected_text_embeddings(
-                input_ids=tokens["input_ids"].to(self.device),
-                attention_mask=tokens["attention_mask"].to(self.device),
-                normalize_embeddings=True,
-            )
-            self._text_cache.update(zip(chunk, emb))
+            with self.precision.autocast(self.device):
+                emb = self.text_model.get_projected_text_embeddings(
+                    input_ids=tokens["input_ids"].to(self.device),
+                    attention_mask=tokens["attention_mask"].to(self.device),
+                    normalize_embeddings=True,
+                )
+            self._text_cache.update(zip(chunk, emb.float()))
         return [self._text_cache[p] for p in prompts]
 
     def _check_prompt(self, sample: Sample, prompt: str) -> None:
@@ -284,7 +292,8 @@ class BioVilMethod(Method):
 
     def provenance(self) -> dict:
         record = {"variant": self.settings.variant, "random_weights": self.context.random_weights,
-                  "resize": self.settings.resize, "crop": self.settings.crop, "sigma": self.settings.sigma}
+                  "resize": self.settings.resize, "crop": self.settings.crop, "sigma": self.settings.sigma,
+                  "precision": self.params["precision"]}
         if self.context.random_weights:
             record.update({"seed": self.context.seed, "text_config": self.variant.text_config,
                            "tokenizer": "built-in vocabulary (biovil_config/tokenizer)"})

@@ -25,6 +25,7 @@ from ..core.devices import check_device
 from ..core.errors import BenchError, SampleError
 from ..core.fingerprint import dataset_fingerprint
 from ..core.heatmap import Heatmap, read_original_map
+from ..core.params import schema_of
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
@@ -40,7 +41,7 @@ from ..evaluation.scoring import (
 from ..evaluation.seed_spread import seed_columns, spread
 from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
-from ..methods import RunContext, method_backend
+from ..methods import RunContext, backend_class, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
 from . import integrity, shards
 from .integrity import HeatmapSet
@@ -67,8 +68,9 @@ class RunRequest:
     weights: Path | None = None
     overrides: list[str] = field(default_factory=list)
     skip_bad: bool = False
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto": the largest that fits the device's free memory (the method says)
     seed: int = 0
+    precision: str | None = None  # --precision: params.precision of a model method
     shard: shards.Shard | None = None
     allow_outside_root: bool = False
     gmm_seeds: int | None = None
@@ -381,8 +383,8 @@ def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict
 def check_request(req: RunRequest) -> None:
     """BenchError for an option out of range, before anything is loaded or written."""
     check_device(req.device)
-    if req.batch_size < 1:
-        raise BenchError(f"--batch-size {req.batch_size}: must be at least 1")
+    if req.batch_size != "auto" and (not isinstance(req.batch_size, int) or req.batch_size < 1):
+        raise BenchError(f"--batch-size {req.batch_size}: must be at least 1, or auto")
     if req.limit is not None and req.limit < 1:
         raise BenchError(f"--limit {req.limit}: must be at least 1")
     if req.out is not None:
@@ -441,10 +443,36 @@ def run_protocol(name: str, gmm_seeds: int | None = None) -> Protocol:
     return replace(protocol, gmm_seeds=gmm_seeds)
 
 
+def with_precision(spec: dict, precision: str | None) -> dict:
+    """`spec` with `params.precision` set by `--precision` (None: the spec's own); BenchError for a
+    method whose backend has no precision."""
+    if precision is None:
+        return spec
+    known = schema_of(backend_class(spec["backend"]).known_params) or {}
+    if "precision" not in known:
+        raise BenchError(f"--precision: {spec['name']} runs no model with a precision setting")
+    choices = getattr(known["precision"], "choices", None)
+    if choices and precision not in choices:
+        raise BenchError(f"--precision {precision}: expected one of {', '.join(choices)}")
+    return {**spec, "params": {**spec.get("params", {}), "precision": precision}}
+
+
+def batch_size_for(method, requested: int | str) -> int:
+    """The batch size a run uses: `requested`, or for "auto" the method's `fitting_batch_size()` (8 where
+    the method knows no limit); BenchError naming the size that fits when `requested` does not."""
+    fits = method.fitting_batch_size() if hasattr(method, "fitting_batch_size") else None
+    if requested == "auto":
+        return fits if fits is not None else 8
+    if fits is not None and requested > fits:
+        raise BenchError(f"--batch-size {requested} does not fit in the free memory of {method.context.device}: "
+                         f"--batch-size {fits} fits (or --batch-size auto)")
+    return int(requested)
+
+
 def _load(req: RunRequest) -> tuple[dict, type, Protocol, Dataset, list[Sample], list[Sample]]:
     """The request's method spec (overrides applied), backend class, protocol, dataset, and its
     samples: every one, and the protocol's set (after --limit)."""
-    spec = apply_overrides(load_method_spec(req.method), req.overrides)
+    spec = with_precision(apply_overrides(load_method_spec(req.method), req.overrides), req.precision)
     backend = method_backend(spec, method_spec_file(req.method).label)
     protocol = run_protocol(req.protocol, req.gmm_seeds)
     dataset = get_dataset(req.dataset, req.data_root, req.dataset_options, req.allow_outside_root)
@@ -468,9 +496,10 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
         _check_resumable(rundir, config)
         shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
-                         batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
+                         batch_size=8 if req.batch_size == "auto" else req.batch_size, seed=req.seed, all_samples=everything, eval_samples=valid)
     method = backend(spec, context)
     method.prepare(dataset)  # raises on missing checkpoints before anything is written
+    context.batch_size = batch_size_for(method, req.batch_size)
     files = shards.ShardFiles(rundir.root, shard)
     record = shards.new_record(shard, config, shards.sample_set_id(chosen), len(mine), req.device)
     excluded: set[str] = set()
@@ -480,7 +509,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
         rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
         files.write(record)
     try:
-        t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, req.batch_size)
+        t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, context.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
         table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
@@ -528,12 +557,14 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
             excluded.update(rec.get("excluded", []))
     chosen = validate_all(chosen, req.skip_bad, skipped, dataset)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
-                         batch_size=req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
+                         batch_size=8 if req.batch_size == "auto" else req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
     missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
     method = None
+    batch_size = 8 if req.batch_size == "auto" else req.batch_size
     if missing or not merged:  # merging finished shards needs no model
         method = backend(spec, context)
         method.prepare(dataset)  # raises on missing checkpoints before anything is written
+        batch_size = context.batch_size = batch_size_for(method, req.batch_size)
     record = {
         "status": "running",
         **run_header(),
@@ -563,7 +594,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     chosen = [s for s in chosen if s.sample_id not in skipped]
     t_maps = 0.0
     if method is not None:
-        t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, req.batch_size)
+        t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
     crop = spec_crop(spec, protocol)
     table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),

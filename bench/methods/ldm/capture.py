@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .layers import CrossAttentionLayer
+from .precision import attention_probs
 from .steps import StepInfo
 
 
@@ -54,33 +55,25 @@ def _grid(latent_hw: tuple[int, int], downsampling: int, positions: int) -> tupl
     return h, w
 
 
-def _attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None,
-                     dtype: torch.dtype | None) -> torch.Tensor:
-    """softmax(q k^T * scale [+ additive mask]) over the last axis, computed in `dtype`."""
-    if dtype is not None:
-        q, k = q.to(dtype), k.to(dtype)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if mask is not None:
-        scores = scores + mask.to(scores.dtype)
-    return scores.softmax(dim=-1)
-
-
 class CrossAttentionCapture:
     """Install capture hooks on `layers` of `unet` for the duration of a `with` block.
 
     Inside the block, `reading(step)` marks the U-Net calls whose probabilities the sinks receive;
     outside it the hooked layers run their default path. `dtype` is the precision of the logits and
-    softmax (float32 as Vilouras and Dombrowski; None keeps the model's dtype).
+    softmax (float32 as Vilouras and Dombrowski; None keeps the model's dtype), with autocast off for
+    them; `autocast_dtype` instead computes them as diffusers does under autocast at that dtype
+    (Nützel: float16 probabilities, see `precision.attention_probs`).
     """
 
     def __init__(self, unet: nn.Module, layers: Sequence[CrossAttentionLayer], sinks: Sequence[Sink],
-                 dtype: torch.dtype | None = torch.float32) -> None:
+                 dtype: torch.dtype | None = torch.float32, autocast_dtype: torch.dtype | None = None) -> None:
         if not layers:
             raise ValueError("capture needs at least one layer")
         self.unet = unet
         self.layers = list(layers)
         self.sinks = list(sinks)
         self.dtype = dtype
+        self.autocast_dtype = autocast_dtype
         self.step: StepInfo | None = None
         self._latent_hw: tuple[int, int] | None = None
         self._undo: list[Callable[[], None]] = []
@@ -213,7 +206,7 @@ class _DiffusersCaptureProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        probs = _attention_probs(query, key, attn.scale, attention_mask, self.capture.dtype)
+        probs = attention_probs(query, key, attn.scale, attention_mask, self.capture.dtype, self.capture.autocast_dtype)
         self.capture._emit(self.layer, probs)
         hidden_states = torch.matmul(probs.to(value.dtype), value)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
@@ -249,7 +242,7 @@ class _MonaiCaptureForward:
 
         q, k, v = split(block.to_q(x)), split(block.to_k(kv)), split(block.to_v(kv))
         dtype = self.capture.dtype if self.capture.dtype is not None else block.attention_dtype
-        probs = _attention_probs(q, k, block.scale, None, dtype)
+        probs = attention_probs(q, k, block.scale, None, dtype, self.capture.autocast_dtype)
         self.capture._emit(self.layer, probs)
         out = torch.matmul(block.drop_weights(probs).to(v.dtype), v)
         out = out.transpose(1, 2).reshape(batch, positions, heads * head_dim)

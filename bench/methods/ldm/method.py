@@ -30,6 +30,7 @@ from ...core.heatmap import Heatmap
 from ...core.samples import Sample
 from ...datasets.base import Dataset
 from ..base import Method, RunContext
+from . import memory
 from .aggregate import AttentionAggregator
 from .bbm import SSIM_WINDOW, BbmCollector, BbmMaps
 from .capture import CrossAttentionCapture
@@ -41,7 +42,7 @@ from .preprocess import crop_geometry, image_tensor, latent_source, posterior
 from .process import Conditioning, ProcessResult, UNetRunner, invert, noise_gt, sample, sample_generators
 from .schedule import NoiseSchedule, scheduler_timesteps, trailing_timesteps
 from .settings import PARAMS, LdmSettings, parse_settings
-from .steps import StepSelection
+from .steps import BatchLayout, StepInfo, StepSelection
 from .tokens import select_tokens, word_weights
 
 #: merges the four streamed maps of `BbmCollector.maps()` (`BbmMaps`) into (samples, H, W) maps
@@ -86,6 +87,7 @@ class LdmMethod(Method):
             return
         s = self.settings
         self.device = _device(self.context.device)
+        s.precision.check(self.device)
         models = load_models(s, self.context.random_weights, self.context.weights, self.context.seed)
         models.unet.to(self.device)
         models.vae.to(self.device)
@@ -105,11 +107,40 @@ class LdmMethod(Method):
             raise BenchError(f"adapters/{s.name}.toml: {exc}") from None
         if s.bbm and s.grid == 0 and len({layer.downsampling for layer in self.layers}) > 1:
             raise BenchError(f"adapters/{s.name}.toml: BBM over layers of several resolutions needs params.grid")
-        self.runner = UNetRunner(models.unet)
+        self.runner = UNetRunner(models.unet, lambda: s.precision.autocast(self.device))
         self.tagger = make_tagger(s.lexical_tagger) if s.tokens == "lexical" else None
         self.models = models
         if s.bbm and self.bbm_merge is None:
             self.bbm_merge = default_bbm_merge()
+
+    # ------------------------------------------------------------ batch memory
+
+    def fitting_batch_size(self) -> int | None:
+        """The largest batch the free memory of a CUDA device holds (`memory.py`); None elsewhere."""
+        if self.device.type != "cuda":
+            return None
+        return self.batch_fit(memory.cuda_free(self.device),
+                              lambda n: memory.cuda_peak(self.device, lambda: self._probe(n)))
+
+    def batch_fit(self, free: int, peak_of: Callable[[int], int]) -> int:
+        """`memory.fitting_batch` from `free` bytes and `peak_of(n)`, the peak bytes of a probe of n samples."""
+        return memory.fitting_batch(memory.measure(peak_of, free), str(self.device))
+
+    def _probe(self, n: int) -> None:
+        """The heaviest work of a batch of `n`: encoding n images, one U-Net call on both guidance
+        halves with every chosen layer read, under the run's precision."""
+        s = self.settings
+        images = torch.zeros((n, s.image_channels, s.crop, s.crop), device=self.device)
+        with torch.no_grad():
+            mean, _ = posterior(self.models.vae, images)
+            with s.precision.autocast(self.device):
+                cond = self.models.text.phrases([""] * n).to(self.device, torch.float32)
+            sink = AttentionAggregator(n, [[0]] * n, half="cond", per_map_minmax=s.per_map_minmax,
+                                       grid=s.grid or None, steps=StepSelection.every())
+            t = int(self.timesteps[0])
+            with CrossAttentionCapture(self.models.unet, self.layers, [sink], **self._capture_precision()) as capture:
+                with capture.reading(StepInfo(0, t, 1, BatchLayout(n, ("uncond", "cond")))):
+                    self.runner(torch.cat([mean, mean]), t, torch.cat([cond, cond]))
 
     def _loop_timesteps(self, process: str | None = None) -> list[int]:
         """Timesteps in loop order: ascending for inversion, descending otherwise."""
@@ -138,7 +169,9 @@ class LdmMethod(Method):
     def contexts(self, samples: Sequence[Sample], prompts: Sequence[str]) -> Conditioning:
         """Text conditioning: the prompts' contexts and the empty prompt's."""
         text = self.models.text
-        return Conditioning(cond=text.phrases(prompts).to(self.device), uncond=text.empty().to(self.device))
+        with self.settings.precision.autocast(self.device):
+            cond, uncond = text.phrases(prompts), text.empty()
+        return Conditioning(cond=cond.to(self.device, torch.float32), uncond=uncond.to(self.device, torch.float32))
 
     # ------------------------------------------------------------ heatmaps
 
@@ -200,7 +233,7 @@ class LdmMethod(Method):
         guidance = s.guidance_scale if guidance is None else guidance
         timesteps = self._loop_timesteps(process)
         halves = (s.read_half,)
-        with CrossAttentionCapture(self.models.unet, self.layers, sinks) as capture:
+        with CrossAttentionCapture(self.models.unet, self.layers, sinks, **self._capture_precision()) as capture:
             if process == "invert":
                 clean = latent_source(mean, std, "mean" if s.latent == "mean" else "sample", s.scale_factor,
                                       generators)
@@ -214,6 +247,13 @@ class LdmMethod(Method):
             sigma0 = float(getattr(self.models.scheduler, "init_noise_sigma", 1.0))
             return sample(self.runner, self.schedule, shape, conditioning, timesteps, steps, generators, capture,
                           guidance=guidance, read_halves=halves, init_noise_sigma=sigma0, as_coded=s.as_coded)
+
+    def _capture_precision(self) -> dict:
+        """The capture's dtype arguments: float32 logits and softmax, or as diffusers under autocast."""
+        p = self.settings.precision
+        if p.attention == "autocast" and p.reduced:
+            return {"dtype": None, "autocast_dtype": p.dtype}
+        return {"dtype": torch.float32}
 
     def _bbm(self, tokens: list, seeds: list[int], conditioning: Conditioning, grid: int | None,
              steps: StepSelection, mean: torch.Tensor, std: torch.Tensor,
@@ -250,6 +290,7 @@ class LdmMethod(Method):
             "layers": [layer.name for layer in self.layers] if self.models else None,
             "tokens": s.tokens, "token_alignment": s.token_alignment, "bbm": s.bbm,
             **({"lexical_tagger": s.lexical_tagger} if s.tokens == "lexical" else {}),
+            **self.settings.precision.record(),
             "seed_policy": "crc32(spec seed:run seed:sample id) per sample", "spec_seed": s.seed,
             "run_seed": self.context.seed,
             "sample_evals_per_sample": float(np.mean(self.sample_evals)) if self.sample_evals else None,

@@ -16,7 +16,7 @@ sample, so a sample's maps do not depend on its batch or batch position.
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -34,18 +34,24 @@ class UNetRunner:
     """One call signature for diffusers U-Nets and MONAI ones (or any `f(latents, timesteps, context)`),
     counting sample-evaluations (latents pushed through the U-Net; a CFG call counts 2 per sample)."""
 
-    def __init__(self, unet: nn.Module | Callable) -> None:
+    def __init__(self, unet: nn.Module | Callable,
+                 autocast: Callable[[], AbstractContextManager] = nullcontext) -> None:
         self.unet = unet
+        self.autocast = autocast
         params = inspect.signature(unet.forward if isinstance(unet, nn.Module) else unet).parameters
         self.kind = "diffusers" if "encoder_hidden_states" in params else "positional"
         self.sample_evals = 0
 
     def __call__(self, latents: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
+        """The U-Net's output, inside the `autocast` region, returned in the latents' dtype."""
         self.sample_evals += latents.shape[0]
         timesteps = torch.full((latents.shape[0],), int(t), device=latents.device, dtype=torch.long)
-        if self.kind == "diffusers":
-            return self.unet(latents, timesteps, encoder_hidden_states=context, return_dict=False)[0]
-        return self.unet(latents, timesteps, context)
+        with self.autocast():
+            if self.kind == "diffusers":
+                out = self.unet(latents, timesteps, encoder_hidden_states=context, return_dict=False)[0]
+            else:
+                out = self.unet(latents, timesteps, context)
+        return out.to(latents.dtype)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from ...core.errors import BenchError
 from ...core.params import REQUIRED, Param, check_params
 from ..weights import Component, parse_component
 from .lexicon import spacy_model
+from .precision import ATTENTION_PRECISIONS, PRECISIONS, Precision
 from .steps import StepSelection
 from .tokens import ALIGNMENTS, STRATEGIES, WEIGHTINGS
 
@@ -62,6 +63,10 @@ PARAMS: dict[str, Param] = {
     "bbm": Param(bool, False),
     "bbm_guidance_scale": Param(float, 16.0),
     "as_coded": Param(bool, False),
+    "precision": Param(str, "fp32", choices=PRECISIONS,
+                       help="U-Net and text encoder under autocast at fp16 / bf16 (fp32: no autocast)"),
+    "attention_precision": Param(str, "fp32", choices=ATTENTION_PRECISIONS,
+                                 help="captured probabilities: fp32 logits and softmax, or as diffusers under autocast"),
 }
 METHODS_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = METHODS_DIR.parent.parent
@@ -111,6 +116,7 @@ class LdmSettings:
     bbm: bool
     bbm_guidance_scale: float
     as_coded: bool
+    precision: Precision = field(default_factory=Precision)
     unet: Component = field(default_factory=Component)
     vae: Component = field(default_factory=Component)
     text: Component = field(default_factory=Component)
@@ -217,6 +223,7 @@ def parse_settings(spec: dict) -> LdmSettings:
         bbm=p["bbm"],
         bbm_guidance_scale=p["bbm_guidance_scale"],
         as_coded=p["as_coded"],
+        precision=Precision(p["precision"], p["attention_precision"]),
         unet=parse_component(weights.get("unet"), "unet", source),
         vae=parse_component(weights.get("vae"), "vae", source),
         text=parse_component(weights.get("text"), "text", source),

@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ...core import atomic
-from ...core.geometry import box_mask
-from ...datasets.phantom import CATEGORIES, PhantomDataset, phrase_for, sizes_for
-from .preprocess import image_tensor
+from ....core import atomic
+from ....core.geometry import box_mask
+from ....datasets.phantom import CATEGORIES, PhantomDataset, phrase_for, sizes_for
+from ..preprocess import image_tensor
 
 SIDES = ("right", "left")
 

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ...core.errors import BenchError
-from ...datasets.anatomy import (  # noqa: F401  (re-exported: the method's public names)
+from ....core.errors import BenchError
+from ....datasets.anatomy import (  # noqa: F401  (re-exported: the method's public names)
     FILLER,
     JOINER,
     LOCATIONS_FILE,
@@ -134,7 +134,7 @@ def save_codebook(codebook: Codebook, path: Path, provenance: dict | None = None
     """Write a codebook atomically in the format `load_codebook` reads (with `provenance`, JSON, inside)."""
     from safetensors.torch import save
 
-    from ...core import atomic
+    from ....core import atomic
 
     metadata = {"tokens": json.dumps(list(codebook.tokens))}
     if provenance is not None:

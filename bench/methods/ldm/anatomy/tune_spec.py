@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...core.errors import BenchError
-from ...core.params import Param
+from ....core.errors import BenchError
+from ....core.params import Param
 
-TUNING_DIR = Path(__file__).resolve().parent / "tuning"
+TUNING_DIR = Path(__file__).resolve().parents[1] / "tuning"
 
 SECTIONS: dict[str, dict[str, Any]] = {
     "data": {"source": "dataset", "dataset": "phantom", "split": "train", "options": {}, "data_root": "",

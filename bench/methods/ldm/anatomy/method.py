@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.errors import BenchError, SampleError
-from ...core.params import Param
-from ...core.samples import Sample
-from ...datasets.base import Dataset
-from ..base import RunContext
-from .anatomy import (
+from ....core.errors import BenchError, SampleError
+from ....core.params import Param
+from ....core.samples import Sample
+from ....datasets.base import Dataset
+from ...base import RunContext
+from ..method import LdmMethod
+from ..settings import PARAMS
+from .codebook import (
     anatomy_prompt,
     build_prompt,
     explicit_locations,
@@ -31,8 +33,6 @@ from .anatomy import (
     parse_phrase,
     random_codebook,
 )
-from .method import LdmMethod
-from .settings import PARAMS
 
 LOCATION_TOKENS = ("codebook", "words")
 READ_TOKENS = ("location", "pathology", "both")

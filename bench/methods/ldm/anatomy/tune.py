@@ -1,7 +1,7 @@
 """Tuning the location-token codebook of `anatomy_ldm` (Vilouras et al. 2025, section 3.3).
 
 The method's own model is loaded frozen (autoencoder, U-Net, text encoder); the only trainable
-tensor is the codebook, R x D, one row per (sub-)token of the location names (`anatomy.py`),
+tensor is the codebook, R x D, one row per (sub-)token of the location names (`codebook.py`),
 initialised from the text encoder's own embeddings of those tokens, so training starts exactly at
 the plain-word prompt. An embedding hook puts the codebook rows in place of the table's rows of
 those tokens, so gradients reach them through the text encoder. Per training image:
@@ -43,13 +43,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...core import atomic
-from ...core.errors import BenchError
-from ...datasets.anatomy import load_rules
-from ...datasets.anatomy_lut import PHANTOM_LUT_FILE, AnatomyLut, load_lut
-from ...datasets.images import read_grayscale
-from ..base import RunContext
-from .anatomy import (
+from ....core import atomic
+from ....core.errors import BenchError
+from ....datasets.anatomy import load_rules
+from ....datasets.anatomy_lut import PHANTOM_LUT_FILE, AnatomyLut, load_lut
+from ....datasets.images import read_grayscale
+from ...base import RunContext
+from ..capture import AttentionEvent, CrossAttentionCapture
+from ..preprocess import crop_geometry, image_tensor, posterior
+from ..process import randn_per_sample
+from ..steps import BatchLayout, StepInfo
+from .codebook import (
     Codebook,
     anatomy_prompt,
     initial_codebook,
@@ -57,11 +61,7 @@ from .anatomy import (
     random_codebook,
     save_codebook,
 )
-from .anatomy_triplets import Triplet, curate, make_parser, read_reports, reports_from_samples
-from .capture import AttentionEvent, CrossAttentionCapture
-from .preprocess import crop_geometry, image_tensor, posterior
-from .process import randn_per_sample
-from .steps import BatchLayout, StepInfo
+from .triplets import Triplet, curate, make_parser, read_reports, reports_from_samples
 from .tune_spec import TuneSpec
 
 LOSSES = ("loss", "diversity", "localisation")
@@ -104,7 +104,7 @@ def load_triplets(spec: TuneSpec) -> tuple[list[Triplet], dict, Callable]:
             return read_grayscale(sample.image_path, sample.sample_id)
         origin = {"reports": str(data["reports"])}
     else:
-        from ...datasets import get_dataset
+        from ....datasets import get_dataset
 
         root = Path(data["data_root"]).expanduser() if data["data_root"] else None
         dataset = get_dataset(data["dataset"], root, {k: str(v) for k, v in data["options"].items()})
@@ -164,8 +164,8 @@ class CodebookTuner:
     # ---------------------------------------------------------------- setup
 
     def _method(self, device: str, random_weights: bool, weights: Path | None):
-        from ..specs import load_method_spec
-        from .anatomy_method import AnatomyLdmMethod
+        from ...specs import load_method_spec
+        from .method import AnatomyLdmMethod
 
         spec = load_method_spec(self.spec.method)
         if spec.get("backend") != "anatomy_ldm":
@@ -382,7 +382,7 @@ class CodebookTuner:
         import diffusers
         import transformers
 
-        from ... import __version__
+        from .... import __version__
 
         m = self.method
         final = _running(history, 50)[-1] if history else {}

@@ -1,6 +1,6 @@
 """Train `phantom_ldm`, a small text-conditioned latent diffusion model, on the phantom train split.
 
-    python -m bench.methods.ldm.phantom_train --out DIR [--seed 0] [--steps 1500] ...
+    python -m bench.methods.ldm.phantom.train --out DIR [--seed 0] [--steps 1500] ...
 
 Writes a diffusers-layout folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/ and
 training.json) that the `ldm` backend loads. Three stages, all on CPU in minutes:
@@ -30,9 +30,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ...datasets.anatomy import load_rules
-from ...datasets.phantom import flip_side
-from .phantom_data import PhantomTensors, phantom_tensors, phantom_vocabulary
+from ....datasets.anatomy import load_rules
+from ....datasets.phantom import flip_side
+from .data import PhantomTensors, phantom_tensors, phantom_vocabulary
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 #: the cross-attention modules at the latent resolution that the attention term trains
@@ -232,7 +232,7 @@ def save(folder: Path, vae, unet, text, tokenizer, scale: float) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.methods.ldm.phantom_train",
+    p = argparse.ArgumentParser(prog="python -m bench.methods.ldm.phantom.train",
                                 description="Train the phantom demonstration latent diffusion model on CPU.")
     p.add_argument("--out", type=Path, required=True, help="output folder (diffusers layout)")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, batches, noise)")
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     vae, rec = train_vae(data, args, log)
     unet, text, scale, losses = train_ldm(data, vae, tokenizer, args, log)
     save(args.out, vae, unet, text, tokenizer, scale)
-    record = {"command": "python -m bench.methods.ldm.phantom_train " + " ".join(sys.argv[1:] if argv is None else argv),
+    record = {"command": "python -m bench.methods.ldm.phantom.train " + " ".join(sys.argv[1:] if argv is None else argv),
               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
               "scaling_factor": scale, "final_losses": {"reconstruction": rec, **losses},
               "seconds": round(time.time() - start, 1), "torch": torch.__version__}

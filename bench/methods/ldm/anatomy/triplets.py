@@ -23,12 +23,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
-from ...core.errors import BenchError
-from ...core.samples import Sample
-from ...datasets.anatomy import AnatomyRules, load_rules, names_location, parse_phrase
-from ...datasets.tables import read_csv, require_columns
+from ....core.errors import BenchError
+from ....core.samples import Sample
+from ....datasets.anatomy import AnatomyRules, load_rules, names_location, parse_phrase
+from ....datasets.tables import read_csv, require_columns
 
-CURATION_FILE = Path(__file__).resolve().parent / "anatomy_curation.toml"
+CURATION_FILE = Path(__file__).resolve().parent / "curation.toml"
 ANAT_DP = ("Anatomy::definitely present", "ANAT-DP")
 
 
