@@ -1,4 +1,4 @@
-"""The `bench` command line: list, dataset, run, score, compare, leaderboard, weights, tune."""
+"""The `bench` command line: list, dataset, run, score, compare, view, leaderboard, weights, tune."""
 
 from __future__ import annotations
 
@@ -313,6 +313,27 @@ def compare_cmd(
         atomic.write_text(Path(out) / "summaries.csv", summaries.to_csv(index=False, float_format="%.10g"))
         atomic.write_text(Path(out) / "differences.csv", diffs.to_csv(index=False, float_format="%.10g"))
         typer.echo(f"tables written to {out}")
+
+
+@app.command("view")
+@_resumable
+def view_cmd(
+    runs: List[Path] = typer.Argument(..., help="One or more run directories on the same sample list and protocol (the first is the reference of the differences)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the viewer to (index.html; an earlier viewer there is replaced)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs whose tables or heatmaps differ from the digests their run.json records (refused otherwise); they are labelled NAME [modified]."),
+) -> None:
+    """Write a static HTML viewer of every scored sample: overlays, phrase, category, every metric.
+
+    Opens from file:// without a server or network. Sorts by any metric (the first click on a
+    header puts the worst first) and filters by category and phrase text; with two or more runs
+    they are shown side by side on their common samples with the per-sample differences against
+    the first run. Overlays are cached under BENCH_CACHE/view, so a rebuild makes none again.
+    """
+    from .viewer.build import build_view
+
+    result = build_view(runs, out, allow_modified)
+    typer.echo(f"{result.samples} samples of {', '.join(result.labels)} ({result.made} overlays made, "
+               f"{result.overlays - result.made} cached) in {result.out / 'index.html'}")
 
 
 @app.command("leaderboard")
