@@ -198,3 +198,31 @@ def test_a_failure_while_building_leaves_no_folder(runs, bench_cli, tmp_path, mo
     assert result.code == 2 and "No space left on device" in result.err
     assert not (tmp_path / "view").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("protocol", ["default", "nutzel2025", "vilouras2024"])
+@pytest.mark.parametrize("grid", [(7, 5), (16, 16), (300, 200)])
+def test_thumbnail_maps_equal_the_full_resolution_route(protocol, grid):
+    """The thumbnail's map is the full-resolution scored map sampled at the thumbnail's pixels, to the bit."""
+    from bench.core.geometry import Geometry
+    from bench.core.heatmap import Heatmap
+    from bench.evaluation.protocols import load_protocol
+    from bench.evaluation.resample import to_original
+    from bench.evaluation.scoring import apply_policy
+    from bench.viewer.thumbnails import _thumbnail_index, example_arrays
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=grid)
+    values[0, 0] = np.nan
+    geometry = Geometry(310, 530, 20, 40, 250, 180, "a crop")  # a grid finer than the crop (300 x 200) too
+    heatmap = Heatmap(values, geometry)
+    p = load_protocol(protocol)
+    image = rng.integers(0, 4000, size=(310, 530)).astype(np.uint16)
+    got = example_arrays(image, heatmap, [[50, 60, 20, 30]], p, None, size=128)
+    full = apply_policy(to_original(heatmap, p.interpolation), p.value_policy(None))
+    scale = 128 / 530
+    rows, cols = _thumbnail_index(310, scale), _thumbnail_index(530, scale)
+    np.testing.assert_array_equal(got["heatmap"], full[rows][:, cols].astype(np.float16))
+    grey = np.round((image.astype(np.float64) - image.min()) / (image.max() - image.min()) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(got["image"], grey[rows][:, cols])
+    assert got["boxes"][0].tolist() == pytest.approx([50 * scale, 60 * scale, 20 * scale, 30 * scale])

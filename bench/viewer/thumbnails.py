@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BenchError
+from ..core.geometry import nearest_index
 from ..core.heatmap import Heatmap, read_original_map
 from ..evaluation.protocols import Protocol
 from ..evaluation.resample import to_original
@@ -33,23 +34,57 @@ def _thumbnail_index(size: int, scale: float) -> np.ndarray:
     return np.minimum(((np.arange(out) + 0.5) / scale).astype(np.int64), size - 1)
 
 
-def grey_uint8(image: np.ndarray) -> np.ndarray:
-    """The image min-max scaled to 0..255 (a constant image is black)."""
-    image = np.asarray(image, dtype=np.float64)
+def grey_uint8(image: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+    """The image min-max scaled to 0..255 (a constant image is black); with `rows`, `cols` only those pixels.
+
+    The range is the whole image's either way, so a thumbnail has the pixels of the scaled image.
+    """
+    image = np.asarray(image)
     lo, hi = float(image.min()), float(image.max())
+    if rows is not None and cols is not None:
+        image = image[rows][:, cols]
+    image = np.asarray(image, dtype=np.float64)
     scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
     return np.round(scaled * 255).astype(np.uint8)
+
+
+def scored_pixels(heatmap: Heatmap, protocol: Protocol, backend: str | None, rows: np.ndarray,
+                  cols: np.ndarray) -> np.ndarray:
+    """The scored map (interpolation and value policy of the protocol) at the original pixels rows x cols.
+
+    With nearest interpolation every original pixel shows one native cell, so the policy is applied
+    to the cells that some pixel shows (the same values, hence the same min-max, as the whole
+    upsampled map) and only the asked pixels are looked up: the same numbers as `to_original`
+    followed by `apply_policy`, without building the full-resolution map.
+    """
+    policy = protocol.value_policy(backend)
+    if protocol.interpolation != "nearest":
+        return apply_policy(to_original(heatmap, protocol.interpolation), policy)[rows][:, cols]
+    g = heatmap.geometry
+    values = np.asarray(heatmap.values, dtype=np.float64)
+    native_rows = nearest_index(g.height, values.shape[0])
+    native_cols = nearest_index(g.width, values.shape[1])
+    hit_rows, hit_cols = np.unique(native_rows), np.unique(native_cols)
+    scored = apply_policy(values[hit_rows][:, hit_cols], policy)
+    inside_r = (rows >= g.top) & (rows < g.top + g.height)
+    inside_c = (cols >= g.left) & (cols < g.left + g.width)
+    r = np.searchsorted(hit_rows, native_rows[np.clip(rows - g.top, 0, g.height - 1)])
+    c = np.searchsorted(hit_cols, native_cols[np.clip(cols - g.left, 0, g.width - 1)])
+    out = scored[r][:, c]
+    out[~inside_r, :] = np.nan
+    out[:, ~inside_c] = np.nan
+    return out
 
 
 def example_arrays(image: np.ndarray, heatmap: Heatmap, boxes: list, protocol: Protocol,
                    backend: str | None, size: int = THUMBNAIL) -> dict[str, np.ndarray]:
     """Image, scored map and boxes, downscaled so the longer side is at most `size` pixels."""
-    values = apply_policy(to_original(heatmap, protocol.interpolation), protocol.value_policy(backend))
-    height, width = values.shape
+    g = heatmap.geometry
+    height, width = g.image_height, g.image_width
     scale = min(1.0, size / max(height, width))
     rows, cols = _thumbnail_index(height, scale), _thumbnail_index(width, scale)
-    return {"image": grey_uint8(image)[rows][:, cols],
-            "heatmap": values[rows][:, cols].astype(np.float16),
+    return {"image": grey_uint8(image, rows, cols),
+            "heatmap": scored_pixels(heatmap, protocol, backend, rows, cols).astype(np.float16),
             "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale}
 
 
