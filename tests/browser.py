@@ -3,7 +3,8 @@
 The pages are opened from file:// with the network off. A page's self-test (`#selftest&...` in its
 address) performs clicks and choices in the page's own JavaScript and writes the result into
 `<pre id="selftest">`, which `--dump-dom` then returns. Without Chromium the tests skip with one
-line, except under CI (CI=true), where `.ci/run` installs it and its absence is a failure.
+line, except under CI (CI=true), where `.ci/run` installs it and its absence is a failure unless
+`.ci/run` could not install it and said why in BENCH_NO_BROWSER.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def chromium() -> str:
     """The Chromium executable; skips the test (fails it under CI=true) when there is none."""
     found = next((shutil.which(n) for n in NAMES if shutil.which(n)), None)
     if found is None:
+        reason = os.environ.get("BENCH_NO_BROWSER")
+        if reason:
+            pytest.skip(f"no chromium: {reason}")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("no chromium on PATH; CI installs it (.ci/run) to test the HTML pages in a browser")
         pytest.skip("no chromium on PATH (apt-get install chromium) to test the HTML pages in a browser")

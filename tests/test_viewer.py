@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
 from viewer_runs import runs  # noqa: F401  (the module fixture)
 
 
