@@ -347,6 +347,7 @@ def leaderboard_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
     replace: bool = typer.Option(False, "--replace", help="Let --add replace an entry of the same name (it says what it replaces and how the headline numbers move)."),
     allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv, summary.csv or heatmaps/ differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the leaderboards as a static HTML site (sortable tables, figures) into this folder."),
 ) -> None:
     """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder.
 
@@ -365,6 +366,11 @@ def leaderboard_cmd(
         note = "" if added.example else " (no example map: its heatmaps or images are not at hand)"
         typer.echo(f"added {add} as {added.entry}{note}")
     built = leaderboard.build(results, reported, allow_modified)
+    if html is not None:
+        from .leaderboard.site import write_site
+
+        pages = write_site(built, html)
+        typer.echo(f"{pages} pages in {html / 'index.html'}")
     if check:
         problems = leaderboard.check(built, out)
         if problems:

@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: distribution -> import name, where they differ
-IMPORT_NAME = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "hi-ml-multimodal": "health_multimodal"}
+IMPORT_NAME = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "hi-ml-multimodal": "health_multimodal",
+               "markdown-it-py": "markdown_it"}
 
 
 def _dist(requirement: str) -> str:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -37,6 +36,7 @@ from ..reporting.compare import LoadedRun, check_same_samples, load_run
 from ..reporting.plots import BOX_COLOUR
 from ..running import integrity
 from ..running.rundir import RunDir, file_name, record_backend
+from .folder import build_folder, check_out
 from .thumbnails import THUMBNAIL, colour_stops, example_arrays, jpeg, overlay_rgb, stored_heatmap
 
 #: bump when the look of an overlay changes, so cached overlays are made again
@@ -59,14 +59,6 @@ class ViewResult:
     samples: int
     overlays: int
     made: int
-
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise BenchError(f"--out {out} is a file; give a folder for the viewer")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise BenchError(f"--out {out} is a folder that holds other files (no {MARKER}); choose a new or "
-                         "empty folder, or an earlier viewer's to replace it")
 
 
 def _load(roots: Sequence[Path], allow_modified: bool, warn: Callable[[str], None]) -> list[LoadedRun]:
@@ -164,7 +156,7 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
     if not roots:
         raise BenchError("view needs at least one run directory")
     out = Path(out)
-    _check_out(out)
+    check_out(out, MARKER)
     runs = _load(roots, allow_modified, warn)
     labels = _labels(runs)
     protocol: Protocol = runs[0].protocol
@@ -218,10 +210,9 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
     with ThreadPoolExecutor(max_workers=workers) as pool:
         made = sum(pool.map(one, order))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        rows = []
+    rows: list[dict] = []
+
+    def fill(tmp: Path) -> None:
         for s in order:
             sample = by_id[s]
             h, w = shapes[s]
@@ -269,12 +260,9 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
                   "dataset_fingerprint": runs[0].record.get("dataset_fingerprint"), "samples": len(rows),
                   "metrics": metrics}
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~atomic.current_umask())
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ViewResult(out, labels, len(rows), len(rows) * len(runs), made)
+
+    build_folder(out, MARKER, fill)
+    return ViewResult(out, labels, len(order), len(order) * len(runs), made)
 
 
 def _has_map(run: RunDir, record: dict, sample_id: str) -> bool:
@@ -291,18 +279,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Put the finished folder `tmp` at `out`: a rename; an earlier viewer there is moved aside first, then removed."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rename(out, old / "view")
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old / "view", out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
