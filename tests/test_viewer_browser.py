@@ -93,3 +93,19 @@ def test_without_chromium_the_tests_skip_outside_ci_and_fail_in_it(monkeypatch):
     monkeypatch.setenv("BENCH_NO_BROWSER", "chromium could not be installed by .ci/run (apt-get needs root)")
     with pytest.raises(pytest.skip.Exception, match="apt-get needs root"):
         browser.chromium()
+
+
+@pytest.mark.slow
+def test_the_phantom_ldm_run_in_the_browser(tmp_path, bench_cli):
+    """The whole phantom test split (200 samples) of phantom_ldm: every row with its overlay, sort, filter."""
+    chromium()
+    assert bench_cli("run", "-m", "phantom_ldm", "-d", "phantom", "--out", tmp_path / "run").code == 0
+    assert bench_cli("view", tmp_path / "run", "--out", tmp_path / "view").code == 0
+    page = tmp_path / "view" / "index.html"
+    table = _table(tmp_path / "run")
+    result = selftest(page, "sort=miou")
+    assert result["rows"] == result["images"] == 200
+    assert result["order"] == table.sort_values(["miou", "sample_id"], kind="stable")["sample_id"].tolist()
+    category = table["category"].iloc[0]
+    result = selftest(page, f"category={category}")
+    assert result["order"] == table.loc[table["category"] == category, "sample_id"].tolist()
