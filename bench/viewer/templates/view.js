@@ -57,7 +57,7 @@
     var fragment = document.createDocumentFragment();
     rows.forEach(function (row) { fragment.appendChild(row); });
     body.appendChild(fragment);
-    headers.forEach(function (h) { h.classList.remove("asc", "desc"); });
+    headers.forEach(function (h) { h.classList.remove("asc", "desc"); h.removeAttribute("data-dir"); });
     header.classList.add(descending ? "desc" : "asc");
     header.setAttribute("data-dir", descending ? "desc" : "asc");
   }
