@@ -37,3 +37,4 @@ def perf(session: nox.Session) -> None:
     session.run(PY, "benchmarks/perf_startup.py")
     session.run(PY, "benchmarks/perf_ldm.py", *session.posargs)
     session.run(PY, "benchmarks/perf_tune.py")
+    session.run(PY, "benchmarks/perf_view.py")

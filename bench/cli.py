@@ -1,4 +1,4 @@
-"""The `bench` command line: list, dataset, run, score, compare, leaderboard, weights, tune."""
+"""The `bench` command line: list, dataset, run, score, compare, view, leaderboard, weights, tune."""
 
 from __future__ import annotations
 
@@ -326,6 +326,27 @@ def compare_cmd(
         typer.echo(f"tables written to {out}")
 
 
+@app.command("view")
+@_resumable
+def view_cmd(
+    runs: List[Path] = typer.Argument(..., help="One or more run directories on the same sample list and protocol (the first is the reference of the differences)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the viewer to (index.html; an earlier viewer there is replaced)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs whose tables or heatmaps differ from the digests their run.json records (refused otherwise); they are labelled NAME [modified]."),
+) -> None:
+    """Write a static HTML viewer of every scored sample: overlays, phrase, category, every metric.
+
+    Opens from file:// without a server or network. Sorts by any metric (the first click on a
+    header puts the worst first) and filters by category and phrase text; with two or more runs
+    they are shown side by side on their common samples with the per-sample differences against
+    the first run. Overlays are cached under BENCH_CACHE/view, so a rebuild makes none again.
+    """
+    from .viewer.build import build_view
+
+    result = build_view(runs, out, allow_modified)
+    typer.echo(f"{result.samples} samples of {', '.join(result.labels)} ({result.made} overlays made, "
+               f"{result.overlays - result.made} cached) in {result.out / 'index.html'}")
+
+
 @app.command("leaderboard")
 @_resumable
 def leaderboard_cmd(
@@ -337,6 +358,7 @@ def leaderboard_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
     replace: bool = typer.Option(False, "--replace", help="Let --add replace an entry of the same name (it says what it replaces and how the headline numbers move)."),
     allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv, summary.csv or heatmaps/ differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the leaderboards as a static HTML site (sortable tables, figures) into this folder."),
 ) -> None:
     """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder.
 
@@ -355,6 +377,11 @@ def leaderboard_cmd(
         note = "" if added.example else " (no example map: its heatmaps or images are not at hand)"
         typer.echo(f"added {add} as {added.entry}{note}")
     built = leaderboard.build(results, reported, allow_modified)
+    if html is not None:
+        from .leaderboard.site import write_site
+
+        pages = write_site(built, html)
+        typer.echo(f"{pages} pages in {html / 'index.html'}")
     if check:
         problems = leaderboard.check(built, out)
         if problems:

@@ -18,9 +18,10 @@ ALLOWED = {
     "evaluation": {"core"},
     "running": {"core", "datasets", "methods", "evaluation"},
     "reporting": {"core", "datasets", "methods", "evaluation", "running"},
-    "leaderboard": {"core", "datasets", "methods", "evaluation", "running", "reporting"},
-    "api": {"core", "datasets", "methods", "evaluation", "running", "reporting", "leaderboard"},
-    "cli": {"core", "datasets", "methods", "evaluation", "running", "reporting", "leaderboard"},
+    "viewer": {"core", "datasets", "methods", "evaluation", "running", "reporting"},
+    "leaderboard": {"core", "datasets", "methods", "evaluation", "running", "reporting", "viewer"},
+    "api": {"core", "datasets", "methods", "evaluation", "running", "reporting", "viewer", "leaderboard"},
+    "cli": {"core", "datasets", "methods", "evaluation", "running", "reporting", "viewer", "leaderboard"},
 }
 
 
@@ -66,7 +67,7 @@ def test_imports_run_one_way(path: Path) -> None:
         if target == "":  # the package root holds only metadata
             assert names == ["__version__"], f"{path.name} imports {names} from the package root"
             continue
-        if target in ("core", "datasets", "methods", "evaluation", "running", "reporting", "leaderboard") \
+        if target in ("core", "datasets", "methods", "evaluation", "running", "reporting", "viewer", "leaderboard") \
                 and target == layer:
             continue
         assert target in ALLOWED[layer], f"{path.relative_to(BENCH)} imports {module}: {layer} may not import {target}"

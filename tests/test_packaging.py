@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: distribution -> import name, where they differ
-IMPORT_NAME = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "hi-ml-multimodal": "health_multimodal"}
+IMPORT_NAME = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "hi-ml-multimodal": "health_multimodal",
+               "markdown-it-py": "markdown_it"}
 
 
 def _dist(requirement: str) -> str:
@@ -84,6 +85,11 @@ def test_scoring_runs_on_the_light_core(tmp_path: Path) -> None:
                tmp_path / "none", "--out", tmp_path / "boards")
     assert r.returncode == 0 and len(list((tmp_path / "boards").glob("phantom*__default/miou.png"))) == 1, r.stderr
     assert json.loads((tmp_path / "b" / "run.json").read_text())["status"] == "complete"
+    r = _light(tmp_path, "view", tmp_path / "a", "--out", tmp_path / "view")
+    assert r.returncode == 0 and len(list((tmp_path / "view" / "img" / "0").glob("*.jpg"))) == 8, r.stderr
+    r = _light(tmp_path, "leaderboard", "--results", tmp_path / "results", "--reported", tmp_path / "none",
+               "--out", tmp_path / "boards", "--html", tmp_path / "site")
+    assert r.returncode == 0 and len(list((tmp_path / "site").glob("phantom*__default.html"))) == 1, r.stderr
     # a model method says what to install, in one line
     r = _light(tmp_path, "run", "--method", "biovil", *small, "--out", tmp_path / "m")
     assert r.returncode == 2
