@@ -34,6 +34,7 @@ or the same numbers built in here when that folder is absent), all with random w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -324,35 +325,20 @@ def precision_loop(setup: Setup, steps: int, batch: int, precision: str) -> tupl
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated() if cuda else _rss_bytes()
-    peak = [base]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
-
-    thread = None if cuda else threading.Thread(target=watch, daemon=True)
-    if thread:
-        thread.start()
-    sync()
-    start = time.perf_counter()
-    with torch.no_grad(), CrossAttentionCapture(setup.unet, setup.layers, sinks, **kwargs) as cap:
-        if m.process == "invert":
-            invert(runner, setup.schedule, z0, cond, timesteps, every, capture=cap, guidance=m.guidance)
-        else:
-            noise_gt(runner, setup.schedule, z0, cond, timesteps, every,
-                     sample_generators(list(range(batch)), setup.device), capture=cap, guidance=m.guidance)
-        sinks[0].result()
-    sync()
-    seconds = time.perf_counter() - start
-    if thread:
-        done.set()
-        thread.join()
-        used = max(peak[0], _rss_bytes()) - base
-    else:
-        used = torch.cuda.max_memory_allocated() - base
+    base = torch.cuda.memory_allocated() if cuda else 0
+    with contextlib.nullcontext() if cuda else _PeakRss() as rss:
+        sync()
+        start = time.perf_counter()
+        with torch.no_grad(), CrossAttentionCapture(setup.unet, setup.layers, sinks, **kwargs) as cap:
+            if m.process == "invert":
+                invert(runner, setup.schedule, z0, cond, timesteps, every, capture=cap, guidance=m.guidance)
+            else:
+                noise_gt(runner, setup.schedule, z0, cond, timesteps, every,
+                         sample_generators(list(range(batch)), setup.device), capture=cap, guidance=m.guidance)
+            sinks[0].result()
+        sync()
+        seconds = time.perf_counter() - start
+    used = torch.cuda.max_memory_allocated() - base if cuda else rss.used
     return seconds, runner.sample_evals, used
 
 
@@ -412,6 +398,28 @@ def _rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+class _PeakRss:
+    """The process's resident memory above its level at start, polled every millisecond in a thread."""
+
+    def __enter__(self) -> "_PeakRss":
+        self.base = _rss_bytes()
+        self.peak = self.base
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.used = max(self.peak, _rss_bytes()) - self.base
+
+
 
 def peak_memory(setup: Setup, steps: int) -> int:
     """Bytes above the pre-loop level at the peak of one capturing loop of `steps` read steps."""
@@ -424,21 +432,9 @@ def peak_memory(setup: Setup, steps: int) -> int:
         base = torch.cuda.memory_allocated()
         setup.run(steps, True)
         return torch.cuda.max_memory_allocated() - base
-    base = _rss_bytes()
-    peak = [base]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    setup.run(steps, True)
-    done.set()
-    thread.join()
-    return max(peak[0], _rss_bytes()) - base
+    with _PeakRss() as rss:
+        setup.run(steps, True)
+    return rss.used
 
 
 def memory_child(name: str, size: str, steps: int, device: str) -> None:
