@@ -348,21 +348,19 @@ def _package_models(settings: LdmSettings) -> LoadedModels:
 
 
 def _text_files(settings: LdmSettings) -> tuple[list, list]:
+    """The text encoder's files and the tokenizer's published files."""
     comp, tok_dir = settings.text, settings.tokenizer.subfolder
-    if settings.text_encoder == "clip":
-        model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-        tok = [_sub(tok_dir, n) for n in ("vocab.json", "merges.txt", "special_tokens_map.json",
-                                          "tokenizer_config.json")]
-        return model, tok
     model = [_sub(comp.subfolder, "config.json"), tuple(_sub(comp.subfolder, n) for n in TEXT_WEIGHTS)]
-    return model, [_sub(tok_dir, "vocab.txt")]
+    published = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json") \
+        if settings.text_encoder == "clip" else ("vocab.txt",)
+    return model, [_sub(tok_dir, n) for n in published]
 
 
-def _find_tokenizer(settings: LdmSettings, finder: _Finder, comp: Component) -> list[WeightFile]:
-    """The tokenizer's published files, else the `tokenizer.json` with `tokenizer_config.json` that
-    transformers 5 saves in their place (the error names the published files)."""
+def _find_tokenizer(finder: _Finder, comp: Component, names: list) -> list[WeightFile]:
+    """The tokenizer's published files `names`, else the `tokenizer.json` with `tokenizer_config.json`
+    that transformers 5 saves in their place (the error names the published files)."""
     try:
-        return finder.files(comp, part_files(settings)["tokenizer"], PART_NAMES["tokenizer"], "tokenizer")
+        return finder.files(comp, names, PART_NAMES["tokenizer"], "tokenizer")
     except BenchError as missing:
         single = [_sub(comp.subfolder, "tokenizer.json"), _sub(comp.subfolder, "tokenizer_config.json")]
         try:
@@ -385,7 +383,7 @@ def _checkpoint_models(settings: LdmSettings, weights: Path | None) -> LoadedMod
         finder.main = None
     for part, names in part_files(settings).items():
         if part == "tokenizer":
-            found[part] = _find_tokenizer(settings, finder, comps[part])
+            found[part] = _find_tokenizer(finder, comps[part], names)
         elif part not in found:
             found[part] = finder.files(comps[part], names, PART_NAMES[part], part)
     checks = [check for part in comps for check in verify_part(settings.name, part, comps[part], found[part],
