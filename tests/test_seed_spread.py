@@ -50,6 +50,22 @@ def test_refits_are_the_scores_under_each_seed() -> None:
     assert list(score_dense(heat, s, p)) == list(got)
 
 
+def test_refits_leave_the_stale_mask_of_the_protocol_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under on_gmm_error = "previous" a failed fit reuses the last mask made: the refits with the extra
+    seeds must not replace it, or the next sample's stale mask would depend on gmm_seeds."""
+    from bench.evaluation.gmm_mask import PreviousMask
+
+    made: list[np.ndarray] = []
+    remember = PreviousMask.remember.__func__
+    monkeypatch.setattr(PreviousMask, "remember", classmethod(lambda cls, m: made.append(m) or remember(cls, m)))
+    rng = np.random.default_rng(5)
+    heat = Heatmap(np.round(rng.random((16, 16)) * 4) / 4, Geometry.whole(64, 64))
+    s = Sample("s", "x.png", 64, 64, "c", "p", ((10.0, 12.0, 20.0, 18.0),), "test")
+    score(heat, s, dataclasses.replace(load_protocol("dombrowski2024"), crop_size=64, on_gmm_error="previous",
+                                       gmm_seeds=3))
+    assert len(made) == 3 and PreviousMask.last is made[0]  # the protocol seed's fit comes first
+
+
 def test_spread_is_the_range_of_the_group_means_by_hand() -> None:
     p = dataclasses.replace(load_protocol("dombrowski2024"), gmm_seeds=3)
     cols = seed_dependent(p)

@@ -280,9 +280,11 @@ def _score_crop_seeds(heatmap: Heatmap, sample: Sample, protocol: Protocol, back
     seeds = extra_seeds(protocol)
     if seeds:
         dependent = seed_dependent(protocol)
+        stale = PreviousMask.last  # the mask a failed fit reuses (on_gmm_error = "previous") is the protocol seed's
         for seed in seeds:
             other = _score_crop(heatmap, sample, dataclasses.replace(protocol, seed=seed, gmm_seeds=1), backend, fit)
             scores.update((seed_column(m, seed), other[m]) for m in dependent)
+        PreviousMask.last = stale
     return scores
 
 
