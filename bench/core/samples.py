@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import SampleError
+from .ground_truth import MaskSource, Point
 from .limits import image_too_large
 
 Box = tuple[float, float, float, float]
@@ -19,6 +20,8 @@ class Sample:
 
     `boxes` are (x, y, w, h) with x to the right and y down from the image's top-left corner.
     `split` is "train", "val" or "test"; `extra` carries dataset-specific fields (e.g. dicom_id).
+    The ground truth is the mask when `mask` is set (its boxes, if any, only describe it), else the
+    boxes, else `points` ((x, y) in original pixels): see `gt_kind`.
     """
 
     sample_id: str
@@ -30,6 +33,15 @@ class Sample:
     boxes: tuple[Box, ...]
     split: str = "test"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    mask: MaskSource | None = None
+    points: tuple[Point, ...] = ()
+
+    @property
+    def gt_kind(self) -> str:
+        """"mask", "boxes" or "points": what the sample is scored against."""
+        if self.mask is not None:
+            return "mask"
+        return "boxes" if self.boxes else "points"
 
     def boxes_json(self) -> str:
         """The boxes as the JSON list written to samples tables."""
@@ -58,8 +70,13 @@ def validate_sample(sample: Sample) -> None:
     too_large = image_too_large(sample.width, sample.height)
     if too_large:
         raise SampleError(sample.sample_id, f"image size {too_large}")
-    if not sample.boxes:
-        raise SampleError(sample.sample_id, "has no box")
+    if not sample.boxes and sample.mask is None and not sample.points:
+        raise SampleError(sample.sample_id, "has no box, mask or point")
+    for point in sample.points:
+        if len(point) != 2 or not all(math.isfinite(v) for v in point):
+            raise SampleError(sample.sample_id, f"point {list(point)} is not two finite numbers")
+        if not (0 <= point[0] < sample.width and 0 <= point[1] < sample.height):
+            raise SampleError(sample.sample_id, f"point {list(point)} lies outside the {sample.width}x{sample.height} image")
     for box in sample.boxes:
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise SampleError(sample.sample_id, f"box {list(box)} is not four finite numbers")
