@@ -125,9 +125,12 @@ class FileDataset(Dataset):
             out.append(sample)
         return out
 
-    def _fail(self, number: int, row: Mapping, reason: str) -> BenchError:
+    def _where(self, number: int, row: Mapping) -> str:
         sid = str(row.get("sample_id", "")).strip()
-        return BenchError(f"{self.path}: row {number}{f' ({sid})' if sid else ''}: {reason}")
+        return f"{self.path}: row {number}{f' ({sid})' if sid else ''}"
+
+    def _fail(self, number: int, row: Mapping, reason: str) -> BenchError:
+        return BenchError(f"{self._where(number, row)}: {reason}")
 
     def _sample(self, row: Mapping[str, Any], number: int) -> Sample:
         text = {}
@@ -148,10 +151,10 @@ class FileDataset(Dataset):
         try:
             boxes = _pairs(row.get("boxes"), 4, "boxes", "[x, y, w, h]")
             points = _pairs(row.get("points"), 2, "points", "[x, y]")
-            mask = self._mask(row.get("mask"), f"{self.path}: row {number}: mask")
+            mask = self._mask(row.get("mask"), f"{self._where(number, row)}: mask")
         except ValueError as exc:
             raise self._fail(number, row, str(exc)) from None
-        image = self._inside(text["image_path"], f"{self.path}: row {number}: image_path")
+        image = self._inside(text["image_path"], f"{self._where(number, row)}: image_path")
         extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
         sample = Sample(text["sample_id"], str(image), size["width"], size["height"], text["category"],
                         text["phrase"], boxes, split, dict(extra), mask, points)
