@@ -21,6 +21,11 @@ DATASETS: dict[str, str] = {
     "ms-cxr": "bench.datasets.ms_cxr:MsCxrDataset",
     "ms-cxr-loc": "bench.datasets.ms_cxr_loc:MsCxrLocDataset",
     "vindr-cxr": "bench.datasets.vindr_cxr:VindrCxrDataset",
+    "chexlocalize": "bench.datasets.chexlocalize:ChexlocalizeDataset",
+    "rsna-pneumonia": "bench.datasets.rsna_pneumonia:RsnaPneumoniaDataset",
+    "siim-acr-pneumothorax": "bench.datasets.siim_acr:SiimAcrDataset",
+    "chestx-det": "bench.datasets.chestx_det:ChestXDetDataset",
+    "padchest-gr": "bench.datasets.padchest_gr:PadchestGrDataset",
 }
 
 
