@@ -36,7 +36,7 @@ import re
 from pathlib import Path
 
 from ..core.errors import BenchError
-from ..core.ground_truth import MaskSource, rle_text
+from ..core.ground_truth import MaskSource, compressed_counts, rle_text
 from ..core.params import Param
 from ..core.samples import Sample
 from .base import Dataset
@@ -66,19 +66,18 @@ def image_name(cxr_id: str) -> str:
 
 def _rle(value: object, where: str) -> tuple[str, tuple[int, int], int]:
     """(RLE text, (height, width), foreground pixels) of one mask entry; BenchError naming `where` when malformed."""
-    from pycocotools import mask as cocomask
-
     if not isinstance(value, dict) or not isinstance(value.get("counts"), str) or not isinstance(value.get("size"), list):
         raise BenchError(f"{where}: not an RLE object {{'size': [h, w], 'counts': '...'}}")
     size = value["size"]
     if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise BenchError(f"{where}: RLE size {size!r} is not a positive [h, w]")
-    obj = {"size": size, "counts": value["counts"].encode("ascii", "replace")}
     try:
-        area = int(cocomask.area(obj))
-    except Exception as exc:  # pycocotools raises plain Exceptions on malformed counts
-        raise BenchError(f"{where}: RLE does not decode: {exc}") from None
-    return rle_text(value), (size[0], size[1]), area
+        runs = compressed_counts(value["counts"])
+    except ValueError as exc:
+        raise BenchError(f"{where}: RLE counts are malformed: {exc}") from None
+    if any(c < 0 for c in runs) or sum(runs) != size[0] * size[1]:
+        raise BenchError(f"{where}: RLE counts do not add up to its {size[0]}x{size[1]} size")
+    return rle_text(value), (size[0], size[1]), sum(runs[1::2])
 
 
 class ChexlocalizeDataset(Dataset):

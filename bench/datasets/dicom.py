@@ -2,7 +2,7 @@
 
 The header's Rows x Columns is checked against the pixel limit before the pixel data is decoded.
 The stored values are returned unscaled (no window, no rescale): a method normalises its input;
-MONOCHROME1 images (white is low) are inverted so that, as in every other format read here, bone
+MONOCHROME1 images (white is low) are inverted within their stored bit range so that, as in every other format read here, bone
 is bright.
 """
 
@@ -54,5 +54,9 @@ def read_dicom(path: str | Path) -> np.ndarray:
     if pixels.ndim != 2:
         raise ValueError(f"DICOM {path} is not a single grey-value frame (pixel array of shape {pixels.shape})")
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        pixels = pixels.max() - pixels
+        if int(ds.get("PixelRepresentation", 0)) == 0:  # unsigned: mirror the stored range
+            pixels = ((1 << int(ds.get("BitsStored", pixels.dtype.itemsize * 8))) - 1 - pixels.astype(np.int64))
+            pixels = pixels.astype(np.uint8 if pixels.max(initial=0) < 256 else np.uint16)
+        else:
+            pixels = -pixels.astype(np.int64)
     return np.asarray(pixels)
