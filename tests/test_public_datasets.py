@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import public_fixtures as fx
+import pytest
 
 from bench.core.errors import BenchError
 from bench.core.ground_truth import MaskSource, load_mask
-from bench.datasets import get_dataset
-from bench.datasets import mask_formats
+from bench.datasets import get_dataset, mask_formats
 from bench.datasets.images import read_grayscale
 
 

@@ -28,8 +28,8 @@ from ..core.heatmap import Heatmap, read_original_map
 from ..core.params import schema_of
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
-from ..datasets.file_dataset import dataset_label, is_dataset_file
 from ..datasets.base import Dataset
+from ..datasets.file_dataset import dataset_label, is_dataset_file
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
     ExcludedSample,
