@@ -92,13 +92,16 @@ class RsnaPneumoniaDataset(Dataset):
             groups.setdefault(pid, []).append(box)  # type: ignore[arg-type]
         self.merge_duplicates(groups, str(csv))
         root = self.root()
-        files = index_files(root, (".dcm",))
+        files: dict[str, Path] | None = None  # every DICOM below the root, indexed only when one is elsewhere
         width, height = RELEASE_SIZE
         text = phrase(self.prompt, CATEGORY)
         out = []
         for pid, boxes in groups.items():
             name = f"{pid}.dcm"
-            found = next((root / f / name for f in IMAGE_FOLDERS if (root / f / name).is_file()), files.get(name))
+            found = next((root / f / name for f in IMAGE_FOLDERS if (root / f / name).is_file()), None)
+            if found is None:
+                files = index_files(root, (".dcm",)) if files is None else files
+                found = files.get(name)
             path = self.image_path(root, name, f"{csv}: patientId", found)
             out.append(Sample(pid, str(path), width, height, CATEGORY, text, tuple(boxes), "test",
                               {"patient_id": pid}))
