@@ -319,3 +319,23 @@ def test_padchest_gr_end_to_end(tmp_path: Path, bench_cli) -> None:
                     "--out", tmp_path / "run")
     assert res.code == 0, res.err
     assert len(pd.read_csv(tmp_path / "run" / "samples.csv")) == 2  # the test split: image 1's two sentences
+
+
+def test_chexlocalize_published_sample_files(tmp_path: Path) -> None:
+    """The two-CXR sample of the CheXlocalize repository: masks at the radiographs' sizes (2828 x 2320 and
+    2021 x 2022, as the published JPGs are), equal pixel for pixel, and byte for byte as RLE, to its
+    radiologists' polygons filled as `mask_formats.polygons_mask` fills them."""
+    sample = Path(__file__).parent / "data" / "chexlocalize_sample"
+    (tmp_path / "CheXlocalize").mkdir()
+    (tmp_path / "CheXlocalize" / "gt_segmentations_val.json").write_bytes((sample / "gt_segmentations_val.json").read_bytes())
+    samples = get_dataset("chexlocalize", tmp_path).samples()
+    assert [(s.sample_id, s.width, s.height) for s in samples] == [
+        ("patient64541_study1_view1_frontal-Enlarged_Cardiomediastinum", 2828, 2320),
+        ("patient64541_study1_view1_frontal-Cardiomegaly", 2828, 2320),
+        ("patient64541_study1_view1_frontal-Airspace_Opacity", 2828, 2320),
+        ("patient64542_study1_view1_frontal-Support_Devices", 2021, 2022)]
+    polygons = json.loads((sample / "gt_annotations_val.json").read_text())
+    for s in samples:
+        drawn = mask_formats.polygons_mask(polygons[s.extra["cxr_id"]][s.extra["task"]], s.width, s.height)
+        assert np.array_equal(_mask(s), drawn) and mask_formats.encode(drawn) == s.mask.rle
+    assert len(get_dataset("chexlocalize", tmp_path, {"negatives": "keep"}).samples()) == 20
