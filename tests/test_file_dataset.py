@@ -215,3 +215,10 @@ def test_run_and_score_on_a_file_dataset(tmp_path: Path, bench_cli, monkeypatch)
     again = pd.read_csv(tmp_path / "rescored" / "samples.csv")
     assert np.allclose(again["miou"], scores["miou"])
     assert json.loads((tmp_path / "rescored" / "run.json").read_text())["dataset_fingerprint"] == expected
+
+
+def test_a_file_dataset_takes_no_options(tmp_path: Path) -> None:
+    _images(tmp_path)
+    path = _jsonl(tmp_path / "s.jsonl", _rows())
+    with pytest.raises(BenchError, match="prompt"):
+        get_dataset(str(path), None, {"prompt": "{finding}"})

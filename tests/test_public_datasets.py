@@ -339,3 +339,17 @@ def test_chexlocalize_published_sample_files(tmp_path: Path) -> None:
         drawn = mask_formats.polygons_mask(polygons[s.extra["cxr_id"]][s.extra["task"]], s.width, s.height)
         assert np.array_equal(_mask(s), drawn) and mask_formats.encode(drawn) == s.mask.rle
     assert len(get_dataset("chexlocalize", tmp_path, {"negatives": "keep"}).samples()) == 20
+
+
+def test_rsna_images_found_below_the_root_and_missing_ones_reported(tmp_path: Path) -> None:
+    fx.rsna(tmp_path)
+    moved = tmp_path / "elsewhere" / f"{fx.RSNA_POSITIVE}.dcm"
+    moved.parent.mkdir()
+    (tmp_path / "stage_2_train_images" / f"{fx.RSNA_POSITIVE}.dcm").rename(moved)
+    (tmp_path / "stage_2_train_images" / "00704310-78a8-4b38-8475-49f4573b2dbb.dcm").unlink()
+    ds = get_dataset("rsna-pneumonia", tmp_path)
+    samples = _by_id(ds.samples())
+    assert samples[fx.RSNA_POSITIVE].image_path == str(moved)
+    problems = ds.check_images(list(samples.values()))
+    assert list(problems) == ["00704310-78a8-4b38-8475-49f4573b2dbb"] and "image not found" in problems[
+        "00704310-78a8-4b38-8475-49f4573b2dbb"]
