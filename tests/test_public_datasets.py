@@ -353,3 +353,13 @@ def test_rsna_images_found_below_the_root_and_missing_ones_reported(tmp_path: Pa
     problems = ds.check_images(list(samples.values()))
     assert list(problems) == ["00704310-78a8-4b38-8475-49f4573b2dbb"] and "image not found" in problems[
         "00704310-78a8-4b38-8475-49f4573b2dbb"]
+
+
+def test_chexlocalize_to_a_jsonl_file_keeps_masks_and_the_second_reading(tmp_path: Path, bench_cli) -> None:
+    fx.chexlocalize(tmp_path)
+    res = bench_cli("dataset", "chexlocalize", "--data-root", tmp_path, "--out", tmp_path / "chex.jsonl")
+    assert res.code == 0, res.err
+    original = get_dataset("chexlocalize", tmp_path).samples()
+    again = get_dataset(str(tmp_path / "chex.jsonl")).samples()
+    assert again == original
+    assert [s.extra for s in again] == [s.extra for s in original]

@@ -244,7 +244,8 @@ def table_text(samples: list[Sample], jsonl: bool = False) -> str:
     """The sample table of `samples` as CSV (box-only samples: exactly the eight columns), or as JSON lines.
 
     The `mask` and `points` columns appear when a sample has them (empty for the others); in JSON
-    lines boxes and points are lists and an RLE mask is an object.
+    lines boxes and points are lists, an RLE mask is an object, and a sample's `extra` (the second
+    reading `reader2`, dataset ids) is kept as the object `extra`.
     """
     import pandas as pd
 
@@ -254,12 +255,14 @@ def table_text(samples: list[Sample], jsonl: bool = False) -> str:
         columns += [c for c in ("mask", "points") if any(c in r for r in rows)]
         return pd.DataFrame(rows, columns=columns).fillna("").to_csv(index=False)
     lines = []
-    for row in rows:
+    for sample, row in zip(samples, rows):
         row = dict(row, boxes=json.loads(row["boxes"]))
         if "points" in row:
             row["points"] = json.loads(row["points"])
         if "mask" in row and row["mask"].startswith("{"):
             row["mask"] = json.loads(row["mask"])
+        if sample.extra:
+            row["extra"] = sample.extra
         lines.append(json.dumps(row) + "\n")
     return "".join(lines)
 
