@@ -22,6 +22,7 @@ from typing import Callable, Mapping, Sequence, Union
 import numpy as np
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import BenchError
 from ..core.params import Param
 from ..core.samples import Box, Sample
@@ -552,7 +553,7 @@ class PhantomDataset(Dataset):
     @property
     def folder(self) -> Path:
         """The PNG cache under BENCH_CACHE, keyed by everything that sets pixels: the only place images are written."""
-        base = Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench")
+        base = cache_root()
         return base / "phantom" / f"v{RENDER_VERSION}-seed{self.seed}-{self.size}"
 
     def case(self, split: str, index: int) -> Case:

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import BenchError, SampleError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..reporting.compare import LoadedRun, check_same_samples, load_run
@@ -47,7 +48,7 @@ STATIC = ("view.css", "view.js")
 
 def cache_dir() -> Path:
     """Where overlays are cached: BENCH_CACHE/view [default: ~/.cache/cxr-grounding-bench/view]."""
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench") / "view"
+    return cache_root() / "view"
 
 
 @dataclass
