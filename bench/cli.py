@@ -64,7 +64,7 @@ def _global(
 
     Progress goes to stderr: a bar on a terminal, a line per tenth of the work in a log or pipe
     (SLURM, nohup). Environment: BENCH_QUIET=1 silences progress (like -q); BENCH_CACHE is the
-    folder for caches (phantom images) [default: ~/.cache/cxr-grounding-bench]; HF_HOME the
+    folder for caches [default: $XDG_CACHE_HOME/cxr-grounding-bench, else ~/.cache/cxr-grounding-bench]; HF_HOME the
     Hugging Face cache the checkpoints are read from.
     """
     from .running.progress import QUIET, VERBOSE, set_verbosity
