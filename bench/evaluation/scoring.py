@@ -23,17 +23,16 @@ from ..core.errors import SampleError
 from ..core.geometry import box_mask, truncated_box
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
-from . import metrics as dense
-from . import sorted_pixels as pixels
-from . import weighted_metrics as weighted
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
 from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mask_on_grid, native_mask
 from .label_crop import stated_crop_geometry, surviving_boxes, surviving_boxes_mask
-from .protocols import Protocol, ValuePolicy, iou_column, round_to
+from .protocols import Protocol, ValuePolicy, round_to
 from .resample import to_original
+from .route_scores import route_scores
+from .routes import CellRoute, DenseRoute, Parts, SortedPixelRoute
 from .seed_spread import extra_seeds, seed_column, seed_dependent
-from .stored_precision import DTYPES, cnr_held, held_at
+from .stored_precision import DTYPES, held_at
 
 #: a map with at least this share of native cells per field-of-view pixel takes the sorted-pixel route
 PIXEL_ROUTE_SHARE = 0.25
@@ -142,60 +141,6 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     return dataclasses.replace(sample, boxes=tuple(sample.boxes[i] for i in kept))
 
 
-def _cnr_columns(per_box: Callable[[], list[float]], union: Callable[[], float],
-                 protocol: Protocol) -> dict[str, float]:
-    """`cnr` (signed) and `cnr_abs`: |CNR| of the union, or the mean |CNR| over boxes."""
-    if protocol.cnr_boxes == "union":
-        value = union()
-        return {"cnr": value, "cnr_abs": abs(value)}
-    values = per_box()
-    if not values:
-        return {"cnr": 0.0, "cnr_abs": 0.0}
-    return {"cnr": float(np.mean(values)), "cnr_abs": float(np.mean(np.abs(values)))}
-
-
-def _dense_scores(h: np.ndarray, gt: np.ndarray, box_masks: Callable[[], Sequence[np.ndarray]],
-                  binary: np.ndarray | None, protocol: Protocol, n_boxes: int = 1,
-                  sorted_auc: bool = False) -> dict[str, float]:
-    """Every metric on the dense grid; `sorted_auc` takes the exact AUC from sorted values instead of ranks."""
-    scores: dict[str, float] = OrderedDict()
-    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
-    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
-    for metric in protocol.metrics:
-        if metric in ("cnr", "cnr_abs"):
-            if "cnr" not in scores:
-                union = ((lambda: dense.cnr(h, gt, protocol.ddof, inf, floor)) if protocol.stored_precision == "float64"
-                         else (lambda: cnr_held(h, gt, protocol.ddof, protocol.stored_precision, inf)))
-                scores.update(_cnr_columns(lambda: dense.cnr_per_box_values(h, box_masks(), protocol.ddof, inf, floor),
-                                           union, protocol))
-        elif metric == "iou":
-            for t, rounded in zip(protocol.thresholds, thresholds):
-                scores[iou_column(t)] = dense.iou_at(h, gt, rounded, protocol.strict)
-        elif metric == "miou":
-            scores["miou"] = dense.miou(h, gt, thresholds, protocol.strict)
-        elif metric == "auc_roc":
-            if sorted_auc and protocol.auc == "exact":
-                scores["auc_roc"] = pixels.auc_roc(pixels.SortedPixels.build(h, gt))
-                continue
-            hq = dense.quantise_bins(h, protocol.auc_bins) if protocol.auc == "binned" else h
-            scores["auc_roc"] = dense.auc_roc(hq, gt)
-        elif metric == "auc_roc_binned":
-            scores["auc_roc_binned"] = dense.auc_roc(dense.quantise_bins(h, protocol.auc_bins), gt)
-        elif metric == "pointing_game":
-            scores["pointing_game"] = dense.pointing_game(h, gt)
-        elif metric == "iou_fg":
-            scores["iou_fg"] = dense.iou_fg(binary, gt)
-        elif metric == "miou_fgbg":
-            scores["miou_fgbg"] = dense.miou_fgbg(binary, gt)
-        elif metric in ("bbox_iou_fg", "bbox_miou_fgbg"):
-            rect = dense.bounding_rect(binary, inclusive=protocol.bbox_rect == "inclusive")
-            scores[metric] = dense.iou_fg(rect, gt) if metric == "bbox_iou_fg" else dense.miou_fgbg(rect, gt)
-        elif metric == "distance":
-            # one centre per sample: undefined (NaN) when the finding has several boxes, as published
-            scores["distance"] = dense.centre_distance(binary, gt) if n_boxes == 1 else float("nan")
-    return scores
-
-
 def _checked(heatmap: Heatmap, sample: Sample) -> None:
     check_values(heatmap, sample.sample_id)
     _check_size(heatmap, sample)
@@ -211,11 +156,20 @@ def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     return _score_dense(heatmap, sample, protocol, backend)
 
 
-def _score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+def _box_parts(sample: Sample) -> Parts:
+    """One full-resolution mask per box, built when a metric asks for them."""
+    return lambda: [box_mask([b], sample.height, sample.width) for b in sample.boxes]
+
+
+def _dense_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> DenseRoute:
+    """The map upsampled by the protocol's interpolation and the box union, on the full original grid."""
     h = prepare_values(to_original(heatmap, protocol.interpolation), protocol, backend)
     gt = box_mask(sample.boxes, sample.height, sample.width)
-    masks = lambda: [box_mask([b], sample.height, sample.width) for b in sample.boxes]  # noqa: E731
-    return _finish(_dense_scores(h, gt, masks, None, protocol), protocol)
+    return DenseRoute(h, gt, _box_parts(sample), len(sample.boxes))
+
+
+def _score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    return route_scores(_dense_route(heatmap, sample, protocol, backend), protocol)
 
 
 def _binary_mask(native: np.ndarray, where, protocol: Protocol,
@@ -268,9 +222,9 @@ def _score_crop(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
         binary = _binary_mask(gmm_values(heatmap, protocol, native), where, protocol, fit)
     if binary is not None and not binary.any() and protocol.on_empty_mask == "zero":
         return OrderedDict((c, 0.0) for c in protocol.columns)
-    masks = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
-    return _finish(_dense_scores(h, gt, masks, binary, protocol, len(sample.boxes), fit is not gmm_threshold),
-                   protocol)
+    parts = lambda: [gt_mask([b], space, protocol.gt_antialias) for b in sample.boxes]  # noqa: E731
+    return route_scores(DenseRoute(h, gt, parts, len(sample.boxes), binary, sorted_auc=fit is not gmm_threshold),
+                        protocol)
 
 
 def _score_crop_seeds(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None,
@@ -301,30 +255,15 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     return _score_cells(heatmap, protocol_sample(heatmap, sample, protocol, model_crop=model_crop), protocol, backend)
 
 
-def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+def _cell_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> CellRoute:
+    """The map's native cells cut along the boxes, with the protocol's value policy applied."""
     raw = build_cells(heatmap.values, heatmap.geometry, sample.boxes)
-    c = Cells(prepare_values(raw.values, protocol, backend), raw.weights, raw.inside, raw.first, raw.members)
-    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
-    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
-    scores: dict[str, float] = OrderedDict()
-    for metric in protocol.metrics:
-        if metric in ("cnr", "cnr_abs"):
-            if "cnr" not in scores:
-                scores.update(_cnr_columns(lambda: weighted.cnr_per_box_values(c, protocol.ddof, inf, floor),
-                                           lambda: weighted.cnr(c, protocol.ddof, inf, floor), protocol))
-        elif metric == "iou":
-            for t, rounded in zip(protocol.thresholds, thresholds):
-                scores[iou_column(t)] = weighted.iou_at(c, rounded, protocol.strict)
-        elif metric == "miou":
-            scores["miou"] = weighted.miou(c, thresholds, protocol.strict)
-        elif metric == "auc_roc":
-            cq = weighted.quantise_bins(c, protocol.auc_bins) if protocol.auc == "binned" else c
-            scores["auc_roc"] = weighted.auc_roc(cq)
-        elif metric == "auc_roc_binned":
-            scores["auc_roc_binned"] = weighted.auc_roc(weighted.quantise_bins(c, protocol.auc_bins))
-        elif metric == "pointing_game":
-            scores["pointing_game"] = weighted.pointing_game(c)
-    return _finish(scores, protocol)
+    return CellRoute(Cells(prepare_values(raw.values, protocol, backend), raw.weights, raw.inside, raw.first,
+                           raw.members))
+
+
+def _score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    return route_scores(_cell_route(heatmap, sample, protocol, backend), protocol)
 
 
 def score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None = None,
@@ -343,41 +282,15 @@ def _on_original(heatmap: Heatmap) -> np.ndarray:
     return to_original(heatmap, "nearest")
 
 
-def _score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+def _pixel_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> SortedPixelRoute:
+    """The map on the original grid (nearest) and the box union, each GT side sorted."""
     h = prepare_values(_on_original(heatmap), protocol, backend)
     gt = box_mask(sample.boxes, sample.height, sample.width)
-    p = pixels.SortedPixels.build(h, gt)
-    inf, floor = protocol.zero_variance_value, protocol.cnr_variance_floor
-    thresholds = [protocol.rounded_threshold(t) for t in protocol.thresholds]
-    scores: dict[str, float] = OrderedDict()
-    for metric in protocol.metrics:
-        if metric in ("cnr", "cnr_abs"):
-            if "cnr" not in scores:
-                per_box = (lambda: [pixels.cnr(p, protocol.ddof, inf, floor)]) if len(sample.boxes) == 1 else (  # noqa: E731
-                    lambda: dense.cnr_per_box_values(
-                        h, [box_mask([b], sample.height, sample.width) for b in sample.boxes], protocol.ddof, inf, floor))
-                scores.update(_cnr_columns(per_box, lambda: pixels.cnr(p, protocol.ddof, inf, floor), protocol))
-        elif metric == "iou":
-            for t, rounded in zip(protocol.thresholds, thresholds):
-                scores[iou_column(t)] = pixels.iou_at(p, rounded, protocol.strict)
-        elif metric == "miou":
-            scores["miou"] = pixels.miou(p, thresholds, protocol.strict)
-        elif metric == "auc_roc":
-            scores["auc_roc"] = (pixels.auc_roc_binned(p, protocol.auc_bins) if protocol.auc == "binned"
-                                 else pixels.auc_roc(p))
-        elif metric == "auc_roc_binned":
-            scores["auc_roc_binned"] = pixels.auc_roc_binned(p, protocol.auc_bins)
-        elif metric == "pointing_game":
-            scores["pointing_game"] = dense.pointing_game(h, gt)
-    return _finish(scores, protocol)
+    return SortedPixelRoute(h, gt, _box_parts(sample), len(sample.boxes))
 
 
-def _finish(scores: dict[str, float], protocol: Protocol) -> dict[str, float]:
-    """The columns in the order the protocol lists them."""
-    out: dict[str, float] = OrderedDict()
-    for col in protocol.columns:
-        out[col] = scores[col]
-    return out
+def _score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    return route_scores(_pixel_route(heatmap, sample, protocol, backend), protocol)
 
 
 def prefers_pixels(heatmap: Heatmap) -> bool:
