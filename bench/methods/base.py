@@ -1,14 +1,23 @@
-"""What every method backend provides: heatmaps for batches of samples."""
+"""What every method backend provides: heatmaps (or boxes) for batches of samples.
+
+A method's spec says what it outputs (`output = "heatmap" | "boxes"`, heatmap when absent): a
+heatmap method implements `heatmaps(samples, dataset) -> list[Heatmap]`, a box method
+`boxes(samples, dataset) -> list[BoxPrediction]`. The runner calls the one the spec names, stores
+the result in the run folder (`heatmaps/` or `boxes/`), and the protocol converts it to the other
+kind where its metrics need that (`bench.evaluation.conversions`).
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..core.heatmap import Heatmap
+from ..core.errors import BenchError
 from ..core.params import Param, check_params, schema_of
+from ..core.predictions import OUTPUT_KINDS, BoxPrediction
 from ..core.samples import Sample
 from ..datasets.base import Dataset
 
@@ -29,6 +38,25 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: the method a backend implements for each output kind the harness runs
+OUTPUT_METHODS = {"heatmap": "heatmaps", "boxes": "boxes"}
+
+
+def check_output(spec: dict, cls: type) -> None:
+    """BenchError when the spec's `output` is not a kind the harness runs, or the backend does not
+    implement the method of that kind (`heatmaps` or `boxes`)."""
+    output = spec.get("output", "heatmap")
+    where = f"adapters/{spec['name']}.toml"
+    if output not in OUTPUT_KINDS:
+        raise BenchError(f"{where}: output = {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    if output not in OUTPUT_METHODS:
+        raise BenchError(f"{where}: output = {output!r} is not run by the harness (methods output "
+                         f"{' or '.join(OUTPUT_METHODS)})")
+    own = OUTPUT_METHODS[output]
+    if getattr(cls, own) is getattr(Method, own):
+        raise BenchError(f"{where}: output = {output!r}, but backend {cls.__name__} implements no {own}()")
+
+
 class Method(ABC):
     """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...).
 
@@ -42,6 +70,7 @@ class Method(ABC):
     known_params: Mapping[str, Param | type] | tuple[str, ...] | None = None
 
     def __init__(self, spec: dict, context: RunContext) -> None:
+        check_output(spec, type(self))
         self.spec = spec
         raw = dict(spec.get("params", {}))
         schema = schema_of(self.known_params)
@@ -59,9 +88,20 @@ class Method(ABC):
         """
         return None
 
-    @abstractmethod
+    @property
+    def output(self) -> str:
+        """What the method outputs: "heatmap" (the default) or "boxes" (the spec's `output` field)."""
+        return self.spec.get("output", "heatmap")
+
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
-        """One heatmap per sample, in order, on the method's native grid."""
+        """One heatmap per sample, in order, on the method's native grid (methods with output "heatmap")."""
+        raise NotImplementedError
+
+    def boxes(self, samples: Sequence[Sample], dataset: Dataset) -> list[BoxPrediction]:
+        """One `BoxPrediction` per sample, in order (methods with output "boxes"): boxes (x, y, w, h) in
+        original pixels, best first, with one score per box or none; a sample the method gives no usable
+        boxes for (an unparsable generation) is `BoxPrediction((), failure="why")`, never a silent empty box."""
+        raise NotImplementedError
 
     def provenance(self) -> dict:
         """Checkpoint identifiers and hashes, versions: recorded in run.json."""
