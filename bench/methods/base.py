@@ -9,13 +9,12 @@ kind where its metrics need that (`bench.evaluation.conversions`).
 
 from __future__ import annotations
 
-from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..core.heatmap import Heatmap
 from ..core.errors import BenchError
+from ..core.heatmap import Heatmap
 from ..core.params import Param, check_params, schema_of
 from ..core.predictions import OUTPUT_KINDS, BoxPrediction
 from ..core.samples import Sample
@@ -57,7 +56,7 @@ def check_output(spec: dict, cls: type) -> None:
         raise BenchError(f"{where}: output = {output!r}, but backend {cls.__name__} implements no {own}()")
 
 
-class Method(ABC):
+class Method:
     """A grounding method: `spec` is the parsed adapter TOML (name, backend, params...).
 
     `known_params` declares the `[params]` fields the backend reads: a mapping of name to
