@@ -123,8 +123,8 @@ def containment(pred: Sequence[Box], gt: Sequence[Box], width: int, height: int)
     masks (NaN for an empty mask), and 1.0 when precision > 0.5 (0.0 otherwise, or without boxes)."""
     p, g = radfact_mask(pred, width, height), radfact_mask(gt, width, height)
     inter = float(np.logical_and(p, g).sum())
-    precision = inter / p.sum() if p.any() else math.nan
-    recall = inter / g.sum() if g.any() else math.nan
+    precision = inter / float(p.sum()) if p.any() else math.nan
+    recall = inter / float(g.sum()) if g.any() else math.nan
     return precision, recall, float(precision > 0.5) if not math.isnan(precision) else 0.0
 
 
