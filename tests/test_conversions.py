@@ -96,4 +96,4 @@ def test_a_heatmap_under_the_box_protocol_is_boxed_by_its_conversion() -> None:
     got, _ = score_prediction(heatmap, sample, boxes)
     assert got["top1_iou_best"] == 1.0 and got["acc@0.5"] == 1.0 and got["ap@0.5"] == pytest.approx(1.0)
     assert got["box_recall"] == 1.0 and got["box_precision"] == 1.0 and got["box_contained"] == 1.0
-    assert got["pooled_union"] > got["pooled_inter"] > 0
+    assert got["pooled_iou"] == 1.0 and got["pooled_union"] == got["pooled_inter"] > 0
