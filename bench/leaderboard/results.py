@@ -26,6 +26,9 @@ import pandas as pd
 
 from ..core import atomic, npyfile
 from ..core.errors import BenchError
+from ..evaluation.box_metrics import POOLED_COUNTS
+from ..evaluation.pooled import METRIC as POOLED
+from ..evaluation.pooled import pooled_means
 from ..evaluation.protocols import Protocol
 from ..reporting.report import headline_metrics
 from ..running import integrity
@@ -288,7 +291,10 @@ def _load_entry(root: Path, allow_modified: bool = False, at: Path | None = None
 def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, protocol: Protocol) -> None:
     """summary.csv must belong to samples.csv: the category means must match."""
     for metric in protocol.columns:
-        means = samples.groupby("category")[metric].mean()
+        if metric == POOLED and set(POOLED_COUNTS) <= set(samples.columns):
+            means = pooled_means(samples, ()).set_index("group")["mean"]  # a dataset-level value, pooled
+        else:
+            means = samples.groupby("category")[metric].mean()
         part = summary[summary["metric"] == metric].set_index("group")
         for cat, mean in means.items():
             if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9, equal_nan=True):
