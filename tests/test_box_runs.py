@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SMALL_PHANTOM
 
 from bench.evaluation.protocols import load_protocol
 from bench.methods.oracle_box import jitter_iou
-from conftest import SMALL_PHANTOM
 
 
 def _run(bench_cli, method: str, protocol: str, out: Path, *extra: str) -> Path:
