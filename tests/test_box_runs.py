@@ -97,6 +97,19 @@ def test_three_kinds_under_default_and_box_protocol_on_one_page(bench_cli, tmp_p
         page = (boards / f"phantom__n_test-16__n_train-16__{protocol}.md").read_text()
         for method in ("oracle_gaussian", "oracle_box", "box_prior"):
             assert f"| {method} |" in page
+    default = (boards / "phantom__n_test-16__n_train-16__default.md").read_text()
+    assert "| miou [boxes -> map: max_score] (rank) |" in default
+    assert "the box methods' boxes (`oracle_box`) are scored through" in default
+    assert "**oracle_box**: sample `phantom-test-00000`" in default and "predicted boxes dashed in blue" in default
+    boxes = (boards / "phantom__n_test-16__n_train-16__boxes.md").read_text()
+    assert "| acc@0.5 [maps -> boxes: otsu mask, components, max score] (rank) |" in boxes
+    assert (boards / "phantom__n_test-16__n_train-16__default" / "example-oracle_box.png").is_file()
+    from bench.leaderboard.results import read_example
+
+    ex = read_example(results / "phantom__n_test-16__n_train-16" / "default" / "oracle_box" / "example.npz")
+    assert ex["pred_boxes"] is not None and len(ex["pred_boxes"]) == len(ex["boxes"])
+    heat = read_example(results / "phantom__n_test-16__n_train-16" / "default" / "oracle_gaussian" / "example.npz")
+    assert heat["pred_boxes"] is None  # a heatmap method under a heatmap protocol: its example as before
     assert _micro(tmp_path / "oracle_gaussian.boxes", "acc@0.5") == 1.0
     assert _micro(tmp_path / "oracle_box.default", "miou") > 0.6
 

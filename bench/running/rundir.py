@@ -47,6 +47,12 @@ def record_backend(record: dict | None) -> str | None:
     return record.get("backend") or ((record.get("config") or {}).get("method") or {}).get("backend")
 
 
+def record_output(record: dict | None) -> str:
+    """What a run's method output: "boxes" for a box method's run (or `bench score --boxes`), else "heatmap"."""
+    record = record or {}
+    return record.get("output") or ((record.get("config") or {}).get("method") or {}).get("output") or "heatmap"
+
+
 class RunDir:
     """Paths and atomic reads/writes of one run directory."""
 

@@ -596,6 +596,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         **run_header(),
         "config": config,
         "method": spec["name"],
+        **({"output": "boxes"} if output == "boxes" else {}),
         "overrides": list(req.overrides),
         "dataset": req.dataset,
         "protocol": protocol.to_dict(),
