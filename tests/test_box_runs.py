@@ -212,3 +212,24 @@ def test_output_kinds_checked_in_one_line(bench_cli, tmp_path: Path) -> None:
     r = bench_cli("run", "-m", spec, "-d", "phantom", *SMALL_PHANTOM, "--out", tmp_path / "o")
     assert r.code != 0 and "output = 'polygons' is not one of heatmap, boxes, mask" in r.err
     assert not (tmp_path / "o").exists()
+
+
+def test_view_draws_predicted_boxes_beside_maps(bench_cli, tmp_path: Path) -> None:
+    box_run = _run(bench_cli, "oracle_box", "default", tmp_path / "b")
+    heat_run = _run(bench_cli, "oracle_gaussian", "default", tmp_path / "h")
+    r = bench_cli("view", box_run, heat_run, "--out", tmp_path / "v")
+    assert r.code == 0, r.err
+    page = (tmp_path / "v" / "index.html").read_text()
+    n_boxes = sum(len(json.loads(p.read_text())["boxes"]) for p in (box_run / "boxes").glob("*.json"))
+    assert page.count('stroke-dasharray="4 2"') == n_boxes  # the box run's boxes; the heatmap run draws none
+    assert "predicted boxes (a box method's own" in page
+    assert len(list((tmp_path / "v" / "img" / "0").glob("*.jpg"))) == 16
+    # under the box protocol the heatmap method's cells draw the boxes its map was converted to
+    boxes_run = _run(bench_cli, "oracle_gaussian", "boxes", tmp_path / "hb")
+    r = bench_cli("view", boxes_run, "--out", tmp_path / "v2")
+    assert r.code == 0, r.err
+    assert (tmp_path / "v2" / "index.html").read_text().count('stroke-dasharray="4 2"') >= 16
+    victim = sorted((box_run / "boxes").glob("*.json"))[0]
+    victim.write_text(victim.read_text().replace('"failure": null', '"failure": null '))
+    r = bench_cli("view", box_run, "--out", tmp_path / "v3")
+    assert r.code != 0 and "boxes' digest differs" in r.err and not (tmp_path / "v3").exists()
