@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import SMALL_PHANTOM
 
+from bench.core.geometry import Geometry, box_mask
+from bench.core.heatmap import Heatmap
 from bench.evaluation.protocols import load_protocol
+from bench.methods.base import Method
 from bench.methods.oracle_box import jitter_iou
 
 
@@ -99,7 +103,7 @@ def test_three_kinds_under_default_and_box_protocol_on_one_page(bench_cli, tmp_p
             assert f"| {method} |" in page
     default = (boards / "phantom__n_test-16__n_train-16__default.md").read_text()
     assert "| miou [boxes -> map: max_score] (rank) |" in default
-    assert "the box methods' boxes (`oracle_box`) are scored through" in default
+    assert "rank together: the box methods' boxes (`oracle_box`) are scored through" in default
     assert "**oracle_box**: sample `phantom-test-00000`" in default and "predicted boxes dashed in blue" in default
     boxes = (boards / "phantom__n_test-16__n_train-16__boxes.md").read_text()
     assert "| acc@0.5 [maps -> boxes: otsu mask, components, max score] (rank) |" in boxes
@@ -233,3 +237,39 @@ def test_view_draws_predicted_boxes_beside_maps(bench_cli, tmp_path: Path) -> No
     victim.write_text(victim.read_text().replace('"failure": null', '"failure": null '))
     r = bench_cli("view", box_run, "--out", tmp_path / "v3")
     assert r.code != 0 and "boxes' digest differs" in r.err and not (tmp_path / "v3").exists()
+
+
+class OracleMask(Method):
+    """A test mask method: the phrase's GT box mask on the whole image."""
+
+    known_params: dict = {}
+
+    def masks(self, samples, dataset):
+        return [Heatmap(box_mask(s.boxes, s.height, s.width).astype(np.float32), Geometry.whole(s.height, s.width))
+                for s in samples]
+
+
+class BadMask(OracleMask):
+    def masks(self, samples, dataset):
+        return [Heatmap(np.full((4, 4), 0.5, np.float32), Geometry.whole(s.height, s.width)) for s in samples]
+
+
+def test_a_mask_method_is_stored_as_a_map_and_scored_under_both_families(bench_cli, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.methods import BACKENDS
+
+    monkeypatch.setitem(BACKENDS, "test_mask", "test_box_runs:OracleMask")
+    monkeypatch.setitem(BACKENDS, "test_bad_mask", "test_box_runs:BadMask")
+    spec = tmp_path / "oracle_mask.toml"
+    spec.write_text('name = "oracle_mask"\nbackend = "test_mask"\ndescription = "x"\noutput = "mask"\n')
+    heat = _run(bench_cli, spec, "default", tmp_path / "d")
+    assert len(list((heat / "heatmaps").glob("*.npz"))) == 16
+    assert json.loads((heat / "run.json").read_text())["output"] == "mask"
+    table = pd.read_csv(heat / "samples.csv")
+    assert (table["miou"] == 1.0).all() and (table["pointing_game"] == 1.0).all()
+    boxes = _run(bench_cli, spec, "boxes", tmp_path / "b")
+    table = pd.read_csv(boxes / "samples.csv")
+    assert (table["box_recall"] == 1.0).all() and (table["acc@0.5"] == 1.0).all()
+    spec.write_text('name = "oracle_mask"\nbackend = "test_bad_mask"\ndescription = "x"\noutput = "mask"\n')
+    r = bench_cli("run", "-m", spec, "-d", "phantom", *SMALL_PHANTOM, "--out", tmp_path / "bad")
+    assert r.code != 0 and "mask holds the value 0.5; a mask method's values are 0 or 1" in r.err

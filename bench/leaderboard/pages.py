@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..evaluation.protocols import load_protocol
 from ..evaluation.scoring import is_exclusion
+from ..running.rundir import record_output
 from .tables import (
     AGGREGATE_GROUPS,
     Board,
@@ -293,13 +294,17 @@ def _scored_boxes(board: Board) -> list[str]:
             "so on those samples the methods were not scored on the same ground truth.", ""]
 
 
+KINDS = {"heatmap": ("heatmap", "maps"), "boxes": ("box", "boxes"), "mask": ("mask", "masks")}
+
+
 def _conversion(board: Board) -> list[str]:
     """Which methods the protocol's metrics score through a conversion, and which (the column headers name it)."""
     if board.conversion is None:
         return []
-    kind = "box methods' boxes" if not board.protocol.scores_boxes else "heatmap methods' maps"
+    outputs = {record_output(e.record) for e in board.entries if e.label in board.converted()}
+    kind = " and ".join(f"{KINDS[k][0]} methods' {KINDS[k][1]}" for k in sorted(outputs))
     names = ", ".join(f"`{m}`" for m in board.converted())
-    return [f"Heatmap and box methods rank together: the {kind} ({names}) are scored through the protocol's "
+    return [f"Methods of every output kind rank together: the {kind} ({names}) are scored through the protocol's "
             f"conversion `{board.conversion}` (its `[conversions]` fields), named in the column headers.", ""]
 
 

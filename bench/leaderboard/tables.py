@@ -49,7 +49,10 @@ class Board:
             return None
         if p.scores_boxes:
             return f"maps -> boxes: {p.heatmap_to_mask} mask, {p.mask_to_boxes}, {p.component_score} score"
-        return f"boxes -> map: {p.boxes_to_heatmap}"
+        kinds = {record_output(e.record) for e in self.entries}
+        parts = ([f"boxes -> map: {p.boxes_to_heatmap}"] if "boxes" in kinds else []) + (
+            ["masks as 0/1 maps"] if "mask" in kinds else [])
+        return "; ".join(parts)
 
     def check(self) -> None:
         """Runs on one board must have been scored under exactly the same protocol."""

@@ -1,10 +1,11 @@
 """What every method backend provides: heatmaps (or boxes) for batches of samples.
 
-A method's spec says what it outputs (`output = "heatmap" | "boxes"`, heatmap when absent): a
-heatmap method implements `heatmaps(samples, dataset) -> list[Heatmap]`, a box method
-`boxes(samples, dataset) -> list[BoxPrediction]`. The runner calls the one the spec names, stores
-the result in the run folder (`heatmaps/` or `boxes/`), and the protocol converts it to the other
-kind where its metrics need that (`bench.evaluation.conversions`).
+A method's spec says what it outputs (`output = "heatmap" | "boxes" | "mask"`, heatmap when
+absent): a heatmap method implements `heatmaps(samples, dataset) -> list[Heatmap]`, a box method
+`boxes(samples, dataset) -> list[BoxPrediction]`, a mask method `masks(samples, dataset) ->
+list[Heatmap]` (values 0 or 1). The runner calls the one the spec names, stores the result in the
+run folder (`boxes/` for boxes, `heatmaps/` for maps and masks), and the protocol converts it to
+the kind its metrics score where needed (`bench.evaluation.conversions`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ class RunContext:
 
 
 #: the method a backend implements for each output kind the harness runs
-OUTPUT_METHODS = {"heatmap": "heatmaps", "boxes": "boxes"}
+OUTPUT_METHODS = {"heatmap": "heatmaps", "boxes": "boxes", "mask": "masks"}
 
 
 def check_output(spec: dict, cls: type) -> None:
     """BenchError when the spec's `output` is not a kind the harness runs, or the backend does not
-    implement the method of that kind (`heatmaps` or `boxes`)."""
+    implement the method of that kind (`heatmaps`, `boxes` or `masks`)."""
     output = spec.get("output", "heatmap")
     where = f"adapters/{spec['name']}.toml"
     if output not in OUTPUT_KINDS:
@@ -89,7 +90,7 @@ class Method:
 
     @property
     def output(self) -> str:
-        """What the method outputs: "heatmap" (the default) or "boxes" (the spec's `output` field)."""
+        """What the method outputs: "heatmap" (the default), "boxes" or "mask" (the spec's `output` field)."""
         return self.spec.get("output", "heatmap")
 
     def heatmaps(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
@@ -100,6 +101,11 @@ class Method:
         """One `BoxPrediction` per sample, in order (methods with output "boxes"): boxes (x, y, w, h) in
         original pixels, best first, with one score per box or none; a sample the method gives no usable
         boxes for (an unparsable generation) is `BoxPrediction((), failure="why")`, never a silent empty box."""
+        raise NotImplementedError
+
+    def masks(self, samples: Sequence[Sample], dataset: Dataset) -> list[Heatmap]:
+        """One mask per sample, in order (methods with output "mask"): a `Heatmap` whose values are 0 or 1 (NaN
+        outside the field of view) on the method's native grid; stored and scored as a map of those values."""
         raise NotImplementedError
 
     def provenance(self) -> dict:

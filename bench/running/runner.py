@@ -284,9 +284,12 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
             for s, p in zip(batch, preds):
                 validate_prediction(p, s.width, s.height, s.sample_id)
             return list(zip(batch, preds))
-        maps = method.heatmaps(batch, dataset)
+        mask = getattr(method, "output", "heatmap") == "mask"
+        maps = method.masks(batch, dataset) if mask else method.heatmaps(batch, dataset)
         for s, m in zip(batch, maps):
             check_values(m, s.sample_id)
+            if mask:
+                check_mask(m, s.sample_id)
         return list(zip(batch, maps))
     except SampleError as exc:
         if len(batch) > 1:
@@ -295,6 +298,15 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
             raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
         skipped[batch[0].sample_id] = exc.reason
         return []
+
+
+def check_mask(heatmap: Heatmap, sample_id: str) -> None:
+    """SampleError when a mask method's map holds a value other than 0 or 1 (NaN outside its field of view)."""
+    values = np.asarray(heatmap.values)
+    finite = values[np.isfinite(values)]
+    if not np.isin(finite, (0, 1)).all():
+        bad = finite[~np.isin(finite, (0, 1))][0]
+        raise SampleError(sample_id, f"mask holds the value {float(bad):g}; a mask method's values are 0 or 1")
 
 
 def _check_count(method, batch: Sequence[Sample], preds: Sequence) -> None:
@@ -599,7 +611,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         **run_header(),
         "config": config,
         "method": spec["name"],
-        **({"output": "boxes"} if output == "boxes" else {}),
+        **({"output": output} if output != "heatmap" else {}),
         "overrides": list(req.overrides),
         "dataset": req.dataset,
         "protocol": protocol.to_dict(),
