@@ -273,3 +273,13 @@ def test_a_mask_method_is_stored_as_a_map_and_scored_under_both_families(bench_c
     spec.write_text('name = "oracle_mask"\nbackend = "test_bad_mask"\ndescription = "x"\noutput = "mask"\n')
     r = bench_cli("run", "-m", spec, "-d", "phantom", *SMALL_PHANTOM, "--out", tmp_path / "bad")
     assert r.code != 0 and "mask holds the value 0.5; a mask method's values are 0 or 1" in r.err
+
+
+def test_a_sharded_box_run_merges_to_the_whole_run(bench_cli, tmp_path: Path) -> None:
+    whole = _run(bench_cli, "oracle_box", "boxes", tmp_path / "whole")
+    for shard in ("0/2", "1/2"):
+        _run(bench_cli, "oracle_box", "boxes", tmp_path / "sh", "--shard", shard)
+    merged = _run(bench_cli, "oracle_box", "boxes", tmp_path / "sh")
+    assert (merged / "samples.csv").read_bytes() == (whole / "samples.csv").read_bytes()
+    digests = [json.loads((r / "run.json").read_text())["digests"]["boxes"] for r in (whole, merged)]
+    assert digests[0] == digests[1]
