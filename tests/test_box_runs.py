@@ -283,3 +283,45 @@ def test_a_sharded_box_run_merges_to_the_whole_run(bench_cli, tmp_path: Path) ->
     assert (merged / "samples.csv").read_bytes() == (whole / "samples.csv").read_bytes()
     digests = [json.loads((r / "run.json").read_text())["digests"]["boxes"] for r in (whole, merged)]
     assert digests[0] == digests[1]
+
+
+class HalfFailing(Method):
+    """A test box method whose generation cannot be parsed for every other sample."""
+
+    known_params: dict = {}
+
+    def boxes(self, samples, dataset):
+        from bench.core.predictions import BoxPrediction
+
+        return [BoxPrediction(tuple(s.boxes)) if int(s.sample_id[-1]) % 2 == 0 else
+                BoxPrediction((), failure="no <box> in the generated text") for s in samples]
+
+
+def test_failed_samples_are_recorded_and_scored_as_samples_without_boxes(bench_cli, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.methods import BACKENDS
+
+    monkeypatch.setitem(BACKENDS, "test_half_failing", "test_box_runs:HalfFailing")
+    spec = tmp_path / "half.toml"
+    spec.write_text('name = "half"\nbackend = "test_half_failing"\ndescription = "x"\noutput = "boxes"\n')
+    run = _run(bench_cli, spec, "boxes", tmp_path / "b")
+    table = pd.read_csv(run / "samples.csv").set_index("sample_id")
+    failed = [sid for sid in table.index if int(sid[-1]) % 2]
+    record = json.loads((run / "run.json").read_text())
+    assert [f["sample_id"] for f in record["box_failures"]] == failed
+    assert record["box_failures"][0]["reason"] == "no <box> in the generated text"
+    assert (table.loc[failed, "acc@0.5"] == 0).all() and (table.loc[failed, "ap@0.5"] == 0).all()
+    assert table.loc[failed, "box_precision"].isna().all() and (table.loc[failed, "box_recall"] == 0).all()
+    kept = [sid for sid in table.index if sid not in failed]
+    assert (table.loc[kept, "acc@0.5"] == 1).all()
+    assert _micro(run, "acc@0.5") == pytest.approx(len(kept) / len(table))
+    heat = _run(bench_cli, spec, "default", tmp_path / "d")
+    table = pd.read_csv(heat / "samples.csv").set_index("sample_id")
+    assert (table.loc[failed, "miou"] == 0).all() and (table.loc[failed, "auc_roc"] == 0.5).all()
+    # the same failures from a --boxes file are listed too
+    jsonl = tmp_path / "half.jsonl"
+    jsonl.write_text("".join(p.read_text() for p in sorted((run / "boxes").glob("*.json"))))
+    r = bench_cli("score", "--boxes", jsonl, "-d", "phantom", *SMALL_PHANTOM, "-p", "boxes", "--out", tmp_path / "s")
+    assert r.code == 0, r.err
+    scored = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert scored["box_failures"] == record["box_failures"]

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from ..core import atomic
 from ..core.errors import BenchError, SampleError
@@ -149,6 +149,20 @@ def jsonl_loader(predictions: Mapping[str, BoxPrediction], path: Path) -> Callab
 def folder_loader(folder: Path) -> Callable[[Sample], BoxPrediction]:
     """The loader of a run's boxes/ folder."""
     return lambda s: read_prediction(Path(folder) / f"{file_name(s.sample_id)}{SUFFIX}", s)
+
+
+def failures(folder: Path, sample_ids: Sequence[str]) -> list[dict]:
+    """The samples whose stored prediction is a failure, with its reason (for run.json's `box_failures`)."""
+    out = []
+    for sid in sample_ids:
+        path = Path(folder) / f"{file_name(sid)}{SUFFIX}"
+        try:
+            reason = json.loads(path.read_text(encoding="utf-8")).get("failure")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if reason is not None:
+            out.append({"sample_id": sid, "reason": reason})
+    return out
 
 
 def box_files(folder: Path) -> list[Path]:

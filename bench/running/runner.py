@@ -653,7 +653,8 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     if merged:
         record["shards"] = [{"shard": rec["shard"], "device": rec.get("device"), "host": rec.get("host"),
                              "n_samples": rec.get("n_samples"), "timings": rec.get("timings")} for rec in merged]
-    if output == "boxes":
+    if output == "boxes":  # a failed sample (no usable boxes) is scored as one without boxes, and listed
+        record["box_failures"] = box_files.failures(rundir.boxes, list(table["sample_id"]))
         result = finish(rundir, table, protocol, record, None, box_files.box_set(rundir.boxes))
     else:
         result = finish(rundir, table, protocol, record, integrity.heatmap_set(rundir.heatmaps))

@@ -54,6 +54,11 @@ def _source(boxes: Path, name: str | None) -> tuple[Path, dict | None, Callable[
     return boxes, None, None
 
 
+def _failure(loader: Callable[[Sample], BoxPrediction], sample: Sample | None) -> str | None:
+    """Why the prediction of a scored sample has no boxes (None when it is no failure)."""
+    return None if sample is None else loader(sample).failure
+
+
 def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, data_root: Path | None = None,
                 dataset_options: dict[str, str] | None = None, skip_bad: bool = False, name: str | None = None,
                 allow_outside_root: bool = False, model_crop: int | None = None) -> RunResult:
@@ -84,6 +89,7 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
         unscored = 0
     skipped: dict[str, str] = {}
     chosen = validate_all(chosen, skip_bad, skipped)
+    by_id = {s.sample_id: s for s in chosen}
     rundir = RunDir(out)
     config = {"scored_boxes": str(scored.resolve()),
               "dataset": dataset_config(dataset_name, dataset_options or {}, data_root, allow_outside_root),
@@ -128,6 +134,9 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
             "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
             "excluded": sorted(excluded),
             "unscored_box_records": unscored,
+            "box_failures": [{"sample_id": sid, "reason": loader_failure}
+                             for sid in table["sample_id"]
+                             if (loader_failure := _failure(loader, by_id.get(sid))) is not None],
             "dataset_notes": list(dataset.notes),
             "provenance": (source or {}).get("provenance", {}),
             "versions": versions(),
