@@ -28,6 +28,7 @@ _EXPORTS = {
     "BenchError": "bench.core.errors",
     "Geometry": "bench.core.geometry",
     "Heatmap": "bench.core.heatmap",
+    "BoxPrediction": "bench.core.predictions",
     "Param": "bench.core.params",
     "Sample": "bench.core.samples",
     "Dataset": "bench.datasets.base",

@@ -224,8 +224,9 @@ def _report(result, title: str) -> None:
 @app.command("score")
 @_resumable
 def score_cmd(
-    heatmaps: Path = typer.Option(..., "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to (a name, or the path of a sample table)."),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Box predictions instead of maps: a JSONL file, one line per sample {\"sample_id\": ..., \"boxes\": [[x, y, w, h], ...] in original pixels, \"scores\": [...] (optional)}, or a box run's directory."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps (or boxes) belong to (a name, or the path of a sample table)."),
     protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (a name or a spec file path)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
@@ -245,6 +246,17 @@ def score_cmd(
     from .running.runner import score_folder
 
     _spec_path(spec_path)
+    if (heatmaps is None) == (boxes is None):
+        raise BenchError("bench score: give one of --heatmaps DIR and --boxes FILE")
+    if boxes is not None:
+        from .running.score_boxes import score_boxes
+
+        if gmm_seeds is not None:
+            raise BenchError("--gmm-seeds: box predictions are scored without a GMM mask")
+        result = score_boxes(boxes, dataset, protocol, out, data_root, _options(option), skip_bad, name=name,
+                             allow_outside_root=allow_outside_root, model_crop=model_crop)
+        _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")
+        return
     result = score_folder(heatmaps, dataset, protocol, out, data_root, _options(option), skip_bad, name=name,
                           model_crop=model_crop, gmm_seeds=gmm_seeds, allow_outside_root=allow_outside_root)
     _report(result, f"{result.record['method']} on {dataset} ({result.record['protocol']['name']} protocol)")

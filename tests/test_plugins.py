@@ -60,7 +60,7 @@ def test_a_spec_file_by_path_runs_and_is_recorded(bench_cli, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("text, old, new, words", [
     (ORACLE, 'kind = "baseline"', 'knd = "baseline"',
-     "unknown field 'knd' (known: backend, citation, description, kind, name, params, weights)"),
+     "unknown field 'knd' (known: backend, citation, description, kind, name, output, params, weights)"),
     (ORACLE, "sigma_fraction =", "sigma_fracton =", "unknown field 'params.sigma_fracton' (known: grid, sigma_fraction)"),
     (ORACLE, 'name = "oracle_gaussian"', 'name = "other"', "name 'other' does not match the file name"),
 ])
@@ -79,7 +79,7 @@ def test_a_typo_in_a_protocol_file_names_the_file_the_field_and_the_known_ones(b
     r = bench_cli("run", "--method", "uniform", "--protocol", path, "--dataset", "phantom", *SMALL_PHANTOM,
                   "--out", tmp_path / "run")
     assert r.code == 2 and r.err.count("\n") == 1
-    assert f"{path}: unknown field 'grids' (known: description, grid, metrics, name, notes, " in r.err
+    assert f"{path}: unknown field 'grids' (known: conversions, description, grid, metrics, name, notes, " in r.err
     path.write_text(path.read_text().replace("[grids]", "[grid]").replace("interpolation", "interpolaton"))
     r = bench_cli("score", "--heatmaps", tmp_path, "--protocol", path, "--dataset", "phantom", "--out", tmp_path / "s")
     assert r.code == 2 and "unknown field grid.interpolaton (known: eval_grid, crop_size" in r.err

@@ -18,10 +18,12 @@ import numpy as np
 
 from ..core.errors import BenchError
 from ..core.specs import SpecFile, find_spec, spec_names
+from .box_metrics import BOX_METRICS, POOLED_COUNTS
 from .metrics import DEFAULT_THRESHOLDS
 
-METRIC_BASES = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
-                "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")
+HEATMAP_METRICS = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
+                   "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")
+METRIC_BASES = HEATMAP_METRICS + BOX_METRICS
 #: `auc_roc` is exact unless `auc = "binned"`; `auc_roc_binned` is always the AUC over `auc_bins` thresholds
 #: (Vilouras et al.'s torcheval AUC), so a protocol can report both side by side.
 #: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
@@ -59,6 +61,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "drop_boxes": ("none", "label_crop"),
     "box_coords": ("float", "truncate"),
     "weighted_nan": ("skip", "zero"),
+    "boxes_to_heatmap": ("max_score", "binary"),
+    "heatmap_to_mask": ("otsu", "threshold"),
+    "mask_to_boxes": ("components", "largest"),
+    "component_score": ("max", "mean"),
 }
 
 # TOML section of each field (the file groups related choices; the object is flat)
@@ -69,6 +75,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
                 "cnr_zero_variance", "cnr_variance_floor", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
                 "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
     "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
+    "conversions": ("boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score"),
     "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
@@ -79,7 +86,8 @@ _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
 _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_variance", "cnr_variance_floor", "binary_mask", "gmm_seed",
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
-                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords", "stored_precision")
+                  "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords", "stored_precision",
+                  "boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score")
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,11 @@ class Protocol:
     seed: int = 0
     weighted_nan: str = "skip"
     gmm_seeds: int = 1
+    boxes_to_heatmap: str = "max_score"
+    heatmap_to_mask: str = "otsu"
+    mask_threshold: float = 0.5
+    mask_to_boxes: str = "components"
+    component_score: str = "max"
     notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -185,6 +198,16 @@ class Protocol:
         floor = self.cnr_variance_floor
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < float("inf"):
             raise BenchError(f"protocol {self.name}: cnr_variance_floor = {floor!r} is not a number >= 0")
+        box_metrics = [m for m in self.metrics if m in BOX_METRICS]
+        if box_metrics and len(box_metrics) != len(self.metrics):
+            other = next(m for m in self.metrics if m not in BOX_METRICS)
+            raise BenchError(f"protocol {self.name}: box metrics ({box_metrics[0]!r}) and heatmap metrics ({other!r}) "
+                             "go in separate protocols")
+        if box_metrics and (self.eval_grid, self.drop_boxes) != ("original", "none"):
+            raise BenchError(f"protocol {self.name}: box metrics need eval_grid = \"original\" and drop_boxes = \"none\"")
+        threshold = self.mask_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise BenchError(f"protocol {self.name}: mask_threshold = {threshold!r} is not a number in [0, 1]")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
         if self.gmm_seeds < 1:
@@ -231,6 +254,17 @@ class Protocol:
     def zero_variance_value(self) -> float:
         """What a CNR with a zero denominator and a non-zero numerator becomes (its sign kept)."""
         return FLOAT32_MAX if self.cnr_zero_variance == "float32_max" else 0.0
+
+    @property
+    def scores_boxes(self) -> bool:
+        """True when the protocol's metrics are box metrics (heatmaps are converted to boxes), False when
+        they are heatmap metrics (boxes are converted to heatmaps)."""
+        return bool(self.metrics) and self.metrics[0] in BOX_METRICS
+
+    @property
+    def support_columns(self) -> list[str]:
+        """Columns of the samples table besides the metrics that the summary reads (the pooled IoU's counts)."""
+        return list(POOLED_COUNTS) if "pooled_iou" in self.metrics else []
 
     @property
     def columns(self) -> list[str]:

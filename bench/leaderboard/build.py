@@ -101,9 +101,11 @@ def _board_files(board: Board, build: Build) -> None:
             for fmt in FORMATS:
                 build.figures[f"{slug}/example-{e.name}.{fmt}"] = (
                     _digest("overlay", STYLE, fmt, title, raw),
-                    lambda x=ex, t=title, f=fmt: overlay_plot(x["image"], x["heatmap"], x["boxes"], t, f))
+                    lambda x=ex, t=title, f=fmt: overlay_plot(x["image"], x["heatmap"], x["boxes"], t, f,
+                                                              x["pred_boxes"]))
             path = f"{slug}/example-{e.name}.png"
-            examples[e.label] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in red)")
+            drawn = "" if ex["pred_boxes"] is None else ", predicted boxes dashed in blue"
+            examples[e.label] = (path, f"sample `{ex['sample_id']}`, \"{ex['phrase']}\" (GT boxes in red{drawn})")
     build.texts[f"{slug}.md"] = board_page(board, figures, examples)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..evaluation.protocols import load_protocol
 from ..evaluation.scoring import is_exclusion
+from ..running.rundir import record_output
 from .tables import (
     AGGREGATE_GROUPS,
     Board,
@@ -71,7 +72,8 @@ def _seed_sentence(board: Board, table: pd.DataFrame) -> list[str]:
 
 def _ranking(board: Board, table: pd.DataFrame) -> list[str]:
     order = ranks(table, board.headline)
-    header = ["rank", "method", "n", *[f"{m} (rank)" for m in board.headline], "mean rank"]
+    via = f" [{board.conversion}]" if board.conversion else ""
+    header = ["rank", "method", "n", *[f"{m}{via} (rank)" for m in board.headline], "mean rank"]
     rows = []
     ns = table[table["group"] == "macro"].groupby("method")["n"].first()
     for i, r in order.iterrows():
@@ -292,6 +294,20 @@ def _scored_boxes(board: Board) -> list[str]:
             "so on those samples the methods were not scored on the same ground truth.", ""]
 
 
+KINDS = {"heatmap": ("heatmap", "maps"), "boxes": ("box", "boxes"), "mask": ("mask", "masks")}
+
+
+def _conversion(board: Board) -> list[str]:
+    """Which methods the protocol's metrics score through a conversion, and which (the column headers name it)."""
+    if board.conversion is None:
+        return []
+    outputs = {record_output(e.record) for e in board.entries if e.label in board.converted()}
+    kind = " and ".join(f"{KINDS[k][0]} methods' {KINDS[k][1]}" for k in sorted(outputs))
+    names = ", ".join(f"`{m}`" for m in board.converted())
+    return [f"Methods of every output kind rank together: the {kind} ({names}) are scored through the protocol's "
+            f"conversion `{board.conversion}` (its `[conversions]` fields), named in the column headers.", ""]
+
+
 def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[str, str]]) -> str:
     """The Markdown page of one board; `figures` are metric plot paths, `examples` method -> (path, caption)."""
     title = f"# {board.dataset}: {board.protocol_name} protocol"
@@ -318,6 +334,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               *_seed_sentence(board, table),
               *_sample_sets(board),
               *_scored_boxes(board),
+              *_conversion(board),
               "## Measured: ranking (macro mean)", "", *_ranking(board, table), "",
               "## Measured: paired differences against the best method (macro)", "", *_paired(board, table),
               *_declared(board),

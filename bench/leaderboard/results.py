@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,10 +27,14 @@ import pandas as pd
 
 from ..core import atomic, npyfile
 from ..core.errors import BenchError
+from ..evaluation.box_metrics import POOLED_COUNTS
+from ..evaluation.pooled import METRIC as POOLED
+from ..evaluation.pooled import pooled_means
 from ..evaluation.protocols import Protocol
 from ..reporting.report import headline_metrics
 from ..running import integrity
-from ..running.rundir import RunDir
+from ..running.box_files import box_set
+from ..running.rundir import RunDir, record_output
 
 RUN_FILES = ("run.json", "samples.csv", "summary.csv")
 EXAMPLE = "example.npz"
@@ -201,6 +206,9 @@ def add_run(run_dir: Path, results: Path, name: str | None = None, replace: bool
         found = integrity.heatmap_set(maps)
     # the example only from the maps the run scored (a folder `bench score` read may have changed since)
     example_maps = not own.modified and found is not None and found.digest == integrity.recorded(record)["heatmaps"]
+    if record_output(record) == "boxes":  # the example from the boxes the run recorded, unchanged
+        boxes = box_set(run.boxes)
+        example_maps = boxes is not None and boxes.digest == integrity.recorded(record).get("boxes")
     protocol = Protocol.from_dict(record["protocol"])
     entry_name_ = name or entry_name(record)
     if not entry_name_ or "/" in entry_name_ or entry_name_.startswith("."):
@@ -288,7 +296,10 @@ def _load_entry(root: Path, allow_modified: bool = False, at: Path | None = None
 def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, protocol: Protocol) -> None:
     """summary.csv must belong to samples.csv: the category means must match."""
     for metric in protocol.columns:
-        means = samples.groupby("category")[metric].mean()
+        if metric == POOLED and set(POOLED_COUNTS) <= set(samples.columns):
+            means = pooled_means(samples, ()).set_index("group")["mean"]  # a dataset-level value, pooled
+        else:
+            means = samples.groupby("category")[metric].mean()
         part = summary[summary["metric"] == metric].set_index("group")
         for cat, mean in means.items():
             if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9, equal_nan=True):
@@ -354,5 +365,9 @@ def read_example(path: Path) -> dict:
                                        "phrase": text})
     except ValueError as exc:
         raise BenchError(f"overlay example: {exc}") from None
-    return {"image": data["image"], "heatmap": data["heatmap"].astype(np.float64), "boxes": data["boxes"],
-            "sample_id": str(data["sample_id"]), "phrase": str(data["phrase"])}
+    out = {"image": data["image"], "heatmap": data["heatmap"].astype(np.float64), "boxes": data["boxes"],
+           "sample_id": str(data["sample_id"]), "phrase": str(data["phrase"]), "pred_boxes": None}
+    with zipfile.ZipFile(path) as archive:
+        if "pred_boxes.npy" in archive.namelist():  # a box method's boxes, or those converted from its map
+            out["pred_boxes"] = npyfile.read_npz(path, {"pred_boxes": small})["pred_boxes"]
+    return out

@@ -11,6 +11,7 @@ from ..core.errors import BenchError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..evaluation.stats import paired_difference
 from ..reporting.report import headline_metrics
+from ..running.rundir import record_output
 from .results import Comparison, Entry, check_same_dataset
 
 AGGREGATE_GROUPS = ("macro", "micro", "weighted")
@@ -33,6 +34,25 @@ class Board:
     @property
     def protocol(self) -> Protocol | None:
         return self.entries[0].protocol if self.entries else None
+
+    def converted(self) -> list[str]:
+        """The methods whose output is not the kind the protocol's metrics score (converted to it)."""
+        want = "boxes" if self.protocol is not None and self.protocol.scores_boxes else "heatmap"
+        return [e.label for e in self.entries if record_output(e.record) != want]
+
+    @property
+    def conversion(self) -> str | None:
+        """The conversion the protocol applies to the page's methods of the other kind, as a column header
+        says it (None when every method outputs the kind the metrics score)."""
+        p = self.protocol
+        if p is None or not self.converted():
+            return None
+        if p.scores_boxes:
+            return f"maps -> boxes: {p.heatmap_to_mask} mask, {p.mask_to_boxes}, {p.component_score} score"
+        kinds = {record_output(e.record) for e in self.entries}
+        parts = ([f"boxes -> map: {p.boxes_to_heatmap}"] if "boxes" in kinds else []) + (
+            ["masks as 0/1 maps"] if "mask" in kinds else [])
+        return "; ".join(parts)
 
     def check(self) -> None:
         """Runs on one board must have been scored under exactly the same protocol."""

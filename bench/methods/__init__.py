@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..core.errors import BenchError
 from ..core.params import check_params, schema_of
 from ..core.registry import registered, resolve
-from .base import Method, RunContext
+from .base import Method, RunContext, check_output
 
 ENTRY_POINTS = "bench.backends"
 
@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "oracle_gaussian": "bench.methods.baselines:OracleGaussian",
     "box_prior": "bench.methods.baselines:BoxPrior",
     "uniform": "bench.methods.baselines:Uniform",
+    "oracle_box": "bench.methods.oracle_box:OracleBox",
     "biovil": "bench.methods.biovil:BioVilMethod",
     "ldm": "bench.methods.ldm.method:LdmMethod",
     "anatomy_ldm": "bench.methods.ldm.anatomy.method:AnatomyLdmMethod",
@@ -38,6 +39,7 @@ def method_backend(spec: dict, source: str) -> type[Method]:
     against what the backend declares in `Method.known_params` (a backend declaring nothing is not
     checked)."""
     cls = backend_class(spec["backend"])
+    check_output(spec, cls)
     schema = schema_of(cls.known_params)
     params = spec.get("params", {})
     if schema is not None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BenchError
+from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol
 from ..evaluation.stats import paired_difference, summarise
 from ..running import integrity
@@ -154,6 +155,7 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     for label, t in zip(labels, tables):
         s = summarise(t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed,
                       protocol.weighted_nan)
+        s = with_pooled(s, t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
         summaries.append(s.assign(run=label))
     diffs = []
     rows = np.ones(len(cats), dtype=bool) if group in ("macro", "micro") else np.asarray(cats, dtype=object) == group

@@ -33,6 +33,7 @@ FORMATS = ("png", "svg")
 #: perceptually uniform and readable with the common colour-vision deficiencies
 MAP_CMAP = "cividis"
 BOX_COLOUR = "#ff4040"
+PRED_BOX_COLOUR = "#40c0ff"
 
 
 def _save(fig, fmt: str) -> bytes:
@@ -83,17 +84,20 @@ def metric_figure(table: pd.DataFrame, metric: str, groups: Sequence[str], metho
     return fig
 
 
-def overlay_plot(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str, fmt: str = "png") -> bytes:
+def overlay_plot(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str, fmt: str = "png",
+                 pred_boxes: np.ndarray | None = None) -> bytes:
     """PNG or SVG of `overlay_figure`."""
     plt = _pyplot()
-    fig = overlay_figure(image, heatmap, boxes, title)
+    fig = overlay_figure(image, heatmap, boxes, title, pred_boxes)
     data = _save(fig, fmt)
     plt.close(fig)
     return data
 
 
-def overlay_figure(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str):
-    """The image in grey, the map on top with a colorbar (nothing drawn where it is NaN), GT boxes in red."""
+def overlay_figure(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, title: str,
+                   pred_boxes: np.ndarray | None = None):
+    """The image in grey, the map on top with a colorbar (nothing drawn where it is NaN), GT boxes in red,
+    predicted boxes (when given) dashed in `PRED_BOX_COLOUR`."""
     plt = _pyplot()
     from matplotlib.patches import Rectangle
 
@@ -104,6 +108,9 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, boxes: np.ndarray, ti
                       interpolation="nearest")
     for x, y, w, h in boxes:
         ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=BOX_COLOUR, linewidth=1.5))
+    for x, y, w, h in (() if pred_boxes is None else pred_boxes):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=PRED_BOX_COLOUR, linewidth=1.5,
+                               linestyle="--"))
     bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     bar.set_label("map value (min-max over the field of view)", fontsize=7)
     bar.ax.tick_params(labelsize=7)

@@ -30,9 +30,11 @@ from ..core import atomic
 from ..core.cache import cache_root
 from ..core.errors import BenchError
 from ..datasets import get_dataset
+from ..evaluation.box_metrics import POOLED_COUNTS
+from ..evaluation.pooled import pooled_means
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
 from ..evaluation.stats import group_means
-from ..running import integrity
+from ..running import box_files, integrity
 from ..running.integrity import HeatmapSet
 from ..running.model_crop import source_crop
 from ..running.rundir import RunDir, file_name, record_backend, safe_name
@@ -75,7 +77,16 @@ def rescored_folder(root: Path, protocol_name: str, cache: Path | None = None) -
     return base / f"{safe_name(Path(root).resolve().name)}-{where}" / safe_name(protocol_name)
 
 
+def _box_folder(run: LoadedRun) -> Path | None:
+    """A box run's boxes/ folder (None for a run of heatmaps)."""
+    folder = RunDir(run.root).boxes
+    return folder if (integrity.recorded(run.record) or {}).get("boxes") and folder.is_dir() else None
+
+
 def _heatmap_folder(run: LoadedRun) -> Path:
+    boxes = _box_folder(run)
+    if boxes is not None:
+        return boxes
     folder = integrity.maps_folder(run.root, run.record)
     if folder is None:
         raise BenchError(f"{run.root} has no heatmaps to re-score")
@@ -95,6 +106,14 @@ def check_maps(run: LoadedRun, allow_modified: bool = False) -> tuple[Path, Heat
     Maps that differ are refused in one line, or with `allow_modified` added to `run.modified`.
     """
     folder = _heatmap_folder(run)
+    if folder == _box_folder(run):
+        found = box_files.box_set(folder)
+        if found is None or found.digest != integrity.recorded(run.record).get("boxes"):
+            if not allow_modified:
+                raise BenchError(f"{folder} was changed after the run was written (the boxes' digest differs from the "
+                                 "one run.json records); use --allow-modified to read it anyway, marked as modified")
+            run.modified.append("boxes/")
+        return folder, found
     if run.maps is not None and folder == RunDir(run.root).heatmaps:
         return folder, run.maps  # the run's own maps, checked when it was loaded
     checked, maps = integrity.verify_heatmaps(folder, run.record, allow_modified)
@@ -162,14 +181,17 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir, heatmaps: Path, m
     dataset = get_dataset(name, Path(root) if root else None, data.get("options") or {},
                           bool(data.get("allow_outside_root")))
     heatmaps = _heatmap_folder(run)
-    available = {p.stem for p in heatmaps.iterdir() if p.suffix in (".npy", ".npz")}
+    is_boxes = heatmaps == _box_folder(run)
+    suffixes = (box_files.SUFFIX,) if is_boxes else (".npy", ".npz")
+    available = {p.stem for p in heatmaps.iterdir() if p.suffix in suffixes}
     _, chosen = eval_samples(dataset, protocol, None)
     skipped: dict[str, str] = {}
     chosen = validate_all([s for s in chosen if file_name(s.sample_id) in available], True, skipped)
     if not chosen:
         raise BenchError(f"{run.root}: none of its heatmaps belongs to a sample of protocol {protocol.name}")
     backend = record_backend(run.record)
-    table, seconds = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), False, skipped, backend,
+    loader = box_files.folder_loader(heatmaps) if is_boxes else _user_heatmap_loader(heatmaps)
+    table, seconds = score_all(chosen, protocol, rundir, loader, False, skipped, backend,
                                model_crop=source_crop(run.record, protocol))
     record = {
         "status": "running",
@@ -187,7 +209,10 @@ def _score(run: LoadedRun, protocol: Protocol, rundir: RunDir, heatmaps: Path, m
         "versions": versions(),
         "timings": {"scoring_s": round(seconds, 3), "total_s": round(time.perf_counter() - t0, 3)},
     }
-    finish(rundir, table, protocol, record, maps)
+    if is_boxes:
+        finish(rundir, table, protocol, record, None, maps)
+    else:
+        finish(rundir, table, protocol, record, maps)
     return rundir.read_samples()  # as a repeat reads it back, so a first and a repeated report agree to the digit
 
 
@@ -203,7 +228,8 @@ def parse_protocols(text: str) -> list[Protocol]:
 
 def default_metrics(protocols: Sequence[Protocol]) -> list[str]:
     """The headline metrics that at least one of the protocols reports."""
-    wanted = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game")
+    wanted = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game", "acc@0.5", "top1_iou_best", "ap@0.5",
+              "pooled_iou")
     return [m for m in wanted if any(m in p.columns for p in protocols)]
 
 
@@ -253,6 +279,9 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
         groups = list(dict.fromkeys([rank_group, *protocol.groups]))
         for label, table in zip(labels, common):
             means = group_means(table, here, groups, protocol.weighted_nan)
+            if "pooled_iou" in here and set(POOLED_COUNTS) <= set(table.columns):
+                pooled = pooled_means(table, groups)
+                means = pd.concat([means[means["metric"] != "pooled_iou"], pooled], ignore_index=True)
             parts.append(means.assign(protocol=protocol.name, run=label))
     long = pd.concat(parts, ignore_index=True)
     order = {m: i for i, m in enumerate(metrics)}

@@ -68,11 +68,15 @@ def heatmap_set(folder: Path | None) -> HeatmapSet | None:
     return HeatmapSet(hashlib.sha256(lines.encode("utf-8")).hexdigest(), len(files))
 
 
-def record_digests(root: Path, rows: int, maps: HeatmapSet | None) -> dict:
-    """run.json's `digests` of the tables in `root` (written just before) and of the scored maps."""
+def record_digests(root: Path, rows: int, maps: HeatmapSet | None, boxes: HeatmapSet | None = None) -> dict:
+    """run.json's `digests` of the tables in `root` (written just before) and of the scored maps; with
+    `boxes`, also of the scored box predictions (`boxes`, `box_files`: a run's boxes/ folder or a --boxes file)."""
     root = Path(root)
-    return {"algorithm": "sha256", SAMPLES: file_digest(root / SAMPLES), SUMMARY: file_digest(root / SUMMARY),
-            "rows": int(rows), "heatmaps": maps.digest if maps else None, "heatmap_files": maps.files if maps else None}
+    out = {"algorithm": "sha256", SAMPLES: file_digest(root / SAMPLES), SUMMARY: file_digest(root / SUMMARY),
+           "rows": int(rows), "heatmaps": maps.digest if maps else None, "heatmap_files": maps.files if maps else None}
+    if boxes is not None:
+        out.update({"boxes": boxes.digest, "box_files": boxes.files})
+    return out
 
 
 def recorded(record: dict | None) -> dict | None:

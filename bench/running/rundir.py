@@ -47,6 +47,12 @@ def record_backend(record: dict | None) -> str | None:
     return record.get("backend") or ((record.get("config") or {}).get("method") or {}).get("backend")
 
 
+def record_output(record: dict | None) -> str:
+    """What a run's method output: "boxes" for a box method's run (or `bench score --boxes`), else "heatmap"."""
+    record = record or {}
+    return record.get("output") or ((record.get("config") or {}).get("method") or {}).get("output") or "heatmap"
+
+
 class RunDir:
     """Paths and atomic reads/writes of one run directory."""
 
@@ -76,6 +82,15 @@ class RunDir:
     def heatmap_path(self, sample_id: str) -> Path:
         return self.heatmaps / f"{file_name(sample_id)}.npz"
 
+    @property
+    def boxes(self) -> Path:
+        """The folder of a box method's predictions (one JSON record per sample)."""
+        return self.root / "boxes"
+
+    def prediction_path(self, sample_id: str, output: str = "heatmap") -> Path:
+        """Where a sample's prediction is stored: its heatmap (.npz), or its boxes (.json) for a box method."""
+        return self.boxes / f"{file_name(sample_id)}.json" if output == "boxes" else self.heatmap_path(sample_id)
+
     def remove_stale_temporaries(self, targets: Iterable[Path] | None = None) -> None:
         """Delete temporary files left by a process killed in the middle of an atomic write.
 
@@ -87,14 +102,14 @@ class RunDir:
                     for tmp in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
                         tmp.unlink(missing_ok=True)
             return
-        for folder in (self.root, self.heatmaps, self.root / "shards"):
+        for folder in (self.root, self.heatmaps, self.boxes, self.root / "shards"):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
 
     def holds_only_shards(self) -> bool:
-        """True when the folder holds nothing but shard results (heatmaps/ and shards/)."""
-        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "shards") or is_lock_file(p.name)
+        """True when the folder holds nothing but shard results (heatmaps/ or boxes/, and shards/)."""
+        return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "boxes", "shards") or is_lock_file(p.name)
                                                     for p in self.root.iterdir())
 
     def read_run(self) -> dict | None:

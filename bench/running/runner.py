@@ -26,17 +26,19 @@ from ..core.errors import BenchError, SampleError
 from ..core.fingerprint import dataset_fingerprint
 from ..core.heatmap import Heatmap, read_original_map
 from ..core.params import schema_of
+from ..core.predictions import BoxPrediction, validate_prediction
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
 from ..datasets.file_dataset import dataset_label, is_dataset_file
+from ..evaluation.box_scoring import score_prediction
+from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
     ExcludedSample,
     check_values,
     is_exclusion,
     protocol_sample,
-    score_with_boxes,
     select_samples,
 )
 from ..evaluation.seed_spread import seed_columns, spread
@@ -44,7 +46,7 @@ from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, backend_class, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
-from . import integrity, shards
+from . import box_files, integrity, shards
 from .integrity import HeatmapSet
 from .lock import check_folder, is_empty, locked
 from .model_crop import crop_record, source_crop, spec_crop
@@ -251,28 +253,43 @@ def compute_heatmaps(method, dataset: Dataset, samples: Sequence[Sample], rundir
     with any map missing is computed whole, so a sample's map never depends on where an earlier
     attempt stopped: a resumed run writes the same bytes as an uninterrupted one.
     """
+    output = getattr(method, "output", "heatmap")
+    folder = rundir.boxes if output == "boxes" else rundir.heatmaps
     batches = list(_batches(samples, batch_size))
-    todo = [b for b in batches if any(not rundir.heatmap_path(s.sample_id).is_file() for s in b)]
-    rundir.heatmaps.mkdir(parents=True, exist_ok=True)
+    todo = [b for b in batches if any(not rundir.prediction_path(s.sample_id, output).is_file() for s in b)]
+    folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with progress_bar(f"{method.name}: heatmaps", len(samples), done=len(samples) - sum(map(len, todo))) as advance:
+    label = "boxes" if output == "boxes" else "heatmaps"
+    with progress_bar(f"{method.name}: {label}", len(samples), done=len(samples) - sum(map(len, todo))) as advance:
         for batch in todo:
-            for sample, heatmap in _run_batch(method, dataset, batch, skip_bad, skipped):
-                path = rundir.heatmap_path(sample.sample_id)
+            for sample, pred in _run_batch(method, dataset, batch, skip_bad, skipped):
+                path = rundir.prediction_path(sample.sample_id, output)
                 if not path.is_file():
-                    rundir.heatmaps.mkdir(parents=True, exist_ok=True)
-                    heatmap.save(path)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    if output == "boxes":
+                        box_files.write_prediction(path, sample.sample_id, pred)
+                    else:
+                        pred.save(path)
             advance(len(batch))
     return time.perf_counter() - start
 
 
 def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
                skipped: dict[str, str]) -> list[tuple[Sample, Heatmap]]:
-    """Heatmaps of a batch; on a sample error, retry one by one to isolate the bad sample."""
+    """Heatmaps (or box predictions) of a batch; on a sample error, retry one by one to isolate the bad sample."""
     try:
-        maps = method.heatmaps(batch, dataset)
+        if getattr(method, "output", "heatmap") == "boxes":
+            preds = method.boxes(batch, dataset)
+            _check_count(method, batch, preds)
+            for s, p in zip(batch, preds):
+                validate_prediction(p, s.width, s.height, s.sample_id)
+            return list(zip(batch, preds))
+        mask = getattr(method, "output", "heatmap") == "mask"
+        maps = method.masks(batch, dataset) if mask else method.heatmaps(batch, dataset)
         for s, m in zip(batch, maps):
             check_values(m, s.sample_id)
+            if mask:
+                check_mask(m, s.sample_id)
         return list(zip(batch, maps))
     except SampleError as exc:
         if len(batch) > 1:
@@ -283,8 +300,22 @@ def _run_batch(method, dataset: Dataset, batch: list[Sample], skip_bad: bool,
         return []
 
 
+def check_mask(heatmap: Heatmap, sample_id: str) -> None:
+    """SampleError when a mask method's map holds a value other than 0 or 1 (NaN outside its field of view)."""
+    values = np.asarray(heatmap.values)
+    finite = values[np.isfinite(values)]
+    if not np.isin(finite, (0, 1)).all():
+        bad = finite[~np.isin(finite, (0, 1))][0]
+        raise SampleError(sample_id, f"mask holds the value {float(bad):g}; a mask method's values are 0 or 1")
+
+
+def _check_count(method, batch: Sequence[Sample], preds: Sequence) -> None:
+    if len(preds) != len(batch):
+        raise BenchError(f"method {method.name} returned {len(preds)} box predictions for {len(batch)} samples")
+
+
 def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
-              load: Callable[[Sample], Heatmap], skip_bad: bool, skipped: dict[str, str],
+              load: Callable[[Sample], Heatmap | BoxPrediction], skip_bad: bool, skipped: dict[str, str],
               backend: str | None = None, logs: Sequence[Path] = (),
               write_log: Path | None = None, excluded: set[str] | None = None,
               model_crop: int | None = None) -> tuple[pd.DataFrame, float]:
@@ -313,7 +344,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
                 entry = None  # logged with fewer GMM seeds: scored again
             try:
                 if entry is None:
-                    values, scored = score_with_boxes(load(s), s, protocol, backend, model_crop)
+                    values, scored = score_prediction(load(s), s, protocol, backend, model_crop)
                     entry = {"sample_id": s.sample_id, "protocol": fingerprint, "scores": values,
                              "boxes": scored.boxes_json()}
                     pending.append(entry)
@@ -343,13 +374,14 @@ def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, sco
     the protocol's metric columns."""
     return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
             "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
-            "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns + seed_columns(protocol)}}
+            "scored_boxes": scored_boxes,
+            **{c: scores[c] for c in protocol.columns + seed_columns(protocol) + protocol.support_columns}}
 
 
 def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
     """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
-               *protocol.columns, *seed_columns(protocol)]
+               *protocol.columns, *seed_columns(protocol), *protocol.support_columns]
     return pd.DataFrame(list(rows), columns=columns)
 
 
@@ -360,23 +392,26 @@ def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
         raise BenchError("every sample was skipped; nothing to summarise")
     summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
                         protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = with_pooled(summary, table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
+                          protocol.ci_level, protocol.seed)
     if not seed_columns(protocol) or not set(seed_columns(protocol)) <= set(table.columns):
         return summary
     return summary.merge(spread(table, protocol, protocol.groups), on=["group", "metric"], how="left")
 
 
 def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict,
-           maps: HeatmapSet | None = None) -> RunResult:
+           maps: HeatmapSet | None = None, boxes: HeatmapSet | None = None) -> RunResult:
     """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last).
 
-    run.json records the digests of the two tables and `maps`, the digest of the heatmap set scored.
+    run.json records the digests of the two tables and `maps`, the digest of the heatmap set scored
+    (`boxes`: of the box predictions scored).
     """
     summary = summary_table(table, protocol)
     rundir.write_table(rundir.samples_csv, table)
     rundir.write_table(rundir.summary_csv, summary)
     record["status"] = "complete"
     record["n_excluded"] = sum(is_exclusion(item["reason"]) for item in record.get("skipped", []))
-    record[integrity.FIELD] = integrity.record_digests(rundir.root, len(table), maps)
+    record[integrity.FIELD] = integrity.record_digests(rundir.root, len(table), maps, boxes)
     rundir.write_run(record)
     if rundir.scores_log.is_file():
         rundir.scores_log.unlink()
@@ -509,12 +544,13 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     with locked(rundir.root):  # the check and the shard's record in one step, against a whole run
         _check_resumable(rundir, config)
         shards.check_compatible(shards.read_records(rundir.root), config, rundir.root)
-        rundir.remove_stale_temporaries([rundir.heatmap_path(s.sample_id) for s in mine] + [files.record])
+        rundir.remove_stale_temporaries([rundir.prediction_path(s.sample_id, method.output) for s in mine]
+                                        + [files.record])
         files.write(record)
     try:
         t_maps = compute_heatmaps(method, dataset, mine, rundir, req.skip_bad, skipped, context.batch_size)
         mine = [s for s in mine if s.sample_id not in skipped]
-        table, t_score = score_all(mine, protocol, rundir, _run_heatmap_loader(rundir),
+        table, t_score = score_all(mine, protocol, rundir, _run_loader(rundir, method.output),
                                    req.skip_bad, skipped, spec["backend"], logs=[files.scores_log],
                                    write_log=files.scores_log, excluded=excluded, model_crop=spec_crop(spec, protocol))
     except BaseException as exc:
@@ -561,7 +597,9 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     chosen = validate_all(chosen, req.skip_bad, skipped, dataset)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=8 if req.batch_size == "auto" else req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
-    missing = [s for s in chosen if s.sample_id not in skipped and not rundir.heatmap_path(s.sample_id).is_file()]
+    output = spec.get("output", "heatmap")
+    missing = [s for s in chosen if s.sample_id not in skipped
+               and not rundir.prediction_path(s.sample_id, output).is_file()]
     method = None
     batch_size = 8 if req.batch_size == "auto" else req.batch_size
     if missing or not merged:  # merging finished shards needs no model
@@ -573,6 +611,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         **run_header(),
         "config": config,
         "method": spec["name"],
+        **({"output": output} if output != "heatmap" else {}),
         "overrides": list(req.overrides),
         "dataset": req.dataset,
         "protocol": protocol.to_dict(),
@@ -600,7 +639,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
     crop = spec_crop(spec, protocol)
-    table, t_score = score_all(chosen, protocol, rundir, _run_heatmap_loader(rundir),
+    table, t_score = score_all(chosen, protocol, rundir, _run_loader(rundir, output),
                                req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded, model_crop=crop)
     found = shards.merged_versions(merged)
     record.update({
@@ -614,9 +653,18 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
     if merged:
         record["shards"] = [{"shard": rec["shard"], "device": rec.get("device"), "host": rec.get("host"),
                              "n_samples": rec.get("n_samples"), "timings": rec.get("timings")} for rec in merged]
-    result = finish(rundir, table, protocol, record, integrity.heatmap_set(rundir.heatmaps))
+    if output == "boxes":  # a failed sample (no usable boxes) is scored as one without boxes, and listed
+        record["box_failures"] = box_files.failures(rundir.boxes, list(table["sample_id"]))
+        result = finish(rundir, table, protocol, record, None, box_files.box_set(rundir.boxes))
+    else:
+        result = finish(rundir, table, protocol, record, integrity.heatmap_set(rundir.heatmaps))
     shards.remove(rundir.root)
     return result
+
+
+def _run_loader(rundir: RunDir, output: str) -> Callable[[Sample], Heatmap | BoxPrediction]:
+    """The predictions a run wrote: its heatmaps, or its box predictions."""
+    return box_files.folder_loader(rundir.boxes) if output == "boxes" else _run_heatmap_loader(rundir)
 
 
 def _run_heatmap_loader(rundir: RunDir) -> Callable[[Sample], Heatmap]:

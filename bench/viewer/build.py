@@ -13,6 +13,10 @@ so the per-sample differences against the first run are paired. Overlays are cac
 BENCH_CACHE/view, keyed by the run's heatmap-set digest, the sample, the protocol's value policy
 and the image file, so a rebuild makes none again; the cache is kept within BENCH_VIEW_CACHE_MB
 (`overlay_cache.py`).
+
+A box method's run shows its boxes rasterised as the map (the protocol's `boxes_to_heatmap`) with
+the boxes drawn dashed; under a box protocol a heatmap method's cell also draws the boxes the
+protocol's conversion made of its map.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ import pandas as pd
 from ..core import atomic
 from ..core.cache import cache_root
 from ..core.errors import BenchError, SampleError
+from ..evaluation.box_scoring import heatmap_boxes
+from ..evaluation.conversions import prediction_heatmap
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..reporting.compare import LoadedRun, check_same_samples, load_run
-from ..reporting.plots import BOX_COLOUR
+from ..reporting.plots import BOX_COLOUR, PRED_BOX_COLOUR
 from ..running import integrity
-from ..running.rundir import RunDir, file_name, record_backend
+from ..running.box_files import box_set, read_prediction
+from ..running.rundir import RunDir, file_name, record_backend, record_output
 from .folder import build_folder, check_out
 from .overlay_cache import cache_limit, prune
 from .thumbnails import THUMBNAIL, colour_stops, example_arrays, jpeg, overlay_rgb, stored_heatmap
@@ -80,10 +87,35 @@ def _load(roots: Sequence[Path], allow_modified: bool, warn: Callable[[str], Non
         raise BenchError(f"runs were scored under different protocols: {names}; re-score them with `bench score`")
     check_same_samples(runs, warn)
     for r in runs:
+        if record_output(r.record) == "boxes":
+            _check_boxes(r, allow_modified)
+            continue
         if integrity.maps_folder(r.root, r.record) is None:
             raise BenchError(f"{r.root} has no heatmaps (no heatmaps/ folder, nor the folder its maps were scored "
                              "from); the viewer shows the maps, so view a run that kept them")
     return runs
+
+
+def _check_boxes(run: LoadedRun, allow_modified: bool) -> None:
+    """A box run's boxes/ against the digest its run.json records (refused, or marked modified)."""
+    found = box_set(RunDir(run.root).boxes)
+    if found is None:
+        raise BenchError(f"{run.root} has no boxes/ folder; the viewer shows the boxes, so view a run that kept them")
+    if found.digest != (integrity.recorded(run.record) or {}).get("boxes"):
+        if not allow_modified:
+            raise BenchError(f"{run.root}/boxes was changed after the run was written (the boxes' digest differs from "
+                             "the one run.json records); use --allow-modified to read it anyway, marked as modified")
+        run.modified.append("boxes/")
+
+
+def _prediction(run: LoadedRun, rundir: RunDir, sample):
+    """A box run's boxes for a sample (None for a heatmap run)."""
+    if record_output(run.record) != "boxes":
+        return None
+    try:
+        return read_prediction(rundir.boxes / f"{file_name(sample.sample_id)}.json", sample)
+    except SampleError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def _labels(runs: Sequence[LoadedRun]) -> list[str]:
@@ -110,6 +142,8 @@ def _overlay_key(run: LoadedRun, sample_id: str, image: Path | None, size: int) 
     protocol = run.protocol
     backend = record_backend(run.record)
     maps = run.maps.digest if run.maps is not None else (integrity.recorded(run.record) or {}).get("heatmaps")
+    if record_output(run.record) == "boxes":  # the boxes rasterised by the protocol's rule
+        maps = f"{(integrity.recorded(run.record) or {}).get('boxes')}|{protocol.boxes_to_heatmap}"
     stat = ""
     if image is not None and image.is_file():
         st = image.stat()
@@ -205,7 +239,9 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
         except (SampleError, OSError) as exc:
             raise BenchError(f"cannot read the image of sample {sample_id}: {exc}") from None
         for k in todo:
-            heatmap = stored_heatmap(rundirs[k], runs[k].record, sample_id)
+            pred = _prediction(runs[k], rundirs[k], sample)
+            heatmap = (stored_heatmap(rundirs[k], runs[k].record, sample_id) if pred is None else
+                       prediction_heatmap(pred, sample.height, sample.width, runs[k].protocol.boxes_to_heatmap))
             arrays = example_arrays(image, heatmap, boxes_of[sample_id], runs[k].protocol,
                                     record_backend(runs[k].record), size)
             atomic.write_bytes(cache / f"{keys[k, sample_id]}.jpg", jpeg(overlay_rgb(arrays["image"], arrays["heatmap"])))
@@ -216,6 +252,14 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
         made = sum(pool.map(one, order))
 
     rows: list[dict] = []
+
+    def predicted(k: int, sample) -> list:
+        """The boxes drawn dashed in run k's cell: a box run's own, or under a box protocol those converted from the map."""
+        pred = _prediction(runs[k], rundirs[k], sample)
+        if pred is None and protocol.scores_boxes:
+            heatmap = stored_heatmap(rundirs[k], runs[k].record, sample.sample_id)
+            pred = heatmap_boxes(heatmap, runs[k].protocol, record_backend(runs[k].record))
+        return [] if pred is None else [list(b) for b in pred.boxes]
 
     def fill(tmp: Path) -> None:
         for s in order:
@@ -234,7 +278,9 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
                 if k:
                     ref = [_number(tables[0].at[s, m]) for m in metrics]
                     diffs = [None if a is None or b is None else a - b for a, b in zip(values, ref)]
-                cells.append({"img": name, "values": [(v, _fmt(v)) for v in values],
+                pred = [[round(x * scale, 2), round(y * scale, 2), round(bw * scale, 2), round(bh * scale, 2)]
+                        for x, y, bw, bh in predicted(k, sample)]
+                cells.append({"img": name, "values": [(v, _fmt(v)) for v in values], "pred": pred,
                               "diffs": [(d, _fmt(d, True)) for d in diffs] if diffs is not None else None})
             rows.append({"id": s, "category": str(first["category"]), "phrase": str(first["phrase"]),
                          "width": w, "height": h,
@@ -257,7 +303,8 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
         page = env.get_template("index.html.j2").render(
             runs=summaries, metrics=metrics, lower=[m in LOWER_IS_BETTER for m in metrics], rows=rows,
             categories=categories, protocol=protocol.name, dataset=runs[0].record.get("dataset"),
-            stops=colour_stops(), box_colour=BOX_COLOUR, n=len(rows))
+            stops=colour_stops(), box_colour=BOX_COLOUR, pred_colour=PRED_BOX_COLOUR, n=len(rows),
+            any_pred=any(c["pred"] for r in rows for c in r["runs"]))
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for name in STATIC:
             (tmp / name).write_bytes(resources.files("bench.viewer").joinpath("templates", name).read_bytes())
@@ -272,7 +319,10 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
 
 
 def _has_map(run: RunDir, record: dict, sample_id: str) -> bool:
-    """Whether `stored_heatmap` finds the sample's map (the run's heatmaps/, or the folder it scored)."""
+    """Whether `stored_heatmap` finds the sample's map (the run's heatmaps/, or the folder it scored), or a box
+    run its boxes."""
+    if record_output(record) == "boxes":
+        return run.prediction_path(sample_id, "boxes").is_file()
     if run.heatmap_path(sample_id).is_file():
         return True
     scored = record.get("heatmaps")

@@ -77,15 +77,19 @@ def scored_pixels(heatmap: Heatmap, protocol: Protocol, backend: str | None, row
 
 
 def example_arrays(image: np.ndarray, heatmap: Heatmap, boxes: list, protocol: Protocol,
-                   backend: str | None, size: int = THUMBNAIL) -> dict[str, np.ndarray]:
-    """Image, scored map and boxes, downscaled so the longer side is at most `size` pixels."""
+                   backend: str | None, size: int = THUMBNAIL, pred_boxes: list | None = None) -> dict[str, np.ndarray]:
+    """Image, scored map and boxes (and, when given, the predicted boxes as `pred_boxes`), downscaled so
+    the longer side is at most `size` pixels."""
     g = heatmap.geometry
     height, width = g.image_height, g.image_width
     scale = min(1.0, size / max(height, width))
     rows, cols = _thumbnail_index(height, scale), _thumbnail_index(width, scale)
-    return {"image": grey_uint8(image, rows, cols),
-            "heatmap": scored_pixels(heatmap, protocol, backend, rows, cols).astype(np.float16),
-            "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale}
+    out = {"image": grey_uint8(image, rows, cols),
+           "heatmap": scored_pixels(heatmap, protocol, backend, rows, cols).astype(np.float16),
+           "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale}
+    if pred_boxes is not None:
+        out["pred_boxes"] = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4) * scale
+    return out
 
 
 def stored_heatmap(run: RunDir, record: dict, sample_id: str) -> Heatmap | None:
