@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..core.errors import BenchError
 from ..evaluation.protocols import Protocol
-from ..evaluation.stats import paired_difference, summarise
+from ..evaluation.image_bootstrap import protocol_summary
+from ..evaluation.stats import paired_difference
 from ..running import integrity
 from ..running.rundir import RunDir
 
@@ -152,8 +153,7 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     summaries = []
     labels = _labels(runs)
     for label, t in zip(labels, tables):
-        s = summarise(t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed,
-                      protocol.weighted_nan)
+        s = protocol_summary(t, columns, protocol)
         summaries.append(s.assign(run=label))
     diffs = []
     rows = np.ones(len(cats), dtype=bool) if group in ("macro", "micro") else np.asarray(cats, dtype=object) == group
