@@ -4,7 +4,8 @@ The map goes onto the original grid by the protocol's interpolation and through 
 (min-max), the mask rule of the protocol makes a binary segmentation of it, and the two metrics
 of those protocols are taken against the sample's GT mask (its boxes' union when it has no mask):
 
-- `seg_iou`: IoU of the segmentation with the GT, NaN unless both are non-empty;
+- `seg_iou`: IoU of the segmentation with the GT, NaN unless both are non-empty (a map its method marks as a
+  mask, `meta["binary"]`, is its own segmentation: the `reader2` reader's mask);
 - `hit_rate`: the GT holds the map's maximum, or, for a method that states its most representative
   points (`meta["points"]` of its heatmap, as the `reader2` human reference does), any of them; NaN
   for an empty GT.
@@ -35,8 +36,12 @@ def gt_mask(sample: Sample) -> np.ndarray:
     return box_mask(sample.boxes, sample.height, sample.width)
 
 
-def segmentation(normalised: np.ndarray, category: str, protocol: Protocol, sample_id: str = "") -> np.ndarray:
-    """The protocol's binary mask of a min-max normalised map on the original grid."""
+def segmentation(normalised: np.ndarray, category: str, protocol: Protocol, sample_id: str = "",
+                 binary: bool = False) -> np.ndarray:
+    """The protocol's binary mask of a min-max normalised map on the original grid; a map that is a mask
+    already (`binary`: a reader's mask) is its own segmentation."""
+    if binary:
+        return normalised > 0.5
     if protocol.segmentation == "otsu":
         return cx.otsu_segmentation(normalised)
     if category not in protocol.seg_thresholds:
@@ -62,7 +67,8 @@ def score_segmented(heatmap: Heatmap, sample: Sample, protocol: Protocol, backen
     scores: dict[str, float] = {}
     if "seg_iou" in protocol.metrics:
         normalised = prepare_values(raw, protocol, backend)
-        scores["seg_iou"] = cx.seg_iou(segmentation(normalised, sample.category, protocol, sample.sample_id), gt)
+        binary = bool(heatmap.meta.get("binary")) if isinstance(heatmap.meta, dict) else False
+        scores["seg_iou"] = cx.seg_iou(segmentation(normalised, sample.category, protocol, sample.sample_id, binary), gt)
     if "hit_rate" in protocol.metrics:
         points = stated_points(heatmap)
         scores["hit_rate"] = cx.points_hit(points, gt) if points is not None else cx.argmax_hit(raw, gt)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..evaluation.protocols import load_protocol
 from ..evaluation.scoring import is_exclusion
+from .human_bar import REFERENCE, human_bar_lines
 from .tables import (
     AGGREGATE_GROUPS,
     Board,
@@ -75,7 +76,8 @@ def _ranking(board: Board, table: pd.DataFrame) -> list[str]:
     rows = []
     ns = table[table["group"] == "macro"].groupby("method")["n"].first()
     for i, r in order.iterrows():
-        rows.append([str(i + 1), r["method"], str(int(ns[r["method"]])),
+        shown = f"{r['method']} (human reference)" if r["method"] == REFERENCE else r["method"]
+        rows.append([str(i + 1), shown, str(int(ns[r["method"]])),
                      *[f"{_cell(table, r['method'], 'macro', m)} ({r[m]})" for m in board.headline],
                      f"{r['mean_rank']:.2f}"])
     return md_table(header, rows)
@@ -320,6 +322,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               *_scored_boxes(board),
               "## Measured: ranking (macro mean)", "", *_ranking(board, table), "",
               "## Measured: paired differences against the best method (macro)", "", *_paired(board, table),
+              *human_bar_lines(board, table),
               *_declared(board),
               "## Measured: per pathology", "", *_per_pathology(board, table, methods)]
     if figures:

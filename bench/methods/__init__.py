@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "oracle_gaussian": "bench.methods.baselines:OracleGaussian",
     "box_prior": "bench.methods.baselines:BoxPrior",
     "uniform": "bench.methods.baselines:Uniform",
+    "reader2": "bench.methods.reader2:SecondReader",
     "biovil": "bench.methods.biovil:BioVilMethod",
     "ldm": "bench.methods.ldm.method:LdmMethod",
     "anatomy_ldm": "bench.methods.ldm.anatomy.method:AnatomyLdmMethod",
