@@ -162,8 +162,9 @@ def test_tuning_by_hand_and_the_tuned_protocol_file(tmp_path) -> None:
         ("B", np.array([[0.1, 0.9]]), np.zeros((1, 2), bool)),
     ]
     chosen, curves = tune_thresholds(items)
-    # mean IoU per t: .2 (2/3+1/4)/2, .3 (2/3+1/3)/2, .4 (1+1/3)/2, .5 (1+1/2)/2, .6 (1/2+1/2)/2, .7 (1/2+1)/2
-    assert curves["A"] == pytest.approx([11 / 24, 0.5, 2 / 3, 0.75, 0.5, 0.75])
+    # mean IoU per t: .2 (2/3+1/4)/2, .3 (2/3+1/3)/2, .4 (1+1/3)/2, .5 (1+1/2)/2, .6 (1/2+1/2)/2, .7 (1/2+1)/2,
+    # .8 (1/2 + undefined: nothing above .8 in the second map)
+    assert curves["A"] == pytest.approx([11 / 24, 0.5, 2 / 3, 0.75, 0.5, 0.75, 0.5])
     assert chosen == {"A": 0.5, "B": 0.2}    # first of the tied maxima; no defined IoU keeps the first candidate
     tuned = tuned_protocol(PROTOCOL, chosen, "mine", "validation maps")
     text = protocol_toml(tuned)

@@ -1,13 +1,17 @@
 """CheXlocalize's per-pathology thresholds, tuned on the validation split and frozen for test.
 
 The published `tune_heatmap_threshold.py`: for each pathology and each candidate t of
-`np.arange(0.2, 0.8, 0.1)` (0.2 ... 0.7), every validation map of that pathology is resized,
+`np.arange(0.2, 0.8, 0.1)` (seven values, 0.2 ... 0.8: the float error of the step makes the stop
+inclusive, 0.8000000000000003 is the last), every validation map of that pathology is resized,
 min-max normalised and cut at `m > t`, its IoU with the GT taken as `calculate_iou(...,
 true_pos_only=True)` (undefined unless both masks are non-empty), and the mean over the maps with
 a value (`np.nanmean`) is that t's mIoU; the first t with the largest mIoU is kept, rounded to one
 decimal in `tuning_results.csv`. Here the candidates are the decimals themselves (the published
 ones carry float error, 0.30000000000000004, and the kept value is the rounded 0.3: a map value
-between the two is the only difference). A mean that is undefined at every t keeps 0.2, as
+between the two is the only difference). The published maps are resized and normalised in
+float32, the harness's in float64: a pixel within float32 rounding of a candidate can fall on the
+other side of it (seen on synthetic maps upsampled by a whole factor, where interpolated values
+land exactly on 0.4 or 0.6). A mean that is undefined at every t keeps 0.2, as
 published; an undefined mean at some t never wins (the published `max` over a list with NaN
 depends on where the NaN stands).
 
@@ -28,7 +32,7 @@ import numpy as np
 from .chexlocalize import seg_iou, threshold_segmentation
 from .protocols import _SECTIONS, _TOML_NAMES, Protocol
 
-CANDIDATES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CANDIDATES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def tune_thresholds(items: Iterable[tuple[str, np.ndarray, np.ndarray]],
