@@ -294,6 +294,16 @@ def _scored_boxes(board: Board) -> list[str]:
             "so on those samples the methods were not scored on the same ground truth.", ""]
 
 
+def _statistics_sentence(p) -> str:
+    """How the page's means and intervals were made: the harness's stratified bootstrap, or CheXlocalize's."""
+    if p.bootstrap == "images":
+        return (f"Measured values are CheXlocalize's: the mean of {p.bootstrap_resamples} bootstrap means over "
+                f"resamples of images (all categories over the same draws, seed {p.seed}), with {p.ci_level:.0%} "
+                "intervals at the sorted resamples' index rule (see `protocols/chexlocalize2022.toml`); ")
+    return (f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
+            f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); ")
+
+
 def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[str, str]]) -> str:
     """The Markdown page of one board; `figures` are metric plot paths, `examples` method -> (path, caption)."""
     title = f"# {board.dataset}: {board.protocol_name} protocol"
@@ -313,9 +323,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               "image sizes, boxes, dataset options); every run here covers all of them.", "",
               *([f"**Note:** `protocols/{p.name}.toml` has changed since these runs were scored; re-score them "
                  "with `bench score` and add them again.", ""] if board.stale_protocol else []),
-              f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
-              f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); "
-              f"{_groups_sentence(p.groups)}", "",
+              _statistics_sentence(p) + _groups_sentence(p.groups), "",
               *_modified(board),
               *_seed_sentence(board, table),
               *_sample_sets(board),
