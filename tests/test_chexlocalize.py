@@ -252,3 +252,32 @@ def test_percentage_decrease_against_the_published_algorithm() -> None:
     avg_pct = 100 * (hb_bs.mean(axis=1) - m_bs.mean(axis=1)) / hb_bs.mean(axis=1)
     lo, _, hi = _published_ci(avg_pct)
     assert (avg["pct_low"][0], avg["pct_high"][0]) == pytest.approx((lo, hi))
+
+
+def test_bench_tune_thresholds_writes_a_protocol(bench_cli, tmp_path) -> None:
+    from bench.core.geometry import box_mask
+    from bench.datasets import get_dataset
+    from bench.running.rundir import file_name
+
+    options = {"n_test": "4", "n_train": "6"}
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    train = [s for s in get_dataset("phantom", None, options).samples() if s.split == "train"]
+    for s in train:
+        inside = box_mask(s.boxes, s.height, s.width)
+        ring = box_mask([(x - 8, y - 8, w + 16, h + 16) for x, y, w, h in s.boxes], s.height, s.width)
+        # min-max: 1 on the GT, 0.6 on a ring around it: every t below 0.6 adds the ring, 0.6 and above give IoU 1
+        np.save(maps / f"{file_name(s.sample_id)}.npy", np.where(inside, 0.75, np.where(ring, 0.45, 0.0)))
+    out = tmp_path / "mine.toml"
+    r = bench_cli("tune", "thresholds", "--heatmaps", maps, "-d", "phantom", "-O", "n_test=4", "-O", "n_train=6",
+                  "--split", "train", "--out", out)
+    assert r.code == 0, r.err
+    tuned = protocol_from_toml(tomllib.loads(out.read_text()), str(out))
+    assert tuned.name == "mine" and tuned.segmentation == "thresholds" and tuned.split == "test"
+    assert tuned.seg_thresholds == {c: 0.6 for c in sorted({s.category for s in train})}
+    assert dataclasses.replace(tuned, name=PROTOCOL.name, description=PROTOCOL.description, segmentation="otsu",
+                               seg_thresholds={}) == PROTOCOL
+    r = bench_cli("tune", "thresholds", "--heatmaps", maps, "-d", "phantom", "--out", tmp_path / "x.txt")
+    assert r.code == 2 and "is a .toml file" in r.err and not (tmp_path / "x.txt").exists()
+    r = bench_cli("tune", "thresholds", "--heatmaps", maps, "-d", "phantom", "-p", "default", "--out", out)
+    assert r.code == 2 and "makes no mask of the map" in r.err
