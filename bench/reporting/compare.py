@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BenchError
-from ..evaluation.protocols import Protocol
 from ..evaluation.image_bootstrap import protocol_summary
+from ..evaluation.protocols import Protocol
 from ..evaluation.stats import paired_difference
 from ..running import integrity
 from ..running.rundir import RunDir

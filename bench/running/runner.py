@@ -29,6 +29,7 @@ from ..core.params import schema_of
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
+from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
     ExcludedSample,
@@ -39,7 +40,6 @@ from ..evaluation.scoring import (
     select_samples,
 )
 from ..evaluation.seed_spread import seed_columns, spread
-from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, backend_class, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
