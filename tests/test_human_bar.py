@@ -124,3 +124,24 @@ def test_a_page_shows_the_human_reference_and_the_gaps(bench_cli, tiny: Path, tm
             gap, pct = out["difference"][0], out["pct_decrease"][0]
         assert rows[method][3].startswith(f"{gap:.3f} [")
         assert rows[method][4].startswith(f"{pct:.3f} [")
+
+
+def test_compare_under_the_image_bootstrap_pairs_image_draws(bench_cli, tiny: Path, tmp_path: Path) -> None:
+    from bench import compare_runs
+    from bench.evaluation.image_bootstrap import draw_counts
+
+    for method in ("reader2", "oracle_gaussian"):
+        r = bench_cli("run", "-m", method, "-d", "tiny-reader2", "--data-root", tiny, "-p", "chexlocalize2022",
+                      "--out", tmp_path / method)
+        assert r.code == 0, r.err
+    result = compare_runs([tmp_path / "reader2", tmp_path / "oracle_gaussian"], group="Edema")
+    row = result.differences.set_index("metric").loc["seg_iou"]
+    # independently: per resample, the Edema mean of each run over the drawn images; their difference
+    tables = [pd.read_csv(tmp_path / m / "samples.csv") for m in ("oracle_gaussian", "reader2")]
+    edema = [t[t["category"] == "Edema"].set_index("image_id")["seg_iou"] for t in tables]
+    images = sorted(set(tables[0]["image_id"]))
+    counts = draw_counts(len(images), 1000, 0)
+    diffs = np.sort([(w @ edema[0].reindex(images).to_numpy() - w @ edema[1].reindex(images).to_numpy()) / w.sum()
+                     for w in counts])
+    assert row["difference"] == pytest.approx(diffs.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((diffs[24], diffs[974]))

@@ -145,6 +145,34 @@ def summarise_images(table: pd.DataFrame, metrics: Sequence[str], groups: Sequen
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def _paired_draws(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], group: str, resamples: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, M) resampled values of `group` for A and B over the same image draws."""
+    groups = [g for g in GROUPS if g == group]
+    ia, boot_a, _ = resampled_groups(a, metrics, groups, resamples, seed)
+    ib, boot_b, _ = resampled_groups(b, metrics, groups, resamples, seed)
+    if ia.images != ib.images:
+        raise ValueError("paired image bootstrap: the two tables hold different images")
+    return boot_a[group], boot_b[group]
+
+
+def paired_image_test(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], group: str, resamples: int,
+                      level: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A - B of a group as `stats.paired_difference` returns it (difference, ci_low, ci_high, p), by the image
+    bootstrap: the mean of the resampled differences, the index-rule interval, and the two-sided share of
+    resampled differences on the other side of zero (with the +1 correction)."""
+    ra, rb = _paired_draws(a, b, metrics, group, resamples, seed)
+    dist = ra - rb
+    lo, hi = index_interval(dist, level)
+    valid = (~np.isnan(dist)).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        below = ((dist <= 0).sum(axis=0) + 1) / (valid + 1)
+        above = ((dist >= 0).sum(axis=0) + 1) / (valid + 1)
+    p = np.minimum(1.0, 2.0 * np.minimum(below, above))
+    diff = bootstrap_mean(dist)
+    return diff, lo, hi, np.where(np.isnan(diff), np.nan, p)
+
+
 def paired_images(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], group: str, resamples: int,
                   level: float, seed: int) -> dict[str, np.ndarray]:
     """A - B and the percentage decrease 100 (B - A) / B of a group (a category, macro or micro), both over
@@ -155,12 +183,7 @@ def paired_images(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], grou
     point value is (mean of B's resampled means - mean of A's) / mean of B's, its interval the index rule
     over the resampled 100 (B - A) / B. Arrays over `metrics`.
     """
-    groups = [g for g in GROUPS if g == group]
-    ia, boot_a, _ = resampled_groups(a, metrics, groups, resamples, seed)
-    ib, boot_b, _ = resampled_groups(b, metrics, groups, resamples, seed)
-    if ia.images != ib.images:
-        raise ValueError("paired image bootstrap: the two tables hold different images")
-    ra, rb = boot_a[group], boot_b[group]
+    ra, rb = _paired_draws(a, b, metrics, group, resamples, seed)
     diff = ra - rb
     lo, hi = index_interval(diff, level)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -193,4 +216,4 @@ def protocol_summary(table: pd.DataFrame, metrics: Sequence[str], protocol: Prot
 
 
 __all__ = ["image_id", "protocol_summary", "GROUPS", "IMAGE_COLUMN", "ImageTable", "bootstrap_mean", "draw_counts", "group_values", "index_interval",
-           "paired_images", "summarise_images"]
+           "paired_image_test", "paired_images", "summarise_images"]
