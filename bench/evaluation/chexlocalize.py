@@ -46,26 +46,35 @@ def to_uint8(normalised: np.ndarray) -> np.ndarray:
 
 
 def otsu_threshold(levels: np.ndarray) -> int:
-    """Otsu's threshold of an 8-bit image, as OpenCV's `THRESH_OTSU` chooses it.
+    """Otsu's threshold of an 8-bit image, as OpenCV's `THRESH_OTSU` computes it (`getThreshVal_Otsu_8u`).
 
     For every level t the two classes are `<= t` and `> t`; levels where either class holds less
     than FLT_EPSILON of the pixels are skipped; the first t with the largest between-class variance
-    q1 q2 (mu1 - mu2)^2 wins, and 0 when no level has a positive variance (a constant image).
+    q1 q2 (mu1 - mu2)^2 wins, and 0 when no level has a positive variance (a constant image). The
+    256-step loop keeps OpenCV's running update in double precision, operation for operation (a
+    skipped leading level is left out of mu1 there too).
     """
-    hist = np.bincount(np.asarray(levels, dtype=np.uint8).ravel(), minlength=256).astype(np.float64)
-    p = hist / hist.sum()
-    i = np.arange(256, dtype=np.float64)
-    q1 = np.cumsum(p)
-    q2 = 1.0 - q1
-    cum = np.cumsum(i * p)
-    mu = cum[-1]
-    valid = (np.minimum(q1, q2) >= _FLT_EPSILON) & (np.maximum(q1, q2) <= 1.0 - _FLT_EPSILON)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu1 = cum / q1
-        mu2 = (mu - cum) / q2
-        sigma = np.where(valid, q1 * q2 * (mu1 - mu2) ** 2, 0.0)
-    best = int(np.argmax(sigma))
-    return best if sigma[best] > 0 else 0
+    hist = np.bincount(np.asarray(levels, dtype=np.uint8).ravel(), minlength=256).tolist()
+    scale = 1.0 / sum(hist)
+    mu = 0.0
+    for i, count in enumerate(hist):
+        mu += i * float(count)
+    mu *= scale
+    mu1 = q1 = 0.0
+    max_sigma, max_val = 0.0, 0
+    for i, count in enumerate(hist):
+        p_i = count * scale
+        mu1 *= q1
+        q1 += p_i
+        q2 = 1.0 - q1
+        if min(q1, q2) < _FLT_EPSILON or max(q1, q2) > 1.0 - _FLT_EPSILON:
+            continue
+        mu1 = (mu1 + i * p_i) / q1
+        mu2 = (mu - q1 * mu1) / q2
+        sigma = q1 * q2 * (mu1 - mu2) * (mu1 - mu2)
+        if sigma > max_sigma:
+            max_sigma, max_val = sigma, i
+    return max_val
 
 
 def fill_contours(binary: np.ndarray) -> np.ndarray:
