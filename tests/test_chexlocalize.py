@@ -281,3 +281,13 @@ def test_bench_tune_thresholds_writes_a_protocol(bench_cli, tmp_path) -> None:
     assert r.code == 2 and "is a .toml file" in r.err and not (tmp_path / "x.txt").exists()
     r = bench_cli("tune", "thresholds", "--heatmaps", maps, "-d", "phantom", "-p", "default", "--out", out)
     assert r.code == 2 and "makes no mask of the map" in r.err
+
+
+def test_the_image_of_a_sample() -> None:
+    from bench.evaluation.image_bootstrap import image_id
+
+    s = Sample("a", "/data/test/patient1/study1/view1_frontal.jpg", 4, 4, "c", "c", ((0, 0, 1, 1),))
+    assert image_id(s) == "view1_frontal"
+    assert image_id(dataclasses.replace(s, extra={"cxr_id": "patient1_study1_view1_frontal"})) == \
+        "patient1_study1_view1_frontal"
+    assert image_id(dataclasses.replace(s, extra={"image_id": "x", "cxr_id": "y"})) == "x"

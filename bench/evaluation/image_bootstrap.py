@@ -19,7 +19,8 @@ A sample here is one (image, pathology) pair; the images are the values of the s
 `image_id` column (the sample id where the table has none), so an image with no finding in a
 category simply has no sample of it. Published tables also hold images with no positive finding
 at all (all NaN): they change which images a resample draws, so on such a dataset the intervals
-match the published ones only when the dataset lists those images too (as samples with an empty GT).
+match the published ones only when the dataset lists those images too, as samples with an empty GT
+(`chexlocalize -O negatives=keep`).
 `macro` is the mean of the category means of each resample (the published "Average" of the
 percentage decrease), `micro` the mean over every drawn value.
 """
@@ -197,9 +198,11 @@ def paired_images(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], grou
 
 
 def image_id(sample: Sample) -> str:
-    """The image a sample belongs to: the dataset's `extra["image_id"]` (CheXpert's `patient64541_study1_view1_frontal`,
-    whose file names repeat across patients), else the image file's name without its suffix."""
-    given = sample.extra.get("image_id") if isinstance(sample.extra, dict) else None
+    """The image a sample belongs to: the dataset's `extra["image_id"]` or `extra["cxr_id"]` (CheXpert's
+    `patient64541_study1_view1_frontal`, whose file names repeat across patients), else the image file's name
+    without its suffix."""
+    extra = sample.extra if isinstance(sample.extra, dict) else {}
+    given = extra.get("image_id") or extra.get("cxr_id")
     if given:
         return str(given)
     name = sample.image_path.replace("\\", "/").rsplit("/", 1)[-1]
