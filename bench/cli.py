@@ -115,17 +115,17 @@ def list_cmd(what: str = typer.Argument(..., help="methods, datasets or protocol
 @app.command("dataset")
 @_resumable
 def dataset_cmd(
-    name: str = typer.Argument(..., help="Dataset name (see `bench list datasets`)."),
+    name: str = typer.Argument(..., help="Dataset name (see `bench list datasets`), or a sample table (.csv / .jsonl)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
-    out: Path = typer.Option(..., "--out", help="CSV file to write the sample list to."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write the sample list to (JSON lines when it ends in .jsonl)."),
     allow_outside_root: bool = OUTSIDE_ROOT,
 ) -> None:
-    """Write the dataset's sample list: sample_id, image_path, width, height, category, phrase, boxes, split."""
-    import pandas as pd
-
+    """Write the dataset's sample list: sample_id, image_path, width, height, category, phrase, boxes, split
+    (and mask, points when its samples have them); CSV, or JSON lines for an --out ending in .jsonl."""
     from .core import atomic
     from .datasets import get_dataset
+    from .datasets.file_dataset import table_text
 
     if out.is_dir():
         raise BenchError(f"--out {out} is a folder; give the CSV file to write")
@@ -133,10 +133,7 @@ def dataset_cmd(
     samples = ds.samples()
     if hasattr(ds, "materialise"):
         ds.materialise(samples)
-    table = pd.DataFrame([{"sample_id": s.sample_id, "image_path": s.image_path, "width": s.width, "height": s.height,
-                           "category": s.category, "phrase": s.phrase, "boxes": s.boxes_json(), "split": s.split}
-                          for s in samples])
-    atomic.write_text(out, table.to_csv(index=False))
+    atomic.write_text(out, table_text(samples, jsonl=out.suffix.lower() == ".jsonl"))
     for note in ds.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"{len(samples)} samples of {name} written to {out}")
@@ -146,7 +143,7 @@ def dataset_cmd(
 @_resumable
 def run_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Method name (see `bench list methods`) or the path of a method spec file (.toml)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `bench list datasets`)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `bench list datasets`), or the path of a sample table (.csv / .jsonl)."),
     protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (see `bench list protocols`) or the path of a protocol spec file (.toml)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,
@@ -228,7 +225,7 @@ def _report(result, title: str) -> None:
 @_resumable
 def score_cmd(
     heatmaps: Path = typer.Option(..., "--heatmaps", help="A run directory, its heatmaps/ folder, or a folder of <sample_id>.npy maps at the original image size (NaN outside the field of view)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the heatmaps belong to (a name, or the path of a sample table)."),
     protocol: str = typer.Option("default", "--protocol", "-p", help="Evaluation protocol (a name or a spec file path)."),
     data_root: Optional[Path] = DATA_ROOT,
     option: List[str] = OPTION,

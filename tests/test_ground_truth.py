@@ -95,3 +95,27 @@ def test_sample_gt_kind_and_points():
         validate_sample(Sample(boxes=(), points=((9.0, 1.0),), **base))
     with pytest.raises(ValueError):
         MaskSource()
+
+
+@pytest.mark.parametrize("counts, message", [
+    ("zzzz", "character 'z' is not a COCO RLE character"),
+    ("1", "do not add up"),       # one run of 1 pixel: pycocotools leaves the other 62 uninitialised
+    ("PVWX6", "do not add up"),   # the empty mask of a 2320 x 2828 image: pycocotools writes past 7 x 9
+    ("3", "do not add up"),
+    ("c", "ends inside a run length"),
+])
+def test_compressed_rle_that_does_not_cover_the_size_is_refused(counts, message):
+    with pytest.raises(SampleError, match=message):
+        load_mask(MaskSource(rle=json.dumps({"size": [7, 9], "counts": counts})), 7, 9, "s1")
+
+
+def test_compressed_counts_match_pycocotools():
+    from bench.core.ground_truth import compressed_counts
+
+    assert compressed_counts("326O") == [3, 2, 6, 1]  # the 3 x 4 COCO example
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        m = (rng.random((13, 17)) < rng.random()).astype(np.uint8)
+        encoded = cocomask.encode(np.asfortranarray(m))
+        counts = compressed_counts(encoded["counts"].decode())
+        assert cocomask.frPyObjects({"size": [13, 17], "counts": counts}, 13, 17)["counts"] == encoded["counts"]

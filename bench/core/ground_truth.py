@@ -60,6 +60,35 @@ def rle_text(rle: dict) -> str:
     return json.dumps({"size": [int(v) for v in rle.get("size", [])], "counts": counts}, separators=(",", ":"))
 
 
+def compressed_counts(text: str) -> list[int]:
+    """The run lengths of a compressed COCO `counts` string (pycocotools' `rleFrString`); ValueError when cut short.
+
+    Used to check that the runs are non-negative and cover exactly h x w pixels before pycocotools
+    decodes them: its decoder trusts the string, and runs that do not add up to the size give
+    uninitialised pixels (too few) or write past its buffer (too many).
+    """
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(text):
+                raise ValueError("the string ends inside a run length")
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {text[p]!r} is not a COCO RLE character")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
 def _decode_rle(text: str, sample_id: str) -> np.ndarray:
     from pycocotools import mask as cocomask
 
@@ -79,6 +108,12 @@ def _decode_rle(text: str, sample_id: str) -> np.ndarray:
             raise SampleError(sample_id, f"mask RLE counts do not add up to its {size[0]}x{size[1]} size")
         obj = cocomask.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
     elif isinstance(counts, str):
+        try:
+            runs = compressed_counts(counts)
+        except ValueError as exc:
+            raise SampleError(sample_id, f"mask RLE counts are malformed: {exc}") from None
+        if any(c < 0 for c in runs) or sum(runs) != size[0] * size[1]:
+            raise SampleError(sample_id, f"mask RLE counts do not add up to its {size[0]}x{size[1]} size")
         obj = {"size": size, "counts": counts.encode("ascii")}
     else:
         raise SampleError(sample_id, "mask RLE counts are neither a string nor a list of integers")

@@ -1,7 +1,8 @@
 """Dataset registry: names map to lazily imported classes.
 
 Installed packages add datasets under the entry-point group `bench.datasets`
-(`name = "package.module:Class"`, a `bench.datasets.base.Dataset` subclass).
+(`name = "package.module:Class"`, a `bench.datasets.base.Dataset` subclass). A name ending in
+`.csv` or `.jsonl` is a sample table read as a dataset (`file_dataset.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ DATASETS: dict[str, str] = {
     "ms-cxr": "bench.datasets.ms_cxr:MsCxrDataset",
     "ms-cxr-loc": "bench.datasets.ms_cxr_loc:MsCxrLocDataset",
     "vindr-cxr": "bench.datasets.vindr_cxr:VindrCxrDataset",
+    "chexlocalize": "bench.datasets.chexlocalize:ChexlocalizeDataset",
+    "rsna-pneumonia": "bench.datasets.rsna_pneumonia:RsnaPneumoniaDataset",
+    "siim-acr-pneumothorax": "bench.datasets.siim_acr:SiimAcrDataset",
+    "chestx-det": "bench.datasets.chestx_det:ChestXDetDataset",
+    "padchest-gr": "bench.datasets.padchest_gr:PadchestGrDataset",
 }
 
 
@@ -38,8 +44,15 @@ def get_dataset(name: str, data_root: Path | None = None, options: Mapping[str, 
     """Instantiate the dataset `name` with its data root and options.
 
     `allow_outside_root` lets its table name images outside the data root (absolute paths, `..`,
-    links leading elsewhere), which are refused otherwise.
+    links leading elsewhere), which are refused otherwise. A `name` ending in .csv or .jsonl is the
+    path of a sample table (`bench.datasets.file_dataset`).
     """
+    from .file_dataset import FileDataset, is_dataset_file
+
+    if is_dataset_file(name):
+        dataset: Dataset = FileDataset(Path(name).expanduser(), data_root, options)
+        dataset.allow_outside_root = bool(allow_outside_root)
+        return dataset
     dataset = dataset_class(name)(data_root, options)
     dataset.allow_outside_root = bool(allow_outside_root)
     return dataset

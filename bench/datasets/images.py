@@ -15,6 +15,7 @@ from ..core import atomic
 from ..core.errors import SampleError
 from ..core.limits import PIXELS_ENV, image_too_large, max_image_pixels
 from ..core.samples import Sample
+from .dicom import is_dicom, read_dicom
 
 
 class ImageTooLarge(ValueError):
@@ -52,13 +53,19 @@ def read_grayscale(path: str | Path, sample_id: str = "") -> np.ndarray:
     """Read an image file as a 2-D array of its grey values (uint8 or uint16, unscaled).
 
     RGB and RGBA files (some ChestX-ray14 PNGs are RGBA) are reduced to their luminance; the alpha
-    channel is ignored. A missing, unreadable or oversized file raises SampleError naming the path.
+    channel is ignored. A `.dcm` / `.dicom` file is read with pydicom (`dicom.py`). A missing,
+    unreadable or oversized file raises SampleError naming the path.
     """
     from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise SampleError(sample_id or path.name, f"image not found: {path}")
+    if is_dicom(path):
+        try:
+            return read_dicom(path)
+        except ValueError as exc:
+            raise SampleError(sample_id or path.name, str(exc)) from None
     try:
         with open_image(path) as img:
             img.load()
@@ -81,6 +88,12 @@ def decoded_size(path: str | Path) -> tuple[int, int] | str:
     path = Path(path)
     if not path.is_file():
         return f"image not found: {path}"
+    if is_dicom(path):
+        try:
+            pixels = read_dicom(path)  # decodes every pixel, as below
+        except ValueError as exc:
+            return str(exc)
+        return pixels.shape[1], pixels.shape[0]
     try:
         with open_image(path) as img:
             img.load()  # decodes every pixel: a truncated file fails here, not in a method

@@ -43,3 +43,18 @@ def inside(root: Path, name: str, what: str, allow: bool = False, found: Path | 
         raise BenchError(f"{what} {name!r} is a link to {real}, outside the data root {root}; refused (use "
                          f"{OPTION} if your images really live there)")
     return path
+
+
+def index_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """File name -> path of every file below `root` whose name ends in one of `suffixes` (lower case).
+
+    Symbolic links to folders are not followed, so the index stays inside `root`; the first file
+    of a name in sorted walking order wins.
+    """
+    found: dict[str, Path] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(suffixes):
+                found.setdefault(name, Path(folder) / name)
+    return found

@@ -29,6 +29,7 @@ from ..core.params import schema_of
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
+from ..datasets.file_dataset import dataset_label, is_dataset_file
 from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
@@ -96,7 +97,7 @@ class ShardResult:
 
 
 def default_out(dataset: str, method: str, protocol: str) -> Path:
-    return Path("runs") / f"{dataset}__{method}__{protocol}"
+    return Path("runs") / f"{dataset_label(dataset)}__{method}__{protocol}"
 
 
 def versions() -> dict[str, str]:
@@ -198,6 +199,8 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
 
 def dataset_config(name: str, options: dict[str, str], data_root: Path | None, allow_outside_root: bool) -> dict:
     """The dataset part of run.json's config: what re-creates the same sample list when a run is rescored."""
+    if is_dataset_file(name):  # a sample table: found again from any folder
+        name = str(Path(name).expanduser().resolve())
     config = {"name": name, "options": dict(sorted(options.items())),
               "data_root": str(Path(data_root).resolve()) if data_root else None}
     if allow_outside_root:
