@@ -145,3 +145,23 @@ def test_compare_under_the_image_bootstrap_pairs_image_draws(bench_cli, tiny: Pa
                      for w in counts])
     assert row["difference"] == pytest.approx(diffs.mean())
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((diffs[24], diffs[974]))
+
+
+def test_reader2_on_the_chexlocalize_files(bench_cli, tmp_path: Path) -> None:
+    """The benchmark readers of CheXlocalize's own file format (the dataset reader's `extra["reader2"]`)."""
+    import public_fixtures as fx
+
+    fx.chexlocalize(tmp_path / "data")
+    r = bench_cli("run", "-m", "reader2", "-d", "chexlocalize", "--data-root", tmp_path / "data", "-p",
+                  "chexlocalize2022", "--out", tmp_path / "r2")
+    assert r.code == 0, r.err
+    table = pd.read_csv(tmp_path / "r2" / "samples.csv").set_index("sample_id")
+    cxr = "patient64541_study1_view1_frontal"
+    # GT rows 2-4, reader rows 3-5, both columns 3-8: 12 / 24
+    assert table.loc[f"{cxr}-Airspace_Opacity", "seg_iou"] == pytest.approx(0.5)
+    # no benchmark mask for this finding: undefined; its point (10.2, 9.9) is pixel [9, 10], inside the GT
+    assert np.isnan(table.loc[f"{cxr}-Cardiomegaly", "seg_iou"])
+    assert table.loc[f"{cxr}-Cardiomegaly", "hit_rate"] == 1.0
+    # no point at all: a miss, as CheXlocalize counts it
+    assert table.loc["patient64542_study1_view1_frontal-Pleural_Effusion", "hit_rate"] == 0.0
+    assert set(table["image_id"]) <= {cxr, "patient64542_study1_view1_frontal", "patient64600_study2_view1_frontal"}
