@@ -64,7 +64,7 @@ def _global(
 
     Progress goes to stderr: a bar on a terminal, a line per tenth of the work in a log or pipe
     (SLURM, nohup). Environment: BENCH_QUIET=1 silences progress (like -q); BENCH_CACHE is the
-    folder for caches (phantom images) [default: ~/.cache/cxr-grounding-bench]; HF_HOME the
+    folder for caches [default: $XDG_CACHE_HOME/cxr-grounding-bench, else ~/.cache/cxr-grounding-bench]; HF_HOME the
     Hugging Face cache the checkpoints are read from.
     """
     from .running.progress import QUIET, VERBOSE, set_verbosity
@@ -355,7 +355,8 @@ def leaderboard_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Entry name for --add [default: the method name]."),
     replace: bool = typer.Option(False, "--replace", help="Let --add replace an entry of the same name (it says what it replaces and how the headline numbers move)."),
     allow_modified: bool = typer.Option(False, "--allow-modified", help="Read runs and entries whose samples.csv, summary.csv or heatmaps/ differ from the digests their run.json records (refused otherwise); the pages mark them NAME [modified]."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write the leaderboards as a static HTML site (sortable tables, figures) into this folder."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the leaderboards as a static HTML site (sortable tables, figures, a spec page per method) into this folder."),
+    view: Optional[List[Path]] = typer.Option(None, "--view", help="With --html: a run folder of a leaderboard entry (matched by its heatmap digest); the site gets its bench view viewer and links the method to it. Repeat for more runs."),
 ) -> None:
     """Build the leaderboards (per dataset and protocol: tables with CIs, ranks, figures) from the results folder.
 
@@ -364,6 +365,8 @@ def leaderboard_cmd(
     """
     from .leaderboard import build as leaderboard
 
+    if view and html is None:
+        raise BenchError("--view builds viewers into the site: give --html DIR too")
     if add is not None:
         from .leaderboard.results import add_run
 
@@ -377,7 +380,7 @@ def leaderboard_cmd(
     if html is not None:
         from .leaderboard.site import write_site
 
-        pages = write_site(built, html)
+        pages = write_site(built, html, view or (), allow_modified)
         typer.echo(f"{pages} pages in {html / 'index.html'}")
     if check:
         problems = leaderboard.check(built, out)

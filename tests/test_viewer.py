@@ -225,3 +225,54 @@ def test_thumbnail_maps_equal_the_full_resolution_route(protocol, grid):
     grey = np.round((image.astype(np.float64) - image.min()) / (image.max() - image.min()) * 255).astype(np.uint8)
     np.testing.assert_array_equal(got["image"], grey[rows][:, cols])
     assert got["boxes"][0].tolist() == pytest.approx([50 * scale, 60 * scale, 20 * scale, 30 * scale])
+
+
+def test_the_overlay_cache_is_kept_within_its_bound(runs, bench_cli, tmp_path, monkeypatch):  # noqa: F811
+    import os
+
+    oracle, uniform = runs[0], runs[1]
+    cache = tmp_path / "cache" / "view"
+    assert bench_cli("view", oracle, "--out", tmp_path / "a").code == 0
+    first = sorted(p.name for p in cache.glob("*.jpg"))
+    sizes = {p.name: p.stat().st_size for p in cache.glob("*.jpg")}
+    for k, name in enumerate(first):  # made in this order: the oldest go first
+        os.utime(cache / name, ns=(10**18 + k, 10**18 + k))
+    stale = cache / ".x.jpg.123.tmp"  # left by an interrupted write long ago
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    fresh = cache / ".y.jpg.456.tmp"  # a write under way now
+    fresh.write_bytes(b"partial")
+    # room for the uniform run's 16 overlays and the 5 newest of the oracle's
+    assert bench_cli("view", uniform, "--out", tmp_path / "b").code == 0
+    second = sorted(set(p.name for p in cache.glob("*.jpg")) - set(first))
+    limit = sum(p.stat().st_size for p in cache.glob("*.jpg") if p.name in second) + sum(sizes[n] for n in first[-5:])
+    for name in second:
+        os.utime(cache / name, ns=(2 * 10**18, 2 * 10**18))
+    from bench.viewer import overlay_cache
+
+    monkeypatch.setattr(overlay_cache, "cache_limit", lambda: limit)
+    monkeypatch.setattr("bench.viewer.build.cache_limit", lambda: limit)
+    result = bench_cli("view", uniform, "--out", tmp_path / "b")
+    assert result.code == 0 and "(0 overlays made, 16 cached)" in result.out
+    assert sorted(p.name for p in cache.glob("*.jpg")) == sorted(second + first[-5:])
+    assert not stale.exists() and fresh.exists()
+    # a viewer already written keeps its images (hard links or copies of the removed overlays)
+    assert all((tmp_path / "a" / src).stat().st_size > 0 for src in _parse(tmp_path / "a").images)
+    # a bound smaller than the build keeps the build's own overlays
+    monkeypatch.setattr("bench.viewer.build.cache_limit", lambda: 0)
+    assert bench_cli("view", uniform, "--out", tmp_path / "b").code == 0
+    assert sorted(p.name for p in cache.glob("*.jpg")) == second
+
+
+def test_a_bad_cache_bound_is_one_line_and_nothing_written(runs, bench_cli, tmp_path, monkeypatch):  # noqa: F811
+    from bench.viewer.overlay_cache import DEFAULT_MB, cache_limit
+
+    monkeypatch.delenv("BENCH_VIEW_CACHE_MB", raising=False)
+    assert cache_limit() == DEFAULT_MB * 2**20
+    monkeypatch.setenv("BENCH_VIEW_CACHE_MB", "250")
+    assert cache_limit() == 250 * 2**20
+    monkeypatch.setenv("BENCH_VIEW_CACHE_MB", "lots")
+    result = bench_cli("view", runs[0], "--out", tmp_path / "v")
+    assert result.code == 2 and result.err.strip().splitlines() == [
+        "error: BENCH_VIEW_CACHE_MB='lots' is not a size in MB (a whole number, 0 or more)"]
+    assert not (tmp_path / "v").exists()

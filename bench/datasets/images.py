@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import SampleError
 from ..core.limits import PIXELS_ENV, image_too_large, max_image_pixels
 from ..core.samples import Sample
@@ -104,24 +105,68 @@ def decoded_size(path: str | Path) -> tuple[int, int] | str:
         return f"cannot read image {path}: {exc}"
 
 
-def _cache_file(dataset: str) -> Path:
-    base = Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench")
-    return base / "image-checks" / f"{dataset}.json"
+#: the layout of the image-check cache file; another version is read as no cache
+CHECK_CACHE_VERSION = 2
+#: a cache file larger than this is not read (it is data a user can place: bounded before parsing)
+MAX_CHECK_CACHE_BYTES = 32 * 2**20
+#: at most this many files are remembered per dataset; above it only the files of the current check are kept
+MAX_CHECK_ENTRIES = 200_000
+#: the longest reason kept from a cache file (the harness's own reasons are one line)
+_MAX_REASON = 2000
+
+
+def check_cache_file(dataset: str) -> Path:
+    """The image-check cache of a dataset: BENCH_CACHE/image-checks/NAME.json (NAME made safe for a file name)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", dataset).lstrip(".") or "_"
+    return cache_root() / "image-checks" / f"{safe[:100]}.json"
+
+
+def _valid_entry(entry: object) -> bool:
+    """Whether a cache entry is [size, mtime_ns, (width, height) or reason] with the types the harness writes."""
+    if not (isinstance(entry, list) and len(entry) == 3):
+        return False
+    size, mtime, found = entry
+    if not (type(size) is int and type(mtime) is int):  # bool is not a size
+        return False
+    if isinstance(found, str):
+        return len(found) <= _MAX_REASON
+    return (isinstance(found, list) and len(found) == 2
+            and all(type(v) is int and 0 < v < 2**31 for v in found))
+
+
+def read_check_cache(path: Path) -> dict[str, list]:
+    """Path -> [size, mtime_ns, (width, height) or reason] from a cache file; {} for a missing, oversized,
+    corrupt or foreign file, and every malformed entry left out (the file is data, read as JSON only)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CHECK_CACHE_BYTES + 1)
+    except OSError:
+        return {}
+    if len(raw) > MAX_CHECK_CACHE_BYTES:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CHECK_CACHE_VERSION or not isinstance(data.get("files"), dict):
+        return {}
+    return {k: v for k, v in data["files"].items() if isinstance(k, str) and _valid_entry(v)}
 
 
 def check_images(samples: Sequence[Sample], dataset: str) -> dict[str, str]:
     """Sample id -> reason, for every sample whose image does not decode or has another size.
 
     Every method gets the same answer, so no method scores a sample another cannot read. Each
-    file is decoded once: its result is cached (under BENCH_CACHE) by path, byte size and
-    modification time, so a later run only reads the file's metadata.
+    file is decoded once: what it decoded to (its size, or why it did not) is cached under
+    BENCH_CACHE/image-checks by its path, byte size and modification time (ns), so a later start
+    only reads each file's metadata, and an edited or replaced file is decoded again. The recorded
+    size of each sample is compared on every call, so the cache holds nothing a dataset's table
+    decides. A missing, corrupt or unreadable cache costs only the decoding.
     """
-    cache_path = _cache_file(dataset)
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache_path = check_cache_file(dataset)
+    cache = read_check_cache(cache_path)
     changed = False
+    used: set[str] = set()
     problems: dict[str, str] = {}
     for s in samples:
         path = os.path.abspath(s.image_path)
@@ -133,10 +178,12 @@ def check_images(samples: Sequence[Sample], dataset: str) -> dict[str, str]:
         entry = cache.get(path) if stamp is not None else None
         if entry is None or entry[:2] != stamp:
             found = decoded_size(path)
-            entry = [*(stamp or [None, None]), list(found) if isinstance(found, tuple) else found]
+            entry = [*(stamp or [0, 0]), list(found) if isinstance(found, tuple) else found]
             if stamp is not None:
                 cache[path] = entry
                 changed = True
+        if stamp is not None:
+            used.add(path)
         found = entry[2]
         if isinstance(found, str):
             problems[s.sample_id] = found
@@ -146,8 +193,10 @@ def check_images(samples: Sequence[Sample], dataset: str) -> dict[str, str]:
             problems[s.sample_id] = (f"image {path} is {found[0]}x{found[1]}, but the dataset records "
                                      f"{s.width}x{s.height} for it (the boxes are in that size's pixels)")
     if changed:
+        if len(cache) > MAX_CHECK_ENTRIES:
+            cache = {k: v for k, v in cache.items() if k in used}
         try:
-            atomic.write_text(cache_path, json.dumps(cache))
+            atomic.write_text(cache_path, json.dumps({"version": CHECK_CACHE_VERSION, "files": cache}))
         except OSError:
             pass  # a read-only cache only costs the next run the same decoding
     return problems

@@ -10,6 +10,7 @@ box in the left half of the image.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -22,6 +23,7 @@ from typing import Callable, Mapping, Sequence, Union
 import numpy as np
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import BenchError
 from ..core.params import Param
 from ..core.samples import Box, Sample
@@ -406,8 +408,13 @@ def _facts(category: str, rng: np.random.Generator) -> tuple[str, str, str, int]
     return side, zone, size, variant
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def make_case(seed: int, split: str, index: int, size: str = "default") -> Case:
-    """The phantom case (split, index); the category cycles through the 8 categories."""
+    """The phantom case (split, index); the category cycles through the 8 categories.
+
+    Cached (a case is frozen and a pure function of its arguments): a command lists the samples
+    more than once (the sample set, then the fingerprint), and listing is most of a small run's start.
+    """
     if split not in _SPLIT_CODE:
         raise ValueError(f"phantom split must be train or test, not {split!r}")
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
@@ -552,7 +559,7 @@ class PhantomDataset(Dataset):
     @property
     def folder(self) -> Path:
         """The PNG cache under BENCH_CACHE, keyed by everything that sets pixels: the only place images are written."""
-        base = Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench")
+        base = cache_root()
         return base / "phantom" / f"v{RENDER_VERSION}-seed{self.seed}-{self.size}"
 
     def case(self, split: str, index: int) -> Case:

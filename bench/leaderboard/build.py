@@ -33,6 +33,8 @@ class Build:
 
     texts: dict[str, str] = field(default_factory=dict)
     figures: dict[str, tuple[str, Callable[[], bytes]]] = field(default_factory=dict)
+    #: the boards the files were built from (what the site links each method from)
+    boards: list[Board] = field(default_factory=list)
 
     def manifest(self) -> str:
         files = {p: "sha256:" + hashlib.sha256(t.encode()).hexdigest() for p, t in sorted(self.texts.items())}
@@ -127,7 +129,7 @@ def check_page(entries: list[Entry], results: Path) -> None:
 def build(results: Path, reported: Path, allow_modified: bool = False) -> Build:
     """Every file of the leaderboards folder, in memory (figures not yet drawn)."""
     boards = collect_boards(results, reported, allow_modified)
-    out = Build()
+    out = Build(boards=boards)
     for board in boards:
         _board_files(board, out)
     out.texts[INDEX] = index_page(boards)

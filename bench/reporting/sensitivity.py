@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import BenchError
 from ..datasets import get_dataset
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol, load_protocol
@@ -65,7 +65,7 @@ class Rescored:
 
 def default_cache() -> Path:
     """Where rescored tables go without --out: BENCH_CACHE/rescored [default: ~/.cache/cxr-grounding-bench]."""
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench") / CACHE
+    return cache_root() / CACHE
 
 
 def rescored_folder(root: Path, protocol_name: str, cache: Path | None = None) -> Path:

@@ -11,7 +11,8 @@ digests of their run.json (`allow_modified` reads them anyway, marked), runs on 
 lists or under different protocols are refused, and the shown samples are those every run scored,
 so the per-sample differences against the first run are paired. Overlays are cached under
 BENCH_CACHE/view, keyed by the run's heatmap-set digest, the sample, the protocol's value policy
-and the image file, so a rebuild makes none again.
+and the image file, so a rebuild makes none again; the cache is kept within BENCH_VIEW_CACHE_MB
+(`overlay_cache.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ..core import atomic
+from ..core.cache import cache_root
 from ..core.errors import BenchError, SampleError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
 from ..reporting.compare import LoadedRun, check_same_samples, load_run
@@ -37,6 +39,7 @@ from ..reporting.plots import BOX_COLOUR
 from ..running import integrity
 from ..running.rundir import RunDir, file_name, record_backend
 from .folder import build_folder, check_out
+from .overlay_cache import cache_limit, prune
 from .thumbnails import THUMBNAIL, colour_stops, example_arrays, jpeg, overlay_rgb, stored_heatmap
 
 #: bump when the look of an overlay changes, so cached overlays are made again
@@ -47,7 +50,7 @@ STATIC = ("view.css", "view.js")
 
 def cache_dir() -> Path:
     """Where overlays are cached: BENCH_CACHE/view [default: ~/.cache/cxr-grounding-bench/view]."""
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cxr-grounding-bench") / "view"
+    return cache_root() / "view"
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ViewResult:
     samples: int
     overlays: int
     made: int
+    pruned: int = 0  # overlays of other builds removed from the cache to keep it within its bound
 
 
 def _load(roots: Sequence[Path], allow_modified: bool, warn: Callable[[str], None]) -> list[LoadedRun]:
@@ -157,6 +161,7 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
         raise BenchError("view needs at least one run directory")
     out = Path(out)
     check_out(out, MARKER)
+    limit = cache_limit()
     runs = _load(roots, allow_modified, warn)
     labels = _labels(runs)
     protocol: Protocol = runs[0].protocol
@@ -262,7 +267,8 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
     build_folder(out, MARKER, fill)
-    return ViewResult(out, labels, len(order), len(order) * len(runs), made)
+    pruned = prune(cache, {f"{key}.jpg" for key in keys.values()}, limit)
+    return ViewResult(out, labels, len(order), len(order) * len(runs), made, pruned)
 
 
 def _has_map(run: RunDir, record: dict, sample_id: str) -> bool:
