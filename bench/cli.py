@@ -486,7 +486,8 @@ def weights_cmd(
 
 
 tune_app = typer.Typer(no_args_is_help=True, help="Train what a method needs and nobody published "
-                       "(the anatomy_ldm location codebook and its anatomical priors).")
+                       "(the anatomy_ldm location codebook and its anatomical priors), and CheXlocalize's "
+                       "per-category thresholds of a method's maps.")
 app.add_typer(tune_app, name="tune")
 
 
@@ -525,6 +526,25 @@ def tune_anatomy_cmd(
     result = tuner.run()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final.items())
     typer.echo(f"codebook after {result.steps} steps written to {result.codebook} ({losses}; {result.seconds:.0f} s)")
+
+
+@tune_app.command("thresholds")
+def tune_thresholds_cmd(
+    heatmaps: Path = typer.Option(..., "--heatmaps", help="The validation maps: a run directory, its heatmaps/ folder, or a folder of maps as bench score reads them."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the maps belong to."),
+    out: Path = typer.Option(..., "--out", "-o", help="Protocol file to write (.toml; its stem names the protocol)."),
+    protocol: str = typer.Option("chexlocalize2022", "--protocol", "-p", help="The protocol whose mask rule is replaced by tuned thresholds."),
+    split: str = typer.Option("val", "--split", help="The split to tune on."),
+    data_root: Optional[Path] = DATA_ROOT,
+    option: List[str] = OPTION,
+) -> None:
+    """CheXlocalize's per-category thresholds (m > t, t in 0.2 ... 0.8, the best mean IoU) tuned on validation maps;
+    writes a protocol file for scoring the test split with them."""
+    from .running.threshold_tuning import tune_threshold_protocol
+
+    tuned, _ = tune_threshold_protocol(heatmaps, dataset, out, protocol, split, data_root, _options(option))
+    table = ", ".join(f"{k} {v:g}" for k, v in tuned.seg_thresholds.items())
+    typer.echo(f"thresholds {table} written to {out} (bench score --protocol {out})")
 
 
 INTERRUPTED = "interrupted; run the same command again to resume"

@@ -23,13 +23,16 @@ from .metrics import DEFAULT_THRESHOLDS
 
 HEATMAP_METRICS = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
                    "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")
-METRIC_BASES = HEATMAP_METRICS + BOX_METRICS
+METRIC_BASES = HEATMAP_METRICS + ("seg_iou", "hit_rate") + BOX_METRICS
 #: `auc_roc` is exact unless `auc = "binned"`; `auc_roc_binned` is always the AUC over `auc_bins` thresholds
 #: (Vilouras et al.'s torcheval AUC), so a protocol can report both side by side.
 #: metrics computed from a binary mask (GMM) rather than from thresholds of the continuous map
 #: `distance` (centre of the mask's bounding rectangle to the centre of the GT's, NaN for samples with several
 #: boxes) is averaged over the samples that have a value.
 MASK_METRICS = ("iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "distance")
+#: the metrics of the protocols that make a mask of the map first (`segmentation`: CheXlocalize's IoU of that
+#: mask, undefined unless mask and GT are both non-empty, and its hit rate), `bench.evaluation.segmentation_route`
+SEGMENTATION_METRICS = ("seg_iou", "hit_rate")
 #: metrics where a smaller value is better (every other metric: larger is better)
 LOWER_IS_BETTER = ("distance",)
 FLOAT32_MAX = 3.4028234663852886e38
@@ -65,6 +68,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "heatmap_to_mask": ("otsu", "threshold"),
     "mask_to_boxes": ("components", "largest"),
     "component_score": ("max", "mean"),
+    "segmentation": ("none", "otsu", "thresholds"),
+    "bootstrap": ("stratified", "images"),
 }
 
 # TOML section of each field (the file groups related choices; the object is flat)
@@ -73,10 +78,10 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "values": ("clip_min", "clip_max", "normalise", "stored_precision", "precision", "minmax_precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
                 "cnr_zero_variance", "cnr_variance_floor", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
-                "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect"),
+                "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "segmentation", "seg_thresholds"),
     "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "conversions": ("boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score"),
-    "summary": ("groups", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
+    "summary": ("groups", "bootstrap", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
 }
 _TOML_NAMES = {"backend": "backend_values"}
 _POLICY_KEYS = ("clip_min", "clip_max", "normalise")
@@ -87,7 +92,8 @@ _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_varia
                   "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "drop_boxes", "model_input",
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
                   "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords", "stored_precision",
-                  "boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score")
+                  "boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score",
+                  "segmentation", "seg_thresholds", "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ class Protocol:
     on_empty_mask: str = "zero"
     on_gmm_error: str = "empty"
     bbox_rect: str = "inclusive"
+    segmentation: str = "none"
+    seg_thresholds: dict[str, float] = field(default_factory=dict, hash=False)
     split: str = "test"
     grouping: str = "phrase"
     box_coords: str = "float"
@@ -150,6 +158,7 @@ class Protocol:
     require_category_in_phrase: bool = False
     on_no_box_in_crop: str = "score"
     groups: tuple[str, ...] = ("macro", "micro")
+    bootstrap: str = "stratified"
     bootstrap_resamples: int = 10_000
     ci_level: float = 0.95
     seed: int = 0
@@ -208,6 +217,9 @@ class Protocol:
         threshold = self.mask_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             raise BenchError(f"protocol {self.name}: mask_threshold = {threshold!r} is not a number in [0, 1]")
+        self._check_segmentation()
+        if self.bootstrap == "images" and any(g not in ("macro", "micro") for g in self.groups):
+            raise BenchError(f"protocol {self.name}: bootstrap = \"images\" summarises the groups macro and micro only")
         if self.auc_bins < 2:
             raise BenchError(f"protocol {self.name}: auc_bins must be at least 2")
         if self.gmm_seeds < 1:
@@ -222,6 +234,31 @@ class Protocol:
             if set_too:
                 raise BenchError(f"protocol {self.name}: stored_precision sets the precision of every step; "
                                  f"leave {set_too[0]} out")
+
+    def _check_segmentation(self) -> None:
+        """The segmentation route computes its own two metrics on the original grid, and only those."""
+        seg = [m for m in self.metrics if m in SEGMENTATION_METRICS]
+        if seg and self.segmentation == "none":
+            raise BenchError(f"protocol {self.name}: metric {seg[0]!r} needs segmentation = \"otsu\" or \"thresholds\"")
+        if self.segmentation == "none":
+            if self.seg_thresholds:
+                raise BenchError(f"protocol {self.name}: seg_thresholds needs segmentation = \"thresholds\"")
+            return
+        other = [m for m in self.metrics if m not in SEGMENTATION_METRICS]
+        if other:
+            raise BenchError(f"protocol {self.name}: segmentation = {self.segmentation!r} scores only "
+                             f"{', '.join(SEGMENTATION_METRICS)}, not {other[0]!r}")
+        if self.eval_grid != "original" or self.drop_boxes != "none":
+            raise BenchError(f"protocol {self.name}: segmentation needs eval_grid = \"original\" and drop_boxes = \"none\"")
+        bad = [k for k, v in self.seg_thresholds.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
+        if bad:
+            raise BenchError(f"protocol {self.name}: seg_thresholds.{bad[0]} must be a number in [0, 1]")
+        if self.segmentation == "thresholds" and not self.seg_thresholds:
+            raise BenchError(f"protocol {self.name}: segmentation = \"thresholds\" needs a seg_thresholds table "
+                             "(category = threshold; `bench tune thresholds` writes one)")
+        if self.segmentation == "otsu" and self.seg_thresholds:
+            raise BenchError(f"protocol {self.name}: seg_thresholds needs segmentation = \"thresholds\"")
 
     def _check_policy(self, policy: dict[str, Any], where: str) -> None:
         if not isinstance(policy, dict):

@@ -151,6 +151,8 @@ def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
     """All metric columns by brute force on the full evaluation grid (the reference every route is tested against)."""
     _checked(heatmap, sample)
     sample = protocol_sample(heatmap, sample, protocol, reference=True, model_crop=model_crop)
+    if protocol.segmentation != "none":
+        return _segmented(heatmap, sample, protocol, backend)
     if protocol.eval_grid == "centre_crop":
         return _score_crop_seeds(heatmap, sample, protocol, backend, gmm_threshold)
     return _score_dense(heatmap, sample, protocol, backend)
@@ -242,6 +244,13 @@ def _score_crop_seeds(heatmap: Heatmap, sample: Sample, protocol: Protocol, back
     return scores
 
 
+def _segmented(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    """The route of the protocols that make a mask of the map first (`bench.evaluation.segmentation_route`)."""
+    from .segmentation_route import score_segmented
+
+    return score_segmented(heatmap, sample, protocol, backend)
+
+
 def _require_nearest_original(protocol: Protocol, route: str) -> None:
     if protocol.interpolation != "nearest" or protocol.eval_grid != "original":
         raise ValueError(f"the {route} route is exact only for nearest upsampling on the original grid")
@@ -311,6 +320,8 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
     """`score`, and the sample with the boxes it was scored against (after `box_coords` and `drop_boxes`)."""
     _checked(heatmap, sample)
     sample = protocol_sample(heatmap, sample, protocol, model_crop=model_crop)
+    if protocol.segmentation != "none":
+        return _segmented(heatmap, sample, protocol, backend), sample
     if protocol.eval_grid == "centre_crop":
         return _score_crop_seeds(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":

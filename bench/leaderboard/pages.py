@@ -10,6 +10,7 @@ import pandas as pd
 from ..evaluation.protocols import load_protocol
 from ..evaluation.scoring import is_exclusion
 from ..running.rundir import record_output
+from .human_bar import REFERENCE, human_bar_lines
 from .tables import (
     AGGREGATE_GROUPS,
     Board,
@@ -77,7 +78,8 @@ def _ranking(board: Board, table: pd.DataFrame) -> list[str]:
     rows = []
     ns = table[table["group"] == "macro"].groupby("method")["n"].first()
     for i, r in order.iterrows():
-        rows.append([str(i + 1), r["method"], str(int(ns[r["method"]])),
+        shown = f"{r['method']} (human reference)" if r["method"] == REFERENCE else r["method"]
+        rows.append([str(i + 1), shown, str(int(ns[r["method"]])),
                      *[f"{_cell(table, r['method'], 'macro', m)} ({r[m]})" for m in board.headline],
                      f"{r['mean_rank']:.2f}"])
     return md_table(header, rows)
@@ -308,6 +310,16 @@ def _conversion(board: Board) -> list[str]:
             f"conversion `{board.conversion}` (its `[conversions]` fields), named in the column headers.", ""]
 
 
+def _statistics_sentence(p) -> str:
+    """How the page's means and intervals were made: the harness's stratified bootstrap, or CheXlocalize's."""
+    if p.bootstrap == "images":
+        return (f"Measured values are CheXlocalize's: the mean of {p.bootstrap_resamples} bootstrap means over "
+                f"resamples of images (all categories over the same draws, seed {p.seed}), with {p.ci_level:.0%} "
+                "intervals at the sorted resamples' index rule (see `protocols/chexlocalize2022.toml`); ")
+    return (f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
+            f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); ")
+
+
 def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[str, str]]) -> str:
     """The Markdown page of one board; `figures` are metric plot paths, `examples` method -> (path, caption)."""
     title = f"# {board.dataset}: {board.protocol_name} protocol"
@@ -327,9 +339,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               "image sizes, boxes, dataset options); every run here covers all of them.", "",
               *([f"**Note:** `protocols/{p.name}.toml` has changed since these runs were scored; re-score them "
                  "with `bench score` and add them again.", ""] if board.stale_protocol else []),
-              f"Measured values are means over the protocol's samples with {p.ci_level:.0%} bootstrap intervals "
-              f"({p.bootstrap_resamples} resamples, stratified by category, seed {p.seed}); "
-              f"{_groups_sentence(p.groups)}", "",
+              _statistics_sentence(p) + _groups_sentence(p.groups), "",
               *_modified(board),
               *_seed_sentence(board, table),
               *_sample_sets(board),
@@ -337,6 +347,7 @@ def board_page(board: Board, figures: Sequence[str], examples: dict[str, tuple[s
               *_conversion(board),
               "## Measured: ranking (macro mean)", "", *_ranking(board, table), "",
               "## Measured: paired differences against the best method (macro)", "", *_paired(board, table),
+              *human_bar_lines(board, table),
               *_declared(board),
               "## Measured: per pathology", "", *_per_pathology(board, table, methods)]
     if figures:

@@ -294,12 +294,21 @@ def _load_entry(root: Path, allow_modified: bool = False, at: Path | None = None
 
 
 def _check_summary(root: Path, samples: pd.DataFrame, summary: pd.DataFrame, protocol: Protocol) -> None:
-    """summary.csv must belong to samples.csv: the category means must match."""
+    """summary.csv must belong to samples.csv: the category means must match (under CheXlocalize's image
+    bootstrap the means of the bootstrap means, recomputed from samples.csv)."""
+    recomputed = None
+    if protocol.bootstrap == "images":
+        from ..evaluation.image_bootstrap import protocol_summary
+
+        recomputed = protocol_summary(samples, protocol.columns, protocol)
     for metric in protocol.columns:
         if metric == POOLED and set(POOLED_COUNTS) <= set(samples.columns):
             means = pooled_means(samples, ()).set_index("group")["mean"]  # a dataset-level value, pooled
-        else:
+        elif recomputed is None:
             means = samples.groupby("category")[metric].mean()
+        else:
+            part = recomputed[(recomputed["metric"] == metric) & recomputed["group"].isin(set(samples["category"]))]
+            means = part.set_index("group")["mean"]
         part = summary[summary["metric"] == metric].set_index("group")
         for cat, mean in means.items():
             if cat not in part.index or not np.isclose(part.at[cat, "mean"], mean, rtol=1e-7, atol=1e-9, equal_nan=True):

@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "box_prior": "bench.methods.baselines:BoxPrior",
     "uniform": "bench.methods.baselines:Uniform",
     "oracle_box": "bench.methods.oracle_box:OracleBox",
+    "reader2": "bench.methods.reader2:SecondReader",
     "biovil": "bench.methods.biovil:BioVilMethod",
     "ldm": "bench.methods.ldm.method:LdmMethod",
     "anatomy_ldm": "bench.methods.ldm.anatomy.method:AnatomyLdmMethod",

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BenchError
+from ..evaluation.image_bootstrap import paired_image_test, protocol_summary
 from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol
-from ..evaluation.stats import paired_difference, summarise
+from ..evaluation.stats import paired_difference
 from ..running import integrity
 from ..running.rundir import RunDir
 
@@ -153,8 +154,7 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     summaries = []
     labels = _labels(runs)
     for label, t in zip(labels, tables):
-        s = summarise(t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed,
-                      protocol.weighted_nan)
+        s = protocol_summary(t, columns, protocol)
         s = with_pooled(s, t, columns, protocol.groups, protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
         summaries.append(s.assign(run=label))
     diffs = []
@@ -162,9 +162,13 @@ def compare_runs(roots: Sequence[Path], group: str = "macro", metrics: Sequence[
     paired_group = group if group in ("macro", "micro") else "macro"  # one category: its mean is the macro
     ref = tables[0][columns].to_numpy(np.float64)[rows]
     for label, t in zip(labels[1:], tables[1:]):
-        d, lo, hi, p = paired_difference(t[columns].to_numpy(np.float64)[rows], ref,
-                                         [c for c, keep in zip(cats, rows) if keep], paired_group,
-                                         protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
+        if protocol.bootstrap == "images":  # CheXlocalize's: images resampled, a category is a column of them
+            d, lo, hi, p = paired_image_test(t, tables[0], columns, group, protocol.bootstrap_resamples,
+                                             protocol.ci_level, protocol.seed)
+        else:
+            d, lo, hi, p = paired_difference(t[columns].to_numpy(np.float64)[rows], ref,
+                                             [c for c, keep in zip(cats, rows) if keep], paired_group,
+                                             protocol.bootstrap_resamples, protocol.ci_level, protocol.seed)
         for i, m in enumerate(columns):
             diffs.append({"run": label, "reference": labels[0], "group": group, "metric": m, "difference": d[i],
                           "ci_low": lo[i], "ci_high": hi[i], "p_value": p[i], "n": int(rows.sum())})

@@ -32,6 +32,7 @@ from ..datasets import get_dataset
 from ..datasets.base import Dataset
 from ..datasets.file_dataset import dataset_label, is_dataset_file
 from ..evaluation.box_scoring import score_prediction
+from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
 from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
@@ -42,7 +43,6 @@ from ..evaluation.scoring import (
     select_samples,
 )
 from ..evaluation.seed_spread import seed_columns, spread
-from ..evaluation.stats import summarise
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, backend_class, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
@@ -372,16 +372,20 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
 def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, scored_boxes: str) -> dict:
     """One row of a samples table: the sample's fields, the boxes it was scored against (JSON), then
     the protocol's metric columns."""
-    return {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
-            "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
-            "scored_boxes": scored_boxes,
-            **{c: scores[c] for c in protocol.columns + seed_columns(protocol) + protocol.support_columns}}
+    row = {"sample_id": sample.sample_id, "category": sample.category, "phrase": sample.phrase,
+           "split": sample.split, "width": sample.width, "height": sample.height, "boxes": sample.boxes_json(),
+           "scored_boxes": scored_boxes, **{c: scores[c] for c in protocol.columns + seed_columns(protocol) + protocol.support_columns}}
+    if protocol.bootstrap == "images":
+        row[IMAGE_COLUMN] = image_id(sample)
+    return row
 
 
 def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
     """The samples table (samples.csv) of rows made by `sample_row`."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
                *protocol.columns, *seed_columns(protocol), *protocol.support_columns]
+    if protocol.bootstrap == "images":  # the unit CheXlocalize's bootstrap resamples
+        columns.append(IMAGE_COLUMN)
     return pd.DataFrame(list(rows), columns=columns)
 
 
@@ -390,8 +394,7 @@ def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
     under `gmm_seeds` > 1 the across-seed spread of each GMM metric (`seed_spread`)."""
     if table.empty:
         raise BenchError("every sample was skipped; nothing to summarise")
-    summary = summarise(table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
-                        protocol.ci_level, protocol.seed, protocol.weighted_nan)
+    summary = protocol_summary(table, protocol.columns, protocol)
     summary = with_pooled(summary, table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
                           protocol.ci_level, protocol.seed)
     if not seed_columns(protocol) or not set(seed_columns(protocol)) <= set(table.columns):
