@@ -11,7 +11,7 @@ from ..core.specs import SpecFile, check_fields, find_spec, load_spec, spec_name
 
 REQUIRED = ("name", "backend", "description")
 #: every top-level field a method spec may have; what `params` holds is the backend's business
-FIELDS = ("name", "backend", "kind", "description", "citation", "params", "weights")
+FIELDS = ("name", "backend", "kind", "description", "citation", "output", "params", "weights")
 
 
 def method_names() -> list[str]:
