@@ -60,7 +60,7 @@ def test_a_spec_file_by_path_runs_and_is_recorded(bench_cli, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("text, old, new, words", [
     (ORACLE, 'kind = "baseline"', 'knd = "baseline"',
-     "unknown field 'knd' (known: backend, citation, description, kind, name, params, weights)"),
+     "unknown field 'knd' (known: backend, citation, description, kind, name, output, params, weights)"),
     (ORACLE, "sigma_fraction =", "sigma_fracton =", "unknown field 'params.sigma_fracton' (known: grid, sigma_fraction)"),
     (ORACLE, 'name = "oracle_gaussian"', 'name = "other"', "name 'other' does not match the file name"),
 ])
