@@ -17,9 +17,15 @@ from PIL import Image
 from bench.core.errors import BenchError
 from bench.core.predictions import BoxPrediction, validate_prediction
 from bench.methods.box_grounders import maira2_image, maira2_text
-from bench.methods.box_grounders.maira2 import boxes_from_generation, load_published
-from bench.methods.box_grounders.maira2_model import (build_config, build_model, checkpoint_name, published_name,
-                                                      published_state, tiny_config_dict)
+from bench.methods.box_grounders.maira2 import boxes_from_generation
+from bench.methods.box_grounders.maira2_model import (
+    build_config,
+    build_model,
+    checkpoint_name,
+    published_name,
+    published_state,
+    tiny_config_dict,
+)
 from bench.methods.box_grounders.maira2_text import GenerationError, parse_grounded
 
 #: the chat template of the MAIRA-2 checkpoint (chat_template.json, as in the checkpoint's tiny test mirror

@@ -190,9 +190,8 @@ class Maira2Method(Method):
         from transformers import AutoTokenizer
         from transformers.initialization import no_init_weights
 
-        from .maira2_model import Maira2ForConditionalGeneration, read_config
-
         from ..artifacts import verify_part
+        from .maira2_model import Maira2ForConditionalGeneration, read_config
 
         files, folder = self._files()
         self.checkpoints = files
@@ -293,7 +292,7 @@ def load_published(model, paths: Sequence[Path]) -> None:
     import torch
     from safetensors import safe_open
 
-    from ..state_dicts import compare_keys, check_report, mismatch_error
+    from ..state_dicts import check_report, compare_keys, mismatch_error
     from .maira2_model import checkpoint_name
 
     found: dict[str, tuple] = {}

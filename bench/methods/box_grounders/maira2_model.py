@@ -31,7 +31,11 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Backbone
 from transformers.models.llama.modeling_llama import LlamaModel
-from transformers.models.llava.modeling_llava import LlavaForConditionalGeneration, LlavaModel, LlavaPreTrainedModel
+from transformers.models.llava.modeling_llava import (
+    LlavaForConditionalGeneration,
+    LlavaModel,
+    LlavaPreTrainedModel,
+)
 
 from ...core.errors import BenchError
 
