@@ -22,6 +22,7 @@ BACKENDS: dict[str, str] = {
     "biovil": "bench.methods.biovil:BioVilMethod",
     "ldm": "bench.methods.ldm.method:LdmMethod",
     "anatomy_ldm": "bench.methods.ldm.anatomy.method:AnatomyLdmMethod",
+    "maira2": "bench.methods.box_grounders.maira2:Maira2Method",
 }
 
 

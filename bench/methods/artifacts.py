@@ -257,6 +257,18 @@ def _biovil_artifacts(spec: dict, weights: Path | None) -> list[Artifact]:
     return out
 
 
+def _maira2_artifacts(spec: dict, weights: Path | None) -> list[Artifact]:
+    from .box_grounders.maira2 import MODEL_FILES, parse_settings
+
+    s = parse_settings(spec)
+    own = s.model.folder()
+    main = weights or s.local_dir
+    folder = own if own is not None else (local_folder(main, s.model.repo) if main is not None else None)
+    return [Artifact("model", "MAIRA-2 model and tokenizer", s.model, MODEL_FILES, folder, own is not None,
+                     note="gated: accept the licence on the model page and log in; the weight shards are those "
+                          "model.safetensors.index.json names")]
+
+
 def method_artifacts(spec: dict, weights: Path | None = None) -> list[Artifact]:
     """Every external part `spec` reads with checkpoints, as located with `--weights` = `weights`."""
     backend = spec.get("backend")
@@ -264,6 +276,8 @@ def method_artifacts(spec: dict, weights: Path | None = None) -> list[Artifact]:
         return _ldm_artifacts(spec, weights)
     if backend == "biovil":
         return _biovil_artifacts(spec, weights)
+    if backend == "maira2":
+        return _maira2_artifacts(spec, weights)
     return []
 
 

@@ -9,8 +9,10 @@ numbers the reproduction page sets against measured runs.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +22,13 @@ from ..evaluation.protocols import METRIC_BASES, protocol_names
 from ..methods.specs import method_names
 
 COLUMNS = ["paper", "table", "dataset", "protocol", "method_reported", "method", "category", "metric", "value",
-           "printed", "spread_kind", "spread", "ci_low", "ci_high", "source", "note", "headline"]
+           "printed", "spread_kind", "spread", "ci_low", "ci_high", "source", "note", "headline", "split"]
 #: columns a file may leave out (read as empty)
-OPTIONAL = ("headline",)
+OPTIONAL = ("headline", "split")
+#: the file of the split manifests, beside the reported CSVs
+SPLITS_FILE = "splits.toml"
+#: the largest manifest read (bytes): a few thousand sample ids
+MANIFEST_LIMIT = 1 << 20
 REQUIRED = ("paper", "table", "dataset", "protocol", "method_reported", "category", "metric", "value", "printed",
             "spread_kind", "source")
 
@@ -43,8 +49,13 @@ CHESTX_RAY14 = ("atelectasis", "cardiomegaly", "effusion", "infiltrate", "mass",
 CATEGORIES = {"ms-cxr": MS_CXR, "ms-cxr-loc": MS_CXR, "vindr-cxr": VINDR_CXR, "chestx-ray14": CHESTX_RAY14}
 DATASETS = tuple(CATEGORIES)
 #: metrics on a [0, 1] scale: a paper may print them in percent (`printed` = 100 x `value`)
+#: the box metrics of box-producing methods (per sample: top-ranked box IoU against the GT union box or the
+#: best-matching GT box, its hit at IoU 0.5, COCO AP, RadFact's box precision / recall / containment, ChEX's
+#: dataset-pooled IoU), all on [0, 1]
+BOX_METRICS = ("top1_iou_union", "top1_iou_best", "acc@0.5", "ap@0.5", "ap@[.5:.95]", "box_precision", "box_recall",
+               "box_contained", "pooled_iou")
 FRACTIONS = ("miou", "auc_roc", "auc_roc_binned", "pointing_game", "iou_fg", "miou_fgbg", "bbox_iou_fg",
-             "bbox_miou_fgbg")
+             "bbox_miou_fgbg", *BOX_METRICS)
 _IOU_AT = re.compile(r"^iou@(0(\.\d+)?|1)$")
 _NUM = r"[+\-\u2212]?(?:\d+\.?\d*|\.\d+)"
 #: a printed cell: a number, optionally `± s` or an interval `[lo, hi]` / `(lo, hi)`; `%` signs allowed
@@ -56,7 +67,7 @@ _SOURCE = re.compile(r"^(?:arXiv:\d{4}\.\d{4,5}(?:v\d+)?|(?:doi|DOI):\s?10\.\d{4
 
 def known_metric(name: str) -> bool:
     """A metric column name of the samples table (`iou@t` for any t in [0, 1])."""
-    return (name in METRIC_BASES and name != "iou") or bool(_IOU_AT.match(name))
+    return (name in METRIC_BASES and name != "iou") or name in BOX_METRICS or bool(_IOU_AT.match(name))
 
 
 def known_method(name: str) -> bool:
@@ -119,7 +130,59 @@ def _check_printed(row: dict, where: str) -> None:
                 raise BenchError(f"{where}: {col} {row[col]} does not match printed {row['printed']!r}")
 
 
-def _check_row(row: dict, where: str) -> None:
+def load_splits(folder: Path) -> dict[str, dict]:
+    """The split manifests `folder/splits.toml` declares (none: an empty mapping), each checked.
+
+    An entry names a sample set a paper scored that is not a protocol's whole dataset: `dataset`,
+    `what` (how the paper built it) and `source`, then either `file` (a manifest beside the table,
+    one harness sample id a line), its `sha256` and its number of `samples`, or `why` its ids
+    cannot be known. BenchError names the entry at fault.
+    """
+    path = Path(folder) / SPLITS_FILE
+    if not path.exists():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"{path}: not a readable TOML file ({exc})") from None
+    for name, entry in raw.items():
+        where = f"{path}, [{name}]"
+        if not isinstance(entry, dict):
+            raise BenchError(f"{where}: must be a table")
+        for key in ("dataset", "what", "source"):
+            if not str(entry.get(key, "")).strip():
+                raise BenchError(f"{where}: empty {key}")
+        if entry["dataset"] not in DATASETS:
+            raise BenchError(f"{where}: unknown dataset {entry['dataset']!r} (known: {', '.join(DATASETS)})")
+        if "file" not in entry:
+            if not str(entry.get("why", "")).strip():
+                raise BenchError(f"{where}: needs file, sha256 and samples, or why its sample ids cannot be known")
+            continue
+        _check_manifest(Path(folder), entry, where)
+    return raw
+
+
+def _check_manifest(folder: Path, entry: dict, where: str) -> None:
+    """The manifest file is inside `folder`, bounded, has the recorded sha256, and holds `samples` distinct ids."""
+    file = (folder / str(entry["file"])).resolve()
+    if folder.resolve() not in file.parents:
+        raise BenchError(f"{where}: file {entry['file']!r} is not inside {folder}")
+    if not file.is_file():
+        raise BenchError(f"{where}: manifest {file} does not exist")
+    if file.stat().st_size > MANIFEST_LIMIT:
+        raise BenchError(f"{where}: manifest {file} is over {MANIFEST_LIMIT} bytes")
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.get("sha256"):
+        raise BenchError(f"{where}: manifest {file} has sha256 {digest}, the entry records {entry.get('sha256')!r}")
+    ids = data.decode("utf-8").splitlines()
+    if any(not i.strip() or i != i.strip() for i in ids) or len(set(ids)) != len(ids):
+        raise BenchError(f"{where}: manifest {file} must hold one distinct sample id a line, no blank lines")
+    if len(ids) != entry.get("samples"):
+        raise BenchError(f"{where}: manifest {file} holds {len(ids)} sample ids, the entry says {entry.get('samples')}")
+
+
+def _check_row(row: dict, where: str, splits: dict | None = None) -> None:
     for col in REQUIRED:
         if not str(row[col]).strip():
             raise BenchError(f"{where}: empty {col}")
@@ -149,6 +212,14 @@ def _check_row(row: dict, where: str) -> None:
                          "(an arXiv id or DOI, then where in the paper: 'arXiv:2404.12920, Table II')")
     if row["headline"] not in HEADLINE:
         raise BenchError(f"{where}: headline {row['headline']!r} must be 'yes' or empty")
+    split = row.get("split", "")
+    if split:
+        known = splits or {}
+        if split not in known:
+            raise BenchError(f"{where}: unknown split {split!r} (declared in {SPLITS_FILE}: "
+                             f"{', '.join(known) or 'none'})")
+        if known[split]["dataset"] != row["dataset"]:
+            raise BenchError(f"{where}: split {split!r} is of {known[split]['dataset']}, the row of {row['dataset']}")
 
 
 def read_reported_file(path: Path) -> pd.DataFrame:
@@ -167,8 +238,9 @@ def read_reported_file(path: Path) -> pd.DataFrame:
     for col in OPTIONAL:
         if col not in table.columns:
             table[col] = ""
+    splits = load_splits(path.parent) if "split" in table.columns and any(table["split"]) else {}
     for i, row in enumerate(table.to_dict("records")):
-        _check_row(row, f"{path}, line {i + 2}")
+        _check_row(row, f"{path}, line {i + 2}", splits)
     table = table[COLUMNS].copy()
     for col in ("value", "spread", "ci_low", "ci_high"):
         table[col] = [_number(v) for v in table[col]]
