@@ -1,0 +1,112 @@
+"""Samples whose ground truth is a mask: routes, parts, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bench.core.errors import SampleError
+from bench.core.geometry import Geometry
+from bench.core.ground_truth import MaskSource
+from bench.core.heatmap import Heatmap
+from bench.core.samples import Sample
+from bench.evaluation.protocols import load_protocol
+from bench.evaluation.scoring import score, score_cells, score_dense, score_pixels
+
+
+def _mask_sample(tmp_path, mask: np.ndarray, boxes=()) -> Sample:
+    path = tmp_path / "m.npy"
+    np.save(path, mask.astype(np.uint8))
+    h, w = mask.shape
+    return Sample("s", "x.png", w, h, "c", "p", tuple(boxes), "test", mask=MaskSource(path=str(path)))
+
+
+def _two_blobs(h: int = 40, w: int = 50) -> np.ndarray:
+    """An L-shaped lesion and a diagonal pair (8-connected: one part): two parts in all."""
+    m = np.zeros((h, w), dtype=bool)
+    m[5:20, 5:9] = True
+    m[16:20, 5:20] = True
+    m[30, 30] = m[31, 31] = m[32, 32] = True
+    return m
+
+
+@pytest.mark.parametrize("name", ["default", "vilouras2024"])
+def test_mask_gt_pixel_route_equals_dense(tmp_path, name: str) -> None:
+    rng = np.random.default_rng(3)
+    protocol = dataclasses.replace(load_protocol(name), drop_boxes="none")
+    s = _mask_sample(tmp_path, _two_blobs())
+    for trial in range(4):
+        v = rng.integers(0, 11, (40, 50)) / 10.0 if trial % 2 else rng.random((40, 50))
+        for hm in (Heatmap.from_original(v), Heatmap(v[::5, ::5], Geometry.whole(40, 50))):
+            ref = score_dense(hm, s, protocol)
+            fast = score(hm, s, protocol)
+            assert fast.keys() == ref.keys()
+            for k in ref:
+                assert fast[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-12), k
+
+
+def test_mask_equal_to_box_scores_as_the_box(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    protocol = dataclasses.replace(load_protocol("vilouras2024"), drop_boxes="none")
+    m = np.zeros((40, 50), dtype=bool)
+    m[10:25, 12:30] = True  # the box (12, 10, 18, 15)
+    boxed = Sample("s", "x.png", 50, 40, "c", "p", ((12.0, 10.0, 18.0, 15.0),), "test")
+    masked = _mask_sample(tmp_path, m)
+    hm = Heatmap(rng.random((8, 10)), Geometry.whole(40, 50))
+    assert score(hm, masked, protocol) == pytest.approx(score(hm, boxed, protocol), rel=1e-12)
+
+
+def test_mask_parts_are_8_connected_components(tmp_path) -> None:
+    """Per-part CNR over the two components (Vilouras et al.'s sequential exclusion, population variance):
+    part A (4 pixels at 1) against all else; part B (two diagonal pixels at 0) against all but A and B."""
+    protocol = dataclasses.replace(load_protocol("vilouras2024"), drop_boxes="none")
+    m = np.zeros((10, 10), dtype=bool)
+    m[1:3, 1:3] = True  # part A: 4 pixels
+    m[7, 7] = m[8, 8] = True  # part B: 2 pixels, diagonal neighbours
+    v = np.zeros((10, 10))
+    v[1:3, 1:3] = 1.0
+    v[0, 0] = 0.5
+    s = _mask_sample(tmp_path, m)
+    # A: outside is 96 pixels, one at 0.5: mean 0.5/96, var 0.25/96 - (0.5/96)^2; inside constant 1
+    mean_a, var_a = 0.5 / 96, 0.25 / 96 - (0.5 / 96) ** 2
+    cnr_a = (1 - mean_a) / np.sqrt(var_a)
+    # B: outside is 94 pixels, one at 0.5; inside constant 0
+    mean_b, var_b = 0.5 / 94, 0.25 / 94 - (0.5 / 94) ** 2
+    cnr_b = (0 - mean_b) / np.sqrt(var_b)
+    got = score_pixels(Heatmap.from_original(v), s, protocol)
+    assert got["cnr"] == pytest.approx((cnr_a + cnr_b) / 2, rel=1e-9)
+    assert got["cnr_abs"] == pytest.approx((abs(cnr_a) + abs(cnr_b)) / 2, rel=1e-9)
+    assert score_dense(Heatmap.from_original(v), s, protocol)["cnr"] == pytest.approx(got["cnr"], rel=1e-12)
+
+
+@pytest.mark.parametrize("name,field", [("vilouras2024", "drop_boxes"), ("nutzel2025", "eval_grid"),
+                                        ("dombrowski2024", "eval_grid")])
+def test_mask_gt_refused_under_box_only_geometry(tmp_path, name: str, field: str) -> None:
+    s = _mask_sample(tmp_path, _two_blobs())
+    hm = Heatmap.from_original(np.random.default_rng(0).random((40, 50)))
+    for fn in (score, score_dense):
+        with pytest.raises(SampleError, match=f"protocol '{name}' has {field} = .*defined on boxes only"):
+            fn(hm, s, load_protocol(name))
+
+
+def test_mask_gt_has_no_cell_route(tmp_path) -> None:
+    s = _mask_sample(tmp_path, _two_blobs())
+    with pytest.raises(SampleError, match="cell route cuts along boxes"):
+        score_cells(Heatmap(np.ones((8, 10)), Geometry.whole(40, 50)), s, load_protocol("default"))
+
+
+def test_box_coords_truncate_leaves_a_mask_alone(tmp_path) -> None:
+    protocol = dataclasses.replace(load_protocol("default"), box_coords="truncate")
+    m = np.zeros((40, 50), dtype=bool)
+    m[10:25, 12:30] = True
+    s = _mask_sample(tmp_path, m, boxes=((12.7, 10.7, 18.0, 15.0),))
+    hm = Heatmap.from_original(np.random.default_rng(1).random((40, 50)))
+    assert score(hm, s, protocol) == score(hm, dataclasses.replace(s, boxes=()), protocol)
+
+
+def test_points_only_gt_is_refused() -> None:
+    s = Sample("s", "x.png", 50, 40, "c", "p", (), "test", points=((3.0, 4.0),))
+    with pytest.raises(SampleError, match="as points only"):
+        score(Heatmap.from_original(np.ones((40, 50))), s, load_protocol("default"))
