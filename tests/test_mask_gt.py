@@ -110,3 +110,50 @@ def test_points_only_gt_is_refused() -> None:
     s = Sample("s", "x.png", 50, 40, "c", "p", (), "test", points=((3.0, 4.0),))
     with pytest.raises(SampleError, match="as points only"):
         score(Heatmap.from_original(np.ones((40, 50))), s, load_protocol("default"))
+
+
+def _with_dice(name: str, **changes) -> "object":
+    p = load_protocol(name)
+    return dataclasses.replace(p, metrics=tuple(p.metrics) + ("dice",), drop_boxes="none", **changes)
+
+
+def test_dice_hand_computed(tmp_path) -> None:
+    """GT 2x2 block; the map is above 0.5 on the block's top row and on two background pixels:
+    tp = 2, |pred| = 4, |G| = 4 -> Dice 0.5 at 0.5; at 0.1 the 3x3 corner and the two: tp 4, |pred| 11 -> 8/15."""
+    m = np.zeros((6, 6), dtype=bool)
+    m[0:2, 0:2] = True
+    v = np.zeros((6, 6))
+    v[0:3, 0:3] = 0.3
+    v[0, 0:2] = 0.9
+    v[5, 4:6] = 0.9
+    protocol = dataclasses.replace(_with_dice("default"), thresholds=(0.1, 0.5))
+    s = _mask_sample(tmp_path, m)
+    for fn in (score_dense, score_pixels):
+        got = fn(Heatmap.from_original(v), s, protocol)
+        assert got["dice@0.5"] == pytest.approx(0.5)
+        assert got["dice@0.1"] == pytest.approx(8 / 15)
+        assert got["iou@0.5"] == pytest.approx(2 / 6)
+    boxed = Sample("s", "x.png", 6, 6, "c", "p", ((0.0, 0.0, 2.0, 2.0),), "test")
+    assert score_cells(Heatmap(v[::3, ::3], Geometry.whole(6, 6)), boxed, protocol)["dice@0.5"] == pytest.approx(
+        8 / 13)  # native 2x2 of 3x3 cells, only the top-left (0.9) above 0.5: tp 4, |pred| 9, |G| 4
+
+
+@pytest.mark.parametrize("name", ["default", "vilouras2024"])
+def test_dice_fast_routes_equal_brute_force(tmp_path, name: str) -> None:
+    rng = np.random.default_rng(17)
+    protocol = _with_dice(name)
+    variants = [protocol, dataclasses.replace(protocol, threshold_op=">=")]
+    mask_sample = _mask_sample(tmp_path, _two_blobs())
+    for trial in range(6):
+        boxes = tuple((float(rng.integers(0, 40)), float(rng.integers(0, 30)), float(rng.integers(2, 12)),
+                       float(rng.integers(2, 12))) for _ in range(int(rng.integers(1, 3))))
+        box_sample = Sample("s", "x.png", 50, 40, "c", "p", boxes, "test")
+        v = rng.integers(0, 11, (40, 50)) / 10.0 if trial % 2 else rng.random((40, 50))
+        for p in variants:
+            for hm in (Heatmap.from_original(v), Heatmap(v[::5, ::5], Geometry.whole(40, 50))):
+                for s, fast in ((box_sample, score_pixels), (box_sample, score_cells), (mask_sample, score_pixels)):
+                    ref, got = score_dense(hm, s, p), fast(hm, s, p)
+                    dice = [c for c in ref if c.startswith("dice@")]
+                    assert len(dice) == len(p.thresholds)
+                    for c in dice:
+                        assert got[c] == pytest.approx(ref[c], rel=1e-12, abs=1e-15), (fast.__name__, c)
