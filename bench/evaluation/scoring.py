@@ -154,8 +154,8 @@ POINT_METRICS = frozenset({"pointing_game"})
 def check_gt_kind(sample: Sample, protocol: Protocol) -> None:
     """SampleError naming the protocol and its field when its geometry is not defined on the sample's GT kind.
 
-    A mask is not rectangles: `drop_boxes = "label_crop"` and `eval_grid = "centre_crop"` (and a
-    segmentation route) are defined on boxes only. Points carry no region: only the pointing game
+    A mask is not rectangles: `drop_boxes = "label_crop"` and `eval_grid = "centre_crop"` are
+    defined on boxes only (the segmentation route of `chexlocalize2022` reads masks itself). Points carry no region: only the pointing game
     scores them, and it is not wired to points yet, so points-only samples are refused.
     """
     kind = sample.gt_kind
@@ -165,8 +165,7 @@ def check_gt_kind(sample: Sample, protocol: Protocol) -> None:
         raise SampleError(sample.sample_id, f"protocol {protocol.name!r} cannot score ground truth given as points "
                                             "only (no route scores points yet)")
     for field, value, boxes_only in (("drop_boxes", protocol.drop_boxes, protocol.drop_boxes != "none"),
-                                     ("eval_grid", protocol.eval_grid, protocol.eval_grid != "original"),
-                                     ("segmentation", protocol.segmentation, protocol.segmentation != "none")):
+                                     ("eval_grid", protocol.eval_grid, protocol.eval_grid != "original")):
         if boxes_only:
             raise SampleError(sample.sample_id, f"protocol {protocol.name!r} has {field} = {value!r}, "
                                                 "defined on boxes only; this sample's ground truth is a mask")
