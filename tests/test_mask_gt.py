@@ -157,3 +157,34 @@ def test_dice_fast_routes_equal_brute_force(tmp_path, name: str) -> None:
                     assert len(dice) == len(p.thresholds)
                     for c in dice:
                         assert got[c] == pytest.approx(ref[c], rel=1e-12, abs=1e-15), (fast.__name__, c)
+
+
+def test_chexlocalize_masks_scored_under_default(tmp_path, bench_cli) -> None:
+    """The CheXlocalize fixture's mask samples under the default protocol (sorted-pixel route), by hand."""
+    import pandas as pd
+    import public_fixtures as fx
+
+    from bench.core.ground_truth import load_mask
+    from bench.datasets import get_dataset
+
+    fx.chexlocalize(tmp_path / "data")
+    samples = get_dataset("chexlocalize", tmp_path / "data").samples()
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for s in samples:
+        v = load_mask(s.mask, s.height, s.width).astype(np.float32)
+        if s.category == "airspace opacity":  # one row lower: 12 of 18 pixels shared, union 24
+            v = np.roll(v, 1, axis=0)
+        np.save(maps / f"{s.sample_id}.npy", v)
+    res = bench_cli("score", "--heatmaps", maps, "-d", "chexlocalize", "--data-root", tmp_path / "data",
+                    "--out", tmp_path / "scored")
+    assert res.code == 0, res.err
+    got = pd.read_csv(tmp_path / "scored" / "samples.csv").set_index("category")
+    assert sorted(got.index) == ["airspace opacity", "cardiomegaly", "pleural effusion"]
+    assert got.loc["airspace opacity", "miou"] == pytest.approx(0.5)
+    assert got.loc["cardiomegaly", "miou"] == 1.0 and got.loc["pleural effusion", "miou"] == 1.0
+    # AUC of the shifted map: 12 of 18 positives at 1 above all 302 negatives but 6, 6 positives at 0
+    # tie with 296 of them and lose to 6
+    n_pos, n_neg = 18, 16 * 20 - 18
+    assert got.loc["airspace opacity", "auc_roc"] == pytest.approx(
+        (12 * (n_neg - 6) + 12 * 6 * 0.5 + 6 * (n_neg - 6) * 0.5) / (n_pos * n_neg))
