@@ -1,6 +1,6 @@
 """Scoring speed, every ratio measured side by side in one run on the same maps.
 
-MIMIC-sized phantom samples (2544 x 3056). Four comparisons:
+MIMIC-sized phantom samples (2544 x 3056). Five comparisons:
 
 1. native 64 x 64 maps (a method's run), default protocol: the native-cell route against brute
    force, and the wall time of N samples with every metric plus 10,000-resample bootstrap CIs;
@@ -11,7 +11,10 @@ MIMIC-sized phantom samples (2544 x 3056). Four comparisons:
    fitted on the value histogram against scikit-learn's fit on every pixel, everything else equal,
    per sample and for the fit alone;
 4. box dropping under `vilouras2024` (native maps of the model's 512 crop): the rule evaluated from
-   crop geometry and boxes against the full-resolution label mask.
+   crop geometry and boxes against the full-resolution label mask;
+5. mask ground truth (the phantom's `gt=mask`) against box ground truth, default protocol, on the
+   native maps of 1. and on original-size maps: what decoding the mask and the sorted-pixel route
+   cost over the cell route (ratio = mask / boxes).
 
 Each line prints seconds per sample of both sides, their ratio and the largest difference.
 """
@@ -148,6 +151,15 @@ def main() -> None:
     old_s, _ = _per_sample(lambda m, s: scoring._score_cells(m, scoring.protocol_sample(m, s, p, reference=True),
                                                               p, None), native)
     _line("whole sample, vilouras2024", new_s, old_s, "new", "before")
+
+    print("5. mask against box ground truth, default protocol (ratio = mask / boxes)")
+    masked = get_dataset("phantom", options={"size": "mimic", "n_test": str(args.samples), "n_train": "0",
+                                             "gt": "mask"}).samples()
+    by_id = {s.sample_id: s for s in masked}
+    for label, pairs in (("native 64 x 64 maps", native), ("original-size maps", byo)):
+        box_s, _ = _per_sample(lambda m, s: score(m, s, protocol), pairs)
+        mask_s, _ = _per_sample(lambda m, s: score(m, by_id[s.sample_id], protocol), pairs)
+        _line(f"{label}: mask vs boxes", box_s, mask_s, "boxes", "mask")
 
 
 if __name__ == "__main__":

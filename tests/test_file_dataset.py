@@ -222,3 +222,28 @@ def test_a_file_dataset_takes_no_options(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "s.jsonl", _rows())
     with pytest.raises(BenchError, match="prompt"):
         get_dataset(str(path), None, {"prompt": "{finding}"})
+
+
+def test_score_a_file_dataset_with_mask_ground_truth(tmp_path: Path, bench_cli) -> None:
+    """`bench score` of user maps against a `mask` column (RLE and a PNG file), values computed by hand."""
+    _images(tmp_path, names=["m0", "m1"])
+    Image.fromarray(_mask().astype(np.uint8) * 255).save(tmp_path / "m.png")
+    rows = [{"sample_id": "r", "image_path": "img/m0.png", "width": 10, "height": 12, "category": "effusion",
+             "phrase": "effusion", "mask": _rle(), "split": "test"},
+            {"sample_id": "p", "image_path": "img/m1.png", "width": 10, "height": 12, "category": "effusion",
+             "phrase": "effusion", "mask": "m.png", "split": "test"}]
+    path = _jsonl(tmp_path / "masks.jsonl", rows)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    v = np.zeros((12, 10), dtype=np.float32)
+    v[3:6, 2:5] = 1.0  # 9 of the mask's 15 pixels, nothing outside
+    for sid in ("r", "p"):
+        np.save(maps / f"{sid}.npy", v)
+    res = bench_cli("score", "--heatmaps", maps, "-d", path, "--out", tmp_path / "scored")
+    assert res.code == 0, res.err
+    got = pd.read_csv(tmp_path / "scored" / "samples.csv").set_index("sample_id")
+    for sid in ("r", "p"):
+        assert got.loc[sid, "miou"] == pytest.approx(9 / 15)  # every threshold: pred = the 9 pixels
+        assert got.loc[sid, "pointing_game"] == 1
+        # AUC: 9 positives at 1 beat all 105 negatives, 6 positives tie with them at 0
+        assert got.loc[sid, "auc_roc"] == pytest.approx((9 * 105 + 6 * 105 * 0.5) / (15 * 105))

@@ -25,6 +25,7 @@ import numpy as np
 from ..core import atomic
 from ..core.cache import cache_root
 from ..core.errors import BenchError
+from ..core.ground_truth import MaskSource, rle_text
 from ..core.params import Param
 from ..core.samples import Box, Sample
 from .base import Dataset
@@ -507,6 +508,30 @@ def _draw_lesion(img: np.ndarray, case: Case, rng: np.random.Generator) -> None:
             win += _towards_white(win, amp * weight * (1 - patchy + patchy * texture))
 
 
+def lesion_mask(case: Case) -> np.ndarray:
+    """The lesion as a boolean (height, width) mask: pixels whose centres lie inside any of its regions.
+
+    Each component lies inside its box (the box is tight, or one pixel looser for an ellipse), so
+    the mask is drawn window by window; a region is the same geometry `_draw_lesion` paints.
+    """
+    mask = np.zeros((case.height, case.width), dtype=bool)
+    for regions, (bx, by, bw, bh) in zip(case.components, case.boxes):
+        r0, c0 = int(by), int(bx)
+        win = mask[r0:r0 + int(bh), c0:c0 + int(bw)]
+        x = (np.arange(c0, c0 + win.shape[1], dtype=np.float64) + 0.5)[None, :]
+        y = (np.arange(r0, r0 + win.shape[0], dtype=np.float64) + 0.5)[:, None]
+        for region in regions:
+            win |= region.inside(x, y)
+    return mask
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _mask_rle(seed: int, split: str, index: int, size: str) -> str:
+    from pycocotools import mask as cocomask
+
+    return rle_text(cocomask.encode(np.asfortranarray(lesion_mask(make_case(seed, split, index, size)), dtype=np.uint8)))
+
+
 def render_case(case: Case, with_lesion: bool = True) -> np.ndarray:
     """Draw a case as a 2-D uint8 array; without the lesion every pixel outside its boxes is the same."""
     img = _anatomy_image(case, np.random.default_rng([case.lesion_seed, 1]))
@@ -543,18 +568,24 @@ class PhantomDataset(Dataset):
         "seed": Param(int, 0, ge=0, help="seed of the whole dataset (default 0)"),
         "size": Param(str, "default", choices=("default", "mimic"),
                       help="'default' (varied sizes 384-1024 px, square, portrait, landscape) or 'mimic' (all 2544 x 3056)"),
+        "gt": Param(str, "boxes", choices=("boxes", "mask"),
+                    help="'boxes' (default) or 'mask': score against the lesion's pixels (COCO RLE), its boxes kept"),
     }
 
     def __init__(self, data_root: Path | None = None, options: Mapping[str, str] | None = None) -> None:
         super().__init__(data_root, options)
         self.seed = self.settings["seed"]
         self.size = self.settings["size"]
+        self.gt = self.settings["gt"]
         self.counts = {"test": self.settings["n_test"], "train": self.settings["n_train"]}
 
     def fingerprint_options(self) -> dict[str, str]:
         """Every option with its value in force (defaults included), so `-O seed=0` hashes as no option."""
-        return {"n_test": str(self.counts["test"]), "n_train": str(self.counts["train"]), "seed": str(self.seed),
-                "size": self.size}
+        options = {"n_test": str(self.counts["test"]), "n_train": str(self.counts["train"]), "seed": str(self.seed),
+                   "size": self.size}
+        if self.gt != "boxes":  # the default adds nothing, so runs made before the option keep their fingerprint
+            options["gt"] = self.gt
+        return options
 
     @property
     def folder(self) -> Path:
@@ -573,7 +604,9 @@ class PhantomDataset(Dataset):
         path = os.path.join(folder, f"{sid}.png")
         if self.data_root is not None and os.path.isfile(self.data_root / f"{sid}.png"):
             path = str(self.image_path(self.data_root, f"{sid}.png", "phantom image"))
-        return Sample(sid, path, case.width, case.height, case.category, case.phrase, case.boxes, case.split, extra)
+        mask = MaskSource(rle=_mask_rle(self.seed, case.split, case.index, self.size)) if self.gt == "mask" else None
+        return Sample(sid, path, case.width, case.height, case.category, case.phrase, case.boxes, case.split, extra,
+                      mask=mask)
 
     def samples(self) -> list[Sample]:
         """Test samples then train samples; nothing is rendered.

@@ -82,6 +82,13 @@ def iou_at(h: np.ndarray, g: np.ndarray, t: float, strict: bool = True) -> float
     return _ratio(np.count_nonzero(pred & g), union)
 
 
+def dice_at(h: np.ndarray, g: np.ndarray, t: float, strict: bool = True) -> float:
+    """Dice of the thresholded map (H > t, or H >= t) with G: 2|pred & G| / (|pred| + |G|); 0 when both are empty."""
+    with np.errstate(invalid="ignore"):
+        pred = (h > t) if strict else (h >= t)
+    return _ratio(2 * np.count_nonzero(pred & g), np.count_nonzero(pred) + np.count_nonzero(g))
+
+
 def miou(h: np.ndarray, g: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, strict: bool = True) -> float:
     """Mean of `iou_at` over the thresholds (the BioViL / Vilouras multi-threshold mIoU)."""
     return float(np.mean([iou_at(h, g, t, strict) for t in thresholds]))

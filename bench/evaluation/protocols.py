@@ -22,7 +22,10 @@ from .box_metrics import BOX_METRICS, POOLED_COUNTS
 from .metrics import DEFAULT_THRESHOLDS
 
 HEATMAP_METRICS = ("cnr", "cnr_abs", "iou", "miou", "auc_roc", "pointing_game",
-                   "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance")
+                   "iou_fg", "miou_fgbg", "bbox_iou_fg", "bbox_miou_fgbg", "auc_roc_binned", "distance", "dice")
+#: `dice` fills one column `dice@t` per threshold, as `iou` does: the Dice (F1) of the map thresholded at t
+#: (the protocol's comparison and threshold rounding) with the GT, 2|pred & G| / (|pred| + |G|), 0 when both
+#: are empty; Dice is what mask-segmentation benchmarks report, and a per-threshold column keeps it comparable.
 METRIC_BASES = HEATMAP_METRICS + ("seg_iou", "hit_rate") + BOX_METRICS
 #: `auc_roc` is exact unless `auc = "binned"`; `auc_roc_binned` is always the AUC over `auc_bins` thresholds
 #: (Vilouras et al.'s torcheval AUC), so a protocol can report both side by side.
@@ -310,6 +313,8 @@ class Protocol:
         for m in self.metrics:
             if m == "iou":
                 cols.extend(iou_column(t) for t in self.thresholds)
+            elif m == "dice":
+                cols.extend(dice_column(t) for t in self.thresholds)
             else:
                 cols.append(m)
         return cols
@@ -354,6 +359,10 @@ def round_to(value: float, precision: str) -> float:
 
 def iou_column(t: float) -> str:
     return f"iou@{t:g}"
+
+
+def dice_column(t: float) -> str:
+    return f"dice@{t:g}"
 
 
 def protocol_from_toml(data: dict, source: str) -> Protocol:

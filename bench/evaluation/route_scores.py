@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .protocols import Protocol, iou_column
+from .protocols import Protocol, dice_column, iou_column
 from .routes import MetricUnavailable, Route
 
 
@@ -31,6 +31,10 @@ def _cnr(route: Route, protocol: Protocol) -> dict[str, float]:
 
 def _iou(route: Route, protocol: Protocol) -> dict[str, float]:
     return {iou_column(t): route.iou_at(protocol.rounded_threshold(t), protocol.strict) for t in protocol.thresholds}
+
+
+def _dice(route: Route, protocol: Protocol) -> dict[str, float]:
+    return {dice_column(t): route.dice_at(protocol.rounded_threshold(t), protocol.strict) for t in protocol.thresholds}
 
 
 def _miou(route: Route, protocol: Protocol) -> dict[str, float]:
@@ -52,6 +56,7 @@ COLUMNS: dict[str, Callable[[Route, Protocol], dict[str, float]]] = {
     "cnr_abs": _cnr,
     "iou": _iou,
     "miou": _miou,
+    "dice": _dice,
     "auc_roc": _auc_roc,
     "auc_roc_binned": lambda r, p: {"auc_roc_binned": r.auc_roc_binned(p.auc_bins)},
     "pointing_game": lambda r, p: {"pointing_game": r.pointing_game()},

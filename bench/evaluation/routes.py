@@ -73,6 +73,10 @@ class Route(ABC):
         """Mean of `iou_at` over `thresholds`."""
 
     @abstractmethod
+    def dice_at(self, t: float, strict: bool) -> float:
+        """Dice of the map thresholded at `t` (> when `strict`, else >=) with the GT."""
+
+    @abstractmethod
     def auc_roc(self) -> float:
         """Exact pixel ROC AUC, ties one half."""
 
@@ -133,6 +137,9 @@ class DenseRoute(Route):
     def miou(self, thresholds: Sequence[float], strict: bool) -> float:
         return dense.miou(self.values, self.gt, thresholds, strict)
 
+    def dice_at(self, t: float, strict: bool) -> float:
+        return dense.dice_at(self.values, self.gt, t, strict)
+
     def auc_roc(self) -> float:
         if self.sorted_auc:
             return pixels.auc_roc(pixels.SortedPixels.build(self.values, self.gt))
@@ -189,6 +196,9 @@ class CellRoute(Route):
     def miou(self, thresholds: Sequence[float], strict: bool) -> float:
         return weighted.miou(self.cells, thresholds, strict)
 
+    def dice_at(self, t: float, strict: bool) -> float:
+        return weighted.dice_at(self.cells, t, strict)
+
     def auc_roc(self) -> float:
         return weighted.auc_roc(self.cells)
 
@@ -227,6 +237,9 @@ class SortedPixelRoute(Route):
 
     def miou(self, thresholds: Sequence[float], strict: bool) -> float:
         return pixels.miou(self.sorted, thresholds, strict)
+
+    def dice_at(self, t: float, strict: bool) -> float:
+        return pixels.dice_at(self.sorted, t, strict)
 
     def auc_roc(self) -> float:
         return pixels.auc_roc(self.sorted)

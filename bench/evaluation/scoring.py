@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.errors import SampleError
 from ..core.geometry import box_mask, truncated_box
+from ..core.ground_truth import load_mask
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from .cells import Cells, build_cells
@@ -123,7 +124,12 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     (`model_crop`, WHOLE_IMAGE for none), else the one the map records (its geometry, or the
     rectangle of an original-size map's finite values); BenchError when neither tells it.
     ExcludedSample when no box is left. `reference` uses the full-resolution label mask.
+    A sample scored against a mask or points is refused under geometry defined on boxes only
+    (`check_gt_kind`); `box_coords` does not apply to them.
     """
+    check_gt_kind(sample, protocol)
+    if sample.gt_kind != "boxes":
+        return sample
     if protocol.box_coords == "truncate":
         boxes = tuple(truncated_box(b) for b in sample.boxes)
         if boxes != tuple(tuple(b) for b in sample.boxes):
@@ -139,6 +145,41 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     if len(kept) == len(sample.boxes):
         return sample
     return dataclasses.replace(sample, boxes=tuple(sample.boxes[i] for i in kept))
+
+
+#: metrics defined for ground truth given as points (the peak lands on a GT pixel)
+POINT_METRICS = frozenset({"pointing_game"})
+
+
+def check_gt_kind(sample: Sample, protocol: Protocol) -> None:
+    """SampleError naming the protocol and its field when its geometry is not defined on the sample's GT kind.
+
+    A mask is not rectangles: `drop_boxes = "label_crop"` and `eval_grid = "centre_crop"` are
+    defined on boxes only (the segmentation route of `chexlocalize2022` reads masks itself). Points carry no region: only the pointing game
+    scores them, and it is not wired to points yet, so points-only samples are refused.
+    """
+    kind = sample.gt_kind
+    if kind == "boxes":
+        return
+    if kind == "points":
+        raise SampleError(sample.sample_id, f"protocol {protocol.name!r} cannot score ground truth given as points "
+                                            "only (no route scores points yet)")
+    for field, value, boxes_only in (("drop_boxes", protocol.drop_boxes, protocol.drop_boxes != "none"),
+                                     ("eval_grid", protocol.eval_grid, protocol.eval_grid != "original")):
+        if boxes_only:
+            raise SampleError(sample.sample_id, f"protocol {protocol.name!r} has {field} = {value!r}, "
+                                                "defined on boxes only; this sample's ground truth is a mask")
+
+
+def _gt(sample: Sample) -> tuple[np.ndarray, Parts, int]:
+    """The GT union at the original size, its parts (one per box, or the mask's 8-connected components) and their count."""
+    if sample.gt_kind == "mask":
+        from scipy import ndimage
+
+        gt = load_mask(sample.mask, sample.height, sample.width, sample.sample_id)
+        labels, n = ndimage.label(gt, structure=np.ones((3, 3), dtype=bool))
+        return gt, (lambda: [labels == i for i in range(1, n + 1)]), n
+    return box_mask(sample.boxes, sample.height, sample.width), _box_parts(sample), len(sample.boxes)
 
 
 def _checked(heatmap: Heatmap, sample: Sample) -> None:
@@ -166,8 +207,7 @@ def _box_parts(sample: Sample) -> Parts:
 def _dense_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> DenseRoute:
     """The map upsampled by the protocol's interpolation and the box union, on the full original grid."""
     h = prepare_values(to_original(heatmap, protocol.interpolation), protocol, backend)
-    gt = box_mask(sample.boxes, sample.height, sample.width)
-    return DenseRoute(h, gt, _box_parts(sample), len(sample.boxes))
+    return DenseRoute(h, *_gt(sample))
 
 
 def _score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
@@ -266,6 +306,9 @@ def score_cells(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
 
 def _cell_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> CellRoute:
     """The map's native cells cut along the boxes, with the protocol's value policy applied."""
+    if sample.gt_kind != "boxes":
+        raise SampleError(sample.sample_id, f"the cell route cuts along boxes; this sample's ground truth is a "
+                                            f"{sample.gt_kind}")
     raw = build_cells(heatmap.values, heatmap.geometry, sample.boxes)
     return CellRoute(Cells(prepare_values(raw.values, protocol, backend), raw.weights, raw.inside, raw.first,
                            raw.members))
@@ -294,8 +337,7 @@ def _on_original(heatmap: Heatmap) -> np.ndarray:
 def _pixel_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> SortedPixelRoute:
     """The map on the original grid (nearest) and the box union, each GT side sorted."""
     h = prepare_values(_on_original(heatmap), protocol, backend)
-    gt = box_mask(sample.boxes, sample.height, sample.width)
-    return SortedPixelRoute(h, gt, _box_parts(sample), len(sample.boxes))
+    return SortedPixelRoute(h, *_gt(sample))
 
 
 def _score_pixels(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
@@ -325,7 +367,7 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
     if protocol.eval_grid == "centre_crop":
         return _score_crop_seeds(heatmap, sample, protocol, backend, fast_threshold), sample
     if protocol.interpolation == "nearest":
-        if prefers_pixels(heatmap):
+        if sample.gt_kind == "mask" or prefers_pixels(heatmap):  # a mask is not rectangles: no cell route
             return _score_pixels(heatmap, sample, protocol, backend), sample
         return _score_cells(heatmap, sample, protocol, backend), sample
     return _score_dense(heatmap, sample, protocol, backend), sample

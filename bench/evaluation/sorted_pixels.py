@@ -50,6 +50,12 @@ def iou_at(p: SortedPixels, t: float, strict: bool = True) -> float:
     return dense._ratio(tp, union)
 
 
+def dice_at(p: SortedPixels, t: float, strict: bool = True) -> float:
+    """`metrics.dice_at`: 2|pred & G| / (|pred| + |G|) from the two sorted sides."""
+    tp = _above(p.pos_sorted, t, strict)
+    return dense._ratio(2 * tp, tp + _above(p.neg_sorted, t, strict) + p.n_gt)
+
+
 def miou(p: SortedPixels, thresholds: Sequence[float], strict: bool = True) -> float:
     return float(np.mean([iou_at(p, t, strict) for t in thresholds]))
 
@@ -88,4 +94,4 @@ def cnr(p: SortedPixels, ddof: int = 0, inf_value: float = 0.0, floor: float = 0
     return dense._contrast(p.pos, p.neg, ddof, inf_value, floor)
 
 
-__all__ = ["SortedPixels", "auc_roc", "auc_roc_binned", "cnr", "iou_at", "miou"]
+__all__ = ["SortedPixels", "auc_roc", "auc_roc_binned", "cnr", "dice_at", "iou_at", "miou"]

@@ -72,6 +72,13 @@ def iou_at(c: Cells, t: float, strict: bool = True) -> float:
     return _ratio(c.weights[pred & c.inside].sum(), union)
 
 
+def dice_at(c: Cells, t: float, strict: bool = True) -> float:
+    """Pixel Dice of the thresholded map with the GT union."""
+    with np.errstate(invalid="ignore"):
+        pred = (c.values > t) if strict else (c.values >= t)
+    return _ratio(2 * c.weights[pred & c.inside].sum(), c.weights[pred].sum() + c.weights[c.inside].sum())
+
+
 def miou(c: Cells, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, strict: bool = True) -> float:
     return float(np.mean([iou_at(c, t, strict) for t in thresholds]))
 

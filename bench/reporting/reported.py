@@ -56,7 +56,7 @@ BOX_METRICS = ("top1_iou_union", "top1_iou_best", "acc@0.5", "ap@0.5", "ap@[.5:.
                "box_contained", "pooled_iou")
 FRACTIONS = ("miou", "auc_roc", "auc_roc_binned", "pointing_game", "iou_fg", "miou_fgbg", "bbox_iou_fg",
              "bbox_miou_fgbg", *BOX_METRICS)
-_IOU_AT = re.compile(r"^iou@(0(\.\d+)?|1)$")
+_IOU_AT = re.compile(r"^(iou|dice)@(0(\.\d+)?|1)$")
 _NUM = r"[+\-\u2212]?(?:\d+\.?\d*|\.\d+)"
 #: a printed cell: a number, optionally `± s` or an interval `[lo, hi]` / `(lo, hi)`; `%` signs allowed
 _PRINTED = re.compile(rf"^\s*(?P<v>{_NUM})\s*%?\s*(?:(?:±|\+/-|\+-)\s*(?P<s>{_NUM})\s*%?"
@@ -66,8 +66,8 @@ _SOURCE = re.compile(r"^(?:arXiv:\d{4}\.\d{4,5}(?:v\d+)?|(?:doi|DOI):\s?10\.\d{4
 
 
 def known_metric(name: str) -> bool:
-    """A metric column name of the samples table (`iou@t` for any t in [0, 1])."""
-    return (name in METRIC_BASES and name != "iou") or name in BOX_METRICS or bool(_IOU_AT.match(name))
+    """A metric column name of the samples table (`iou@t`, `dice@t` for any t in [0, 1])."""
+    return (name in METRIC_BASES and name not in ("iou", "dice")) or name in BOX_METRICS or bool(_IOU_AT.match(name))
 
 
 def known_method(name: str) -> bool:
