@@ -797,38 +797,53 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         excluded: set[str] = set()
         table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
                                    backend, excluded=excluded, model_crop=crop)
-        record = {
-            "status": "running",
-            **run_header(),
-            "config": config,
-            "method": name or (source or {}).get("method", "external"),
-            "backend": backend,
-            "overrides": (source or {}).get("overrides", []),
-            "dataset": dataset_name,
-            "protocol": protocol.to_dict(),
-            "protocol_fingerprint": protocol.fingerprint(),
-            "spec_files": spec_files(None, protocol_name),
-            "random_weights": bool((source or {}).get("random_weights", False)),
-            "heatmaps": str(heatmaps.resolve()),
-            "source_run": source.get("config") if source else None,
-            "source_verified": source_verified,
-            "limit": limit,
-            **dataset_identity(dataset, protocol),
-            "n_samples": len(table),
-            "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
-            "excluded": sorted(excluded),
-            "heatmap_grid": _grids(heatmaps, table["sample_id"]),
-            "unscored_files": unscored,
-            "dataset_notes": list(dataset.notes),
-            "provenance": (source or {}).get("provenance", {}),
-            "versions": versions(),
-            "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
-        }
-        if protocol.drop_boxes != "none":
-            record["model_crop"] = crop_record(crop, protocol, crop_from)
-        if limit is not None:
-            record["sample_ids"] = [s.sample_id for s in chosen]
+        record = rescore_record(
+            config, name, source, backend, dataset, dataset_name, protocol, protocol_name, limit, table, skipped,
+            excluded, {"heatmaps": str(heatmaps.resolve())}, source_verified,
+            {"heatmap_grid": _grids(heatmaps, table["sample_id"]), "unscored_files": unscored},
+            (t_score, t0), (crop, crop_from), chosen)
         return finish(rundir, table, protocol, record, maps)
+
+
+def rescore_record(config: dict, name: str | None, source: dict | None, backend: str | None, dataset: Dataset,
+                   dataset_name: str, protocol: Protocol, protocol_name: str, limit: int | None, table: pd.DataFrame,
+                   skipped: dict[str, str], excluded: set[str], scored: dict, source_verified: bool | None,
+                   specific: dict, times: tuple[float, float], crop: tuple[int | None, str],
+                   chosen: Sequence[Sample]) -> dict:
+    """run.json of a run that scores given predictions (maps or boxes): the shared fields, `scored` (what was
+    read) after the source's facts, `specific` after the sample counts; `times` is (scoring seconds, start)."""
+    t_score, t0 = times
+    record = {
+        "status": "running",
+        **run_header(),
+        "config": config,
+        "method": name or (source or {}).get("method", "external"),
+        "backend": backend,
+        "overrides": (source or {}).get("overrides", []),
+        "dataset": dataset_name,
+        "protocol": protocol.to_dict(),
+        "protocol_fingerprint": protocol.fingerprint(),
+        "spec_files": spec_files(None, protocol_name),
+        "random_weights": bool((source or {}).get("random_weights", False)),
+        **scored,
+        "source_run": source.get("config") if source else None,
+        "source_verified": source_verified,
+        "limit": limit,
+        **dataset_identity(dataset, protocol),
+        "n_samples": len(table),
+        "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
+        "excluded": sorted(excluded),
+        **specific,
+        "dataset_notes": list(dataset.notes),
+        "provenance": (source or {}).get("provenance", {}),
+        "versions": versions(),
+        "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    if protocol.drop_boxes != "none":
+        record["model_crop"] = crop_record(crop[0], protocol, crop[1])
+    if limit is not None:
+        record["sample_ids"] = [s.sample_id for s in chosen]
+    return record
 
 
 def _unscored_files(available: set[str], everything: Sequence[Sample], chosen: Sequence[Sample],

@@ -18,20 +18,16 @@ from ..core.samples import Sample
 from ..datasets import get_dataset
 from . import box_files, integrity
 from .lock import check_folder, is_empty, locked
-from .model_crop import crop_record
-from .provenance import run_header
-from .rundir import RunDir
+from .rundir import RunDir, record_backend
 from .runner import (
     RunResult,
     dataset_config,
-    dataset_identity,
     eval_samples,
     finish,
+    rescore_record,
     run_protocol,
     score_all,
-    spec_files,
     validate_all,
-    versions,
 )
 
 
@@ -105,45 +101,18 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
         if previous is None and not is_empty(rundir.root):
             raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
         rundir.remove_stale_temporaries()
-        backend = (source or {}).get("config", {}).get("method", {}).get("backend")
+        backend = record_backend(source)
         excluded: set[str] = set()
         try:
             table, t_score = score_all(chosen, protocol, rundir, loader, skip_bad, skipped, backend,
                                        excluded=excluded, model_crop=crop)
         except SampleError as exc:
             raise BenchError(str(exc)) from None
-        record = {
-            "status": "running",
-            **run_header(),
-            "config": config,
-            "method": name or (source or {}).get("method", "external"),
-            "backend": backend,
-            "output": "boxes",
-            "overrides": (source or {}).get("overrides", []),
-            "dataset": dataset_name,
-            "protocol": protocol.to_dict(),
-            "protocol_fingerprint": protocol.fingerprint(),
-            "spec_files": spec_files(None, protocol_name),
-            "random_weights": bool((source or {}).get("random_weights", False)),
-            "boxes": str(scored.resolve()),
-            "source_run": source.get("config") if source else None,
-            "source_verified": True if source else None,
-            "limit": limit,
-            **dataset_identity(dataset, protocol),
-            "n_samples": len(table),
-            "skipped": [{"sample_id": k, "reason": v} for k, v in skipped.items()],
-            "excluded": sorted(excluded),
-            "unscored_box_records": unscored,
-            "box_failures": [{"sample_id": sid, "reason": loader_failure}
-                             for sid in table["sample_id"]
-                             if (loader_failure := _failure(loader, by_id.get(sid))) is not None],
-            "dataset_notes": list(dataset.notes),
-            "provenance": (source or {}).get("provenance", {}),
-            "versions": versions(),
-            "timings": {"scoring_s": round(t_score, 3), "total_s": round(time.perf_counter() - t0, 3)},
-        }
-        if protocol.drop_boxes != "none":
-            record["model_crop"] = crop_record(crop, protocol, "--model-crop" if model_crop is not None else "boxes")
-        if limit is not None:
-            record["sample_ids"] = [s.sample_id for s in chosen]
+        failures = [{"sample_id": sid, "reason": loader_failure} for sid in table["sample_id"]
+                    if (loader_failure := _failure(loader, by_id.get(sid))) is not None]
+        record = rescore_record(
+            config, name, source, backend, dataset, dataset_name, protocol, protocol_name, limit, table, skipped,
+            excluded, {"output": "boxes", "boxes": str(scored.resolve())}, True if source else None,
+            {"unscored_box_records": unscored, "box_failures": failures},
+            (t_score, t0), (crop, "--model-crop" if model_crop is not None else "boxes"), chosen)
         return finish(rundir, table, protocol, record, None, digest)
