@@ -173,3 +173,17 @@ def test_nan_region_columns_leave_means_intervals_and_paired_tests_per_metric() 
     diff, lo, hi, p = paired_difference(a, b, table["category"].tolist(), group="micro", resamples=200)
     assert diff[0] == pytest.approx(0.1) and lo[0] == pytest.approx(0.1) and hi[0] == pytest.approx(0.1)
     assert diff[1] == 0.0
+
+
+def test_grouping_per_category_unites_points_and_refuses_masks() -> None:
+    from bench.core.ground_truth import MaskSource
+    from bench.evaluation.scoring import select_samples
+
+    protocol = dataclasses.replace(load_protocol("default"), grouping="category")
+    a = Sample("a", "x.png", 50, 40, "c", "one phrase", (), points=((1.0, 2.0),))
+    b = Sample("b", "x.png", 50, 40, "c", "another", (), points=((3.0, 4.0), (1.0, 2.0)))
+    (united,) = select_samples([a, b], protocol)
+    assert united.sample_id == "a" and united.points == ((1.0, 2.0), (3.0, 4.0)) and united.gt_kind == "points"
+    masked = dataclasses.replace(b, points=(), mask=MaskSource(rle='{"size":[40,50],"counts":[2000]}'))
+    with pytest.raises(BenchError, match="grouping = 'category', which unites .* masks are not united"):
+        select_samples([a, masked], protocol)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import SampleError
+from ..core.errors import BenchError, SampleError
 from ..core.geometry import box_mask, truncated_box
 from ..core.ground_truth import load_mask
 from ..core.heatmap import Heatmap
@@ -369,8 +369,8 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
 def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample]:
     """The protocol's sample set: its split, grouped per phrase or per (image, category), then filtered.
 
-    Grouping per category unites the boxes of every phrase of one finding on one image and keeps
-    the first phrase, as the (dicom_id, category) unit of Nützel et al. and Dombrowski et al.
+    Grouping per category unites the boxes (and points) of every phrase of one finding on one image and
+    keeps the first phrase (BenchError for samples with a mask, which are not united), as the (dicom_id, category) unit of Nützel et al. and Dombrowski et al.
     `require_category_in_phrase` keeps a sample only when the category name (lower case) occurs in
     one of its phrases (Dombrowski et al.'s `--filter_bad_impressions`).
     """
@@ -385,9 +385,13 @@ def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample
                 merged[key] = (s, [s.phrase])
                 continue
             first, phrases = merged[key]
+            if first.mask is not None or s.mask is not None:
+                raise BenchError(f"protocol {protocol.name!r} has grouping = 'category', which unites the ground truth "
+                                 f"of samples {first.sample_id!r} and {s.sample_id!r} (one image, one category); "
+                                 "masks are not united: use grouping = \"phrase\"")
             boxes = first.boxes + tuple(b for b in s.boxes if b not in first.boxes)
-            merged[key] = (Sample(first.sample_id, first.image_path, first.width, first.height, first.category,
-                                  first.phrase, boxes, first.split, first.extra), phrases + [s.phrase])
+            points = first.points + tuple(p for p in s.points if p not in first.points)
+            merged[key] = (dataclasses.replace(first, boxes=boxes, points=points), phrases + [s.phrase])
         groups = list(merged.values())
     if protocol.require_category_in_phrase:
         groups = [(s, phrases) for s, phrases in groups
