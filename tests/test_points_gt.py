@@ -77,6 +77,8 @@ def test_point_route_under_default(native: bool) -> None:
         assert list(got) == protocol.columns and got["pointing_game"] == want == ref["pointing_game"]
         assert all(math.isnan(got[c]) and math.isnan(ref[c]) for c in protocol.columns if c != "pointing_game")
     assert score(hm, _points(AT_RADIUS), dataclasses.replace(protocol, point_radius=14.9))["pointing_game"] == 0.0
+    per_box = score(hm, _points(AT_RADIUS), dataclasses.replace(protocol, cnr_boxes="per_box"))
+    assert math.isnan(per_box["cnr"]) and math.isnan(per_box["cnr_abs"])  # not the 0 of a sample without parts
 
 
 def test_point_route_reads_the_protocol_interpolation() -> None:
