@@ -106,12 +106,6 @@ def test_box_coords_truncate_leaves_a_mask_alone(tmp_path) -> None:
     assert score(hm, s, protocol) == score(hm, dataclasses.replace(s, boxes=()), protocol)
 
 
-def test_points_only_gt_is_refused() -> None:
-    s = Sample("s", "x.png", 50, 40, "c", "p", (), "test", points=((3.0, 4.0),))
-    with pytest.raises(SampleError, match="as points only"):
-        score(Heatmap.from_original(np.ones((40, 50))), s, load_protocol("default"))
-
-
 def _with_dice(name: str, **changes) -> "object":
     p = load_protocol(name)
     return dataclasses.replace(p, metrics=tuple(p.metrics) + ("dice",), drop_boxes="none", **changes)

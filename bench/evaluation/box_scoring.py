@@ -4,7 +4,9 @@ A protocol scores either heatmap metrics or box metrics (`Protocol.scores_boxes`
 prediction under a heatmap protocol becomes a heatmap (`boxes_to_heatmap`) and is scored as every
 map is; a heatmap under a box protocol becomes boxes (the map as the protocol scores it, cut into
 a mask by `heatmap_to_mask`, its components boxed by `mask_to_boxes`, scored by `component_score`)
-and is scored with the box metrics (`bench.evaluation.box_metrics`).
+and is scored with the box metrics (`bench.evaluation.box_metrics`). Box metrics compare with the
+sample's GT boxes (a mask sample's own boxes where it carries them); a sample without GT boxes is
+refused (`bench.evaluation.gt_kinds`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..core.predictions import BoxPrediction, validate_prediction
 from ..core.samples import Sample
 from .box_metrics import box_scores
 from .conversions import heatmap_to_mask, mask_to_boxes, prediction_heatmap
+from .gt_kinds import check_gt_kind
 from .protocols import Protocol
 from .resample import to_original
 from .scoring import prepare_values, score_with_boxes
@@ -56,6 +59,7 @@ def score_prediction(pred: Prediction, sample: Sample, protocol: Protocol, backe
     sample with the boxes it was scored against."""
     if not protocol.scores_boxes:
         return score_with_boxes(as_heatmap(pred, sample, protocol), sample, protocol, backend, model_crop)
+    check_gt_kind(sample, protocol)  # box metrics need GT boxes: a mask without boxes or points only is refused
     if isinstance(pred, BoxPrediction):
         validate_prediction(pred, sample.width, sample.height, sample.sample_id)
     boxes = as_boxes(pred, sample, protocol, backend)

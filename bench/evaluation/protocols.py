@@ -81,7 +81,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "values": ("clip_min", "clip_max", "normalise", "stored_precision", "precision", "minmax_precision", "backend"),
     "metrics": ("metrics", "thresholds", "threshold_op", "threshold_precision", "cnr_variance", "cnr_boxes",
                 "cnr_zero_variance", "cnr_variance_floor", "auc", "auc_bins", "binary_mask", "gmm_input", "gmm_precision",
-                "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "segmentation", "seg_thresholds"),
+                "gmm_seed", "gmm_majority", "on_empty_mask", "on_gmm_error", "bbox_rect", "segmentation", "seg_thresholds",
+                "point_radius"),
     "samples": ("split", "grouping", "box_coords", "drop_boxes", "model_input", "require_category_in_phrase", "on_no_box_in_crop"),
     "conversions": ("boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score"),
     "summary": ("groups", "bootstrap", "bootstrap_resamples", "ci_level", "seed", "weighted_nan", "gmm_seeds"),
@@ -96,7 +97,7 @@ _LATER_OPTIONS = ("crop_size", "gt_antialias", "backend_values", "cnr_zero_varia
                   "precision", "require_category_in_phrase", "weighted_nan", "minmax_precision",
                   "threshold_precision", "gmm_input", "gmm_precision", "on_no_box_in_crop", "box_coords", "stored_precision",
                   "boxes_to_heatmap", "heatmap_to_mask", "mask_threshold", "mask_to_boxes", "component_score",
-                  "segmentation", "seg_thresholds", "bootstrap")
+                  "segmentation", "seg_thresholds", "bootstrap", "point_radius")
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ class Protocol:
     bbox_rect: str = "inclusive"
     segmentation: str = "none"
     seg_thresholds: dict[str, float] = field(default_factory=dict, hash=False)
+    #: the pointing game's tolerance on ground truth given as points, in original pixels: the peak hits when it
+    #: lies within this Euclidean distance of a GT point (inclusive); 15 px, the tolerance of Zhang et al.,
+    #: "Top-down neural attention by excitation backprop" (ECCV 2016). Also CheXlocalize's hit rate on points.
+    point_radius: float = 15.0
     split: str = "test"
     grouping: str = "phrase"
     box_coords: str = "float"
@@ -217,6 +222,9 @@ class Protocol:
                              "go in separate protocols")
         if box_metrics and (self.eval_grid, self.drop_boxes) != ("original", "none"):
             raise BenchError(f"protocol {self.name}: box metrics need eval_grid = \"original\" and drop_boxes = \"none\"")
+        radius = self.point_radius
+        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 <= radius < float("inf"):
+            raise BenchError(f"protocol {self.name}: point_radius = {radius!r} is not a number >= 0 (original pixels)")
         threshold = self.mask_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             raise BenchError(f"protocol {self.name}: mask_threshold = {threshold!r} is not a number in [0, 1]")

@@ -13,7 +13,9 @@ routes give the same numbers:
 The dense and sorted-pixel routes are built from arrays only: the prepared values, a boolean GT
 mask, and the GT's parts (one boolean mask per box, or per component of any GT), so any ground
 truth that can be drawn as a mask takes them as boxes do. A metric a route cannot give raises
-`MetricUnavailable`, never a substitute value.
+`MetricUnavailable`, never a substitute value. Ground truth given as points only takes the
+`PointRoute` of `bench.evaluation.point_route`: the pointing game within a radius, and NaN for the
+region metrics, which are undefined there (not unavailable: the sample has no region to score).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import SampleError
+from ..core.errors import BenchError, SampleError
 from ..core.geometry import box_mask, truncated_box
 from ..core.ground_truth import load_mask
 from ..core.heatmap import Heatmap
@@ -27,7 +27,9 @@ from ..core.samples import Sample
 from .cells import Cells, build_cells
 from .crop_grid import CropSpace, gt_mask, sample_bilinear, sampling
 from .gmm_mask import GmmError, PreviousMask, fast_threshold, gmm_threshold, mask_on_grid, native_mask
+from .gt_kinds import check_gt_kind
 from .label_crop import stated_crop_geometry, surviving_boxes, surviving_boxes_mask
+from .point_route import PointRoute
 from .protocols import Protocol, ValuePolicy, round_to
 from .resample import to_original
 from .route_scores import route_scores
@@ -124,8 +126,9 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     (`model_crop`, WHOLE_IMAGE for none), else the one the map records (its geometry, or the
     rectangle of an original-size map's finite values); BenchError when neither tells it.
     ExcludedSample when no box is left. `reference` uses the full-resolution label mask.
-    A sample scored against a mask or points is refused under geometry defined on boxes only
-    (`check_gt_kind`); `box_coords` does not apply to them.
+    A sample scored against a mask or points is refused where the protocol cannot score it
+    (`bench.evaluation.gt_kinds`: geometry defined on boxes only; points without a point metric);
+    `box_coords` does not apply to them.
     """
     check_gt_kind(sample, protocol)
     if sample.gt_kind != "boxes":
@@ -147,32 +150,11 @@ def protocol_sample(heatmap: Heatmap, sample: Sample, protocol: Protocol, refere
     return dataclasses.replace(sample, boxes=tuple(sample.boxes[i] for i in kept))
 
 
-#: metrics defined for ground truth given as points (the peak lands on a GT pixel)
-POINT_METRICS = frozenset({"pointing_game"})
-
-
-def check_gt_kind(sample: Sample, protocol: Protocol) -> None:
-    """SampleError naming the protocol and its field when its geometry is not defined on the sample's GT kind.
-
-    A mask is not rectangles: `drop_boxes = "label_crop"` and `eval_grid = "centre_crop"` are
-    defined on boxes only (the segmentation route of `chexlocalize2022` reads masks itself). Points carry no region: only the pointing game
-    scores them, and it is not wired to points yet, so points-only samples are refused.
-    """
-    kind = sample.gt_kind
-    if kind == "boxes":
-        return
-    if kind == "points":
-        raise SampleError(sample.sample_id, f"protocol {protocol.name!r} cannot score ground truth given as points "
-                                            "only (no route scores points yet)")
-    for field, value, boxes_only in (("drop_boxes", protocol.drop_boxes, protocol.drop_boxes != "none"),
-                                     ("eval_grid", protocol.eval_grid, protocol.eval_grid != "original")):
-        if boxes_only:
-            raise SampleError(sample.sample_id, f"protocol {protocol.name!r} has {field} = {value!r}, "
-                                                "defined on boxes only; this sample's ground truth is a mask")
-
-
 def _gt(sample: Sample) -> tuple[np.ndarray, Parts, int]:
     """The GT union at the original size, its parts (one per box, or the mask's 8-connected components) and their count."""
+    if sample.gt_kind == "points":
+        raise SampleError(sample.sample_id, "ground truth given as points only has no region; the point route "
+                                            "scores it (score, score_dense)")
     if sample.gt_kind == "mask":
         from scipy import ndimage
 
@@ -196,6 +178,8 @@ def score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: s
         return _segmented(heatmap, sample, protocol, backend)
     if protocol.eval_grid == "centre_crop":
         return _score_crop_seeds(heatmap, sample, protocol, backend, gmm_threshold)
+    if sample.gt_kind == "points":
+        return _score_points(heatmap, sample, protocol, backend)
     return _score_dense(heatmap, sample, protocol, backend)
 
 
@@ -212,6 +196,13 @@ def _dense_route(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: 
 
 def _score_dense(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
     return route_scores(_dense_route(heatmap, sample, protocol, backend), protocol)
+
+
+def _score_points(heatmap: Heatmap, sample: Sample, protocol: Protocol, backend: str | None) -> dict[str, float]:
+    """A points-only sample on the point route (`bench.evaluation.point_route`): the map on the original grid
+    as the dense route makes it, its peak against the GT points within `point_radius`."""
+    h = prepare_values(to_original(heatmap, protocol.interpolation), protocol, backend)
+    return route_scores(PointRoute(h, sample.points, protocol.point_radius), protocol)
 
 
 def _binary_mask(native: np.ndarray, where, protocol: Protocol,
@@ -366,6 +357,8 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
         return _segmented(heatmap, sample, protocol, backend), sample
     if protocol.eval_grid == "centre_crop":
         return _score_crop_seeds(heatmap, sample, protocol, backend, fast_threshold), sample
+    if sample.gt_kind == "points":
+        return _score_points(heatmap, sample, protocol, backend), sample
     if protocol.interpolation == "nearest":
         if sample.gt_kind == "mask" or prefers_pixels(heatmap):  # a mask is not rectangles: no cell route
             return _score_pixels(heatmap, sample, protocol, backend), sample
@@ -376,8 +369,8 @@ def score_with_boxes(heatmap: Heatmap, sample: Sample, protocol: Protocol, backe
 def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample]:
     """The protocol's sample set: its split, grouped per phrase or per (image, category), then filtered.
 
-    Grouping per category unites the boxes of every phrase of one finding on one image and keeps
-    the first phrase, as the (dicom_id, category) unit of Nützel et al. and Dombrowski et al.
+    Grouping per category unites the boxes (and points) of every phrase of one finding on one image and
+    keeps the first phrase (BenchError for samples with a mask, which are not united), as the (dicom_id, category) unit of Nützel et al. and Dombrowski et al.
     `require_category_in_phrase` keeps a sample only when the category name (lower case) occurs in
     one of its phrases (Dombrowski et al.'s `--filter_bad_impressions`).
     """
@@ -392,9 +385,13 @@ def select_samples(samples: Sequence[Sample], protocol: Protocol) -> list[Sample
                 merged[key] = (s, [s.phrase])
                 continue
             first, phrases = merged[key]
+            if first.mask is not None or s.mask is not None:
+                raise BenchError(f"protocol {protocol.name!r} has grouping = 'category', which unites the ground truth "
+                                 f"of samples {first.sample_id!r} and {s.sample_id!r} (one image, one category); "
+                                 "masks are not united: use grouping = \"phrase\"")
             boxes = first.boxes + tuple(b for b in s.boxes if b not in first.boxes)
-            merged[key] = (Sample(first.sample_id, first.image_path, first.width, first.height, first.category,
-                                  first.phrase, boxes, first.split, first.extra), phrases + [s.phrase])
+            points = first.points + tuple(p for p in s.points if p not in first.points)
+            merged[key] = (dataclasses.replace(first, boxes=boxes, points=points), phrases + [s.phrase])
         groups = list(merged.values())
     if protocol.require_category_in_phrase:
         groups = [(s, phrases) for s, phrases in groups

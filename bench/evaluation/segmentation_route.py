@@ -9,6 +9,10 @@ of those protocols are taken against the sample's GT mask (its boxes' union when
 - `hit_rate`: the GT holds the map's maximum, or, for a method that states its most representative
   points (`meta["points"]` of its heatmap, as the `reader2` human reference does), any of them; NaN
   for an empty GT.
+
+On a points-only sample (no region) `seg_iou` is NaN (undefined) and `hit_rate` follows the point
+route's rule (`bench.evaluation.point_route`): the map's maximum (its first, row-major) lies within
+the protocol's `point_radius` of a GT point, or, for a method that states points, any of them does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..core.ground_truth import load_mask
 from ..core.heatmap import Heatmap
 from ..core.samples import Sample
 from . import chexlocalize as cx
+from .point_route import peak_hit, points_near
 from .protocols import SEGMENTATION_METRICS, Protocol
 from .resample import to_original
 
@@ -63,6 +68,8 @@ def score_segmented(heatmap: Heatmap, sample: Sample, protocol: Protocol, backen
     from .scoring import prepare_values  # the value policy lives with the other routes
 
     raw = to_original(heatmap, protocol.interpolation)
+    if sample.gt_kind == "points":
+        return _score_on_points(heatmap, raw, sample, protocol)
     gt = gt_mask(sample)
     scores: dict[str, float] = {}
     if "seg_iou" in protocol.metrics:
@@ -72,6 +79,16 @@ def score_segmented(heatmap: Heatmap, sample: Sample, protocol: Protocol, backen
     if "hit_rate" in protocol.metrics:
         points = stated_points(heatmap)
         scores["hit_rate"] = cx.points_hit(points, gt) if points is not None else cx.argmax_hit(raw, gt)
+    return OrderedDict((c, scores[c]) for c in protocol.columns)
+
+
+def _score_on_points(heatmap: Heatmap, raw: np.ndarray, sample: Sample, protocol: Protocol) -> dict[str, float]:
+    """`seg_iou` NaN (no region), `hit_rate` within `point_radius` of a GT point."""
+    scores: dict[str, float] = {"seg_iou": float("nan")}
+    if "hit_rate" in protocol.metrics:
+        stated = stated_points(heatmap)
+        scores["hit_rate"] = (points_near(stated, sample.points, protocol.point_radius) if stated is not None
+                              else peak_hit(raw, sample.points, protocol.point_radius))
     return OrderedDict((c, scores[c]) for c in protocol.columns)
 
 

@@ -32,6 +32,7 @@ from ..datasets import get_dataset
 from ..datasets.base import Dataset
 from ..datasets.file_dataset import dataset_label, is_dataset_file
 from ..evaluation.box_scoring import score_prediction
+from ..evaluation.gt_kinds import refused_samples
 from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
 from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
@@ -165,11 +166,14 @@ def check_unique_ids(samples: Sequence[Sample], dataset: str) -> None:
 
 
 def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str],
-                 dataset: Dataset | None = None) -> list[Sample]:
+                 dataset: Dataset | None = None, protocol: Protocol | None = None) -> list[Sample]:
     """Drop (with --skip-bad) or reject invalid samples before any work starts.
 
-    With `dataset`, every image is also checked (it decodes, its size is the recorded one), for
-    every method alike, so that methods which never read pixels score the same sample set.
+    With `protocol`, samples whose kind of ground truth it cannot score (`bench.evaluation.gt_kinds`)
+    are refused in one line naming the protocol, its field, how many samples and the first, before
+    any map is made or scored. With `dataset`, every image is also checked (it decodes, its size is
+    the recorded one), for every method alike, so that methods which never read pixels score the
+    same sample set.
     """
     good = []
     for s in samples:
@@ -182,6 +186,12 @@ def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, s
             if not skip_bad:
                 raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
             skipped[s.sample_id] = exc.reason
+    if protocol is not None:
+        refused, line = refused_samples(good, protocol)
+        if refused and not skip_bad:
+            raise BenchError(f"{line} (use --skip-bad to record them and go on)")
+        skipped.update(refused)
+        good = [s for s in good if s.sample_id not in refused]
     if dataset is not None:
         problems = dataset.check_images(good)
         for s in good:
@@ -527,7 +537,7 @@ def _run_shard(req: RunRequest, shard: shards.Shard) -> ShardResult:
     spec, backend, protocol, dataset, everything, chosen = _load(req)
     part = {s.sample_id for s in shards.select(chosen, shard)}
     skipped: dict[str, str] = {}
-    valid = validate_all(chosen, req.skip_bad, skipped, dataset)  # the whole set: a method may fit on it
+    valid = validate_all(chosen, req.skip_bad, skipped, dataset, protocol)  # the whole set: a method may fit on it
     skipped = {k: v for k, v in skipped.items() if k in part}
     mine = [s for s in valid if s.sample_id in part]
     rundir = RunDir(req.out or default_out(req.dataset, spec["name"], protocol.name))
@@ -597,7 +607,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         for rec in merged:
             skipped.update({item["sample_id"]: item["reason"] for item in rec.get("skipped", [])})
             excluded.update(rec.get("excluded", []))
-    chosen = validate_all(chosen, req.skip_bad, skipped, dataset)
+    chosen = validate_all(chosen, req.skip_bad, skipped, dataset, protocol)
     context = RunContext(device=req.device, random_weights=req.random_weights, weights=req.weights,
                          batch_size=8 if req.batch_size == "auto" else req.batch_size, seed=req.seed, all_samples=everything, eval_samples=chosen)
     output = spec.get("output", "heatmap")
@@ -777,7 +787,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
             chosen = [s for s in chosen if file_name(s.sample_id) in available]
     unscored = _unscored_files(available, everything, chosen, protocol)
     skipped: dict[str, str] = {}
-    chosen = validate_all(chosen, skip_bad, skipped)
+    chosen = validate_all(chosen, skip_bad, skipped, protocol=protocol)
     rundir = RunDir(out)
     config = {"scored": str(heatmaps.resolve()),
               "dataset": dataset_config(dataset_name, dataset_options or {}, data_root, allow_outside_root),

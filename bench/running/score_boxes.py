@@ -84,7 +84,7 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
     else:
         unscored = 0
     skipped: dict[str, str] = {}
-    chosen = validate_all(chosen, skip_bad, skipped)
+    chosen = validate_all(chosen, skip_bad, skipped, protocol=protocol)
     by_id = {s.sample_id: s for s in chosen}
     rundir = RunDir(out)
     config = {"scored_boxes": str(scored.resolve()),
