@@ -12,8 +12,8 @@ import pytest
 
 from bench.core.errors import BenchError
 from bench.core.fingerprint import dataset_fingerprint
-from bench.core.params import ABSENT
 from bench.core.ground_truth import MaskSource, load_mask
+from bench.core.params import ABSENT
 from bench.datasets import get_dataset, mask_formats
 from bench.datasets.images import read_grayscale
 
