@@ -267,7 +267,7 @@ def score_cmd(
 def compare_cmd(
     runs: List[Path] = typer.Argument(..., help="Two or more run directories scored under the same protocol; the first is the reference (with --protocols: one or more runs)."),
     group: str = typer.Option("macro", "--group", help="What the table and the paired test are on: macro, micro or a category name (e.g. Effusion)."),
-    metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]."),
+    metric: List[str] = typer.Option([], "--metric", help="Metric columns to compare [default: all]; with --protocols: each protocol's headline metrics, shown for the protocols that have them."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison tables as CSV files into this folder."),
     protocols: Optional[str] = typer.Option(None, "--protocols", help="Protocol sensitivity: re-score every run's heatmaps under each of these comma-separated protocols (names or spec file paths) and show how numbers and ranks (on --group) move; one or more runs."),
     format_: str = typer.Option("text", "--format", help="text (terminal tables), or latex (booktabs) / markdown: only the table of --group means [95% CI] with the best value in bold, for a paper (with --out also written there as table.tex / table.md)."),

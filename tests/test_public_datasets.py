@@ -11,7 +11,9 @@ import public_fixtures as fx
 import pytest
 
 from bench.core.errors import BenchError
+from bench.core.fingerprint import dataset_fingerprint
 from bench.core.ground_truth import MaskSource, load_mask
+from bench.core.params import ABSENT
 from bench.datasets import get_dataset, mask_formats
 from bench.datasets.images import read_grayscale
 
@@ -363,3 +365,63 @@ def test_chexlocalize_to_a_jsonl_file_keeps_masks_and_the_second_reading(tmp_pat
     again = get_dataset(str(tmp_path / "chex.jsonl")).samples()
     assert again == original
     assert [s.extra for s in again] == [s.extra for s in original]
+
+
+# --- what a refactoring of the readers must keep ---------------------------------------------------
+
+PROMPT_HELP = "phrase template over {finding} (default '{finding}'), e.g. 'Findings suggesting {finding}'"
+
+
+@pytest.mark.parametrize("name, write, options, count, fingerprint", [
+    ("chexlocalize", fx.chexlocalize, {}, 4, "76c01fdfd393fa1f"),
+    ("chexlocalize", fx.chexlocalize, {"negatives": "keep", "prompt": "Findings suggesting {finding}"}, 30,
+     "655b3dde04a4686e"),
+    ("rsna-pneumonia", fx.rsna, {}, 2, "a972e2cd600c3982"),
+    ("rsna-pneumonia", fx.rsna, {"prompt": "{finding} here"}, 2, "eb74c738a0b0cae0"),
+    ("siim-acr-pneumothorax", fx.siim, {}, 2, "64d459698e425172"),
+    ("siim-acr-pneumothorax", fx.siim, {"negatives": "keep"}, 3, "da570233689e4eaa"),
+    ("chestx-det", fx.chestx_det, {}, 3, "6214f2ae27157f3a"),
+    ("chestx-det", fx.chestx_det, {"gt": "boxes", "prompt": "{finding} here"}, 3, "0def0a8ea8071649"),
+    ("padchest-gr", fx.padchest_gr, {}, 3, "c052c0e8b2cab724"),
+])
+def test_public_dataset_fingerprints_are_pinned(tmp_path: Path, name: str, write, options: dict, count: int,
+                                                fingerprint: str) -> None:
+    """Fingerprints are part of a run's identity: each reader's, on its fixture, is the value it has always had."""
+    write(tmp_path)
+    ds = get_dataset(name, tmp_path, options)
+    samples = ds.samples()
+    assert len(samples) == count
+    assert dataset_fingerprint(name, ds.fingerprint_options(), samples) == fingerprint
+
+
+@pytest.mark.parametrize("name, holds, options", [
+    ("chexlocalize", "the folder holding CheXlocalize/ and CheXpert/",
+     {"prompt": ("{finding}", ()), "negatives": ("drop", ("drop", "keep"))}),
+    ("rsna-pneumonia", "the folder with stage_2_train_labels.csv and stage_2_train_images/",
+     {"prompt": ("{finding}", ()), "csv": (ABSENT, ())}),
+    ("siim-acr-pneumothorax", "the folder with stage_2_train.csv and the DICOM images",
+     {"prompt": ("{finding}", ()), "negatives": ("drop", ("drop", "keep")), "csv": (ABSENT, ())}),
+    ("chestx-det", "the folder with ChestX_Det_train.json, ChestX_Det_test.json and the PNG images",
+     {"prompt": ("{finding}", ()), "gt": ("mask", ("mask", "boxes")), "train": ("ChestX_Det_train.json", ()),
+      "test": ("ChestX_Det_test.json", ())}),
+    ("padchest-gr", "the folder with grounded_reports_20240819.json and the PNG images",
+     {"json": ("grounded_reports_20240819.json", ())}),
+])
+def test_public_dataset_options_and_root_line(name: str, holds: str, options: dict) -> None:
+    ds = get_dataset(name, None)
+    params = ds.option_params()
+    assert {k: (p.default, p.choices) for k, p in params.items()} == options
+    assert list(params) == list(options) and all(p.kind is str for p in params.values())
+    with pytest.raises(BenchError) as err:
+        ds.root()
+    assert str(err.value) == f"{name} needs --data-root ({holds})"
+    if "prompt" in params:
+        assert params["prompt"].help == PROMPT_HELP
+        assert ds.prompt == "{finding}"
+        with pytest.raises(BenchError) as err:
+            get_dataset(name, None, {"prompt": "{finding} of {site}"})
+        assert str(err.value) == (f"dataset {name}: prompt '{{finding}} of {{site}}' is not valid: use {{finding}} "
+                                  "as its only field ('site')")
+        with pytest.raises(BenchError) as err:
+            get_dataset(name, None, {"prompt": "a finding"})
+        assert str(err.value) == f"dataset {name}: prompt 'a finding' does not contain {{finding}}"

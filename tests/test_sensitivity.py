@@ -165,3 +165,91 @@ def test_runs_are_only_read_by_a_protocol_comparison(bench_cli, tmp_path: Path) 
     assert r.code == 0, r.err
     assert (rescored_folder(run, "nutzel2025", tmp_path / "o" / "rescored") / "samples.csv").is_file()
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before
+
+
+MASK_PHANTOM = {"n_test": "8", "n_train": "8", "gt": "mask"}
+
+
+@pytest.fixture(scope="module")
+def mask_runs(tmp_path_factory) -> dict[str, Path]:
+    """oracle_gaussian, box_prior and uniform on the mask-GT phantom, run once for the tests below."""
+    from bench.running.runner import RunRequest, run
+
+    root = tmp_path_factory.mktemp("mask_runs")
+    for method in ("oracle_gaussian", "box_prior", "uniform"):
+        run(RunRequest(method=method, dataset="phantom", dataset_options=dict(MASK_PHANTOM), out=root / method))
+    return {m: root / m for m in ("oracle_gaussian", "box_prior", "uniform")}
+
+
+def _rows(out: str, first: str) -> list[list[str]]:
+    """The cells of every terminal table row whose first cell is `first`."""
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
+    return [r for r in rows if r and r[0] == first]
+
+
+def test_each_protocol_brings_its_own_metrics() -> None:
+    from bench.evaluation.protocols import load_protocol
+    from bench.reporting.sensitivity import default_metrics, protocol_metrics
+
+    default, chex, boxes, g2g = (load_protocol(n) for n in ("default", "chexlocalize2022", "boxes", "nutzel2025"))
+    assert protocol_metrics(default) == ["miou", "cnr", "auc_roc", "pointing_game"]
+    assert protocol_metrics(chex) == ["seg_iou", "hit_rate"]
+    assert default_metrics([chex, default]) == ["miou", "cnr", "auc_roc", "pointing_game", "seg_iou", "hit_rate"]
+    # the protocols that had headline metrics before keep them, in the same order
+    assert default_metrics([default, g2g]) == ["miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game"]
+    assert default_metrics([boxes]) == ["acc@0.5", "top1_iou_best", "ap@0.5", "pooled_iou"]
+
+
+def test_protocol_specific_metrics_are_shown_beside_the_others(bench_cli, tmp_path: Path, mask_runs) -> None:
+    runs = list(mask_runs.values())
+    out = tmp_path / "sens"
+    r = bench_cli("compare", "--protocols", "default,chexlocalize2022", *runs, "--out", out)
+    assert r.code == 0, r.err
+    table = pd.read_csv(out / "sensitivity.csv")
+    # every protocol's own metrics, each with rows only under the protocols that have it
+    assert list(dict.fromkeys(table["metric"])) == ["miou", "cnr", "auc_roc", "pointing_game", "seg_iou", "hit_rate"]
+    assert set(table.loc[table["protocol"] == "default", "metric"]) == {"miou", "cnr", "auc_roc", "pointing_game"}
+    assert set(table.loc[table["protocol"] == "chexlocalize2022", "metric"]) == {"seg_iou", "hit_rate"}
+    # the numbers are the category means of each run's table under each protocol
+    for name, run in mask_runs.items():
+        own = pd.read_csv(run / "summary.csv")
+        assert _macro(table, "default", "miou").at[name, "mean"] == pytest.approx(
+            own.loc[(own["group"] == "macro") & (own["metric"] == "miou"), "mean"].iloc[0])
+        chex = pd.read_csv(rescored_folder(run, "chexlocalize2022", out / "rescored") / "samples.csv")
+        for metric in ("seg_iou", "hit_rate"):
+            expected = chex.groupby("category")[metric].mean().mean()  # NaN (undefined) samples skipped
+            got = _macro(table, "chexlocalize2022", metric).at[name, "mean"]
+            assert got == pytest.approx(expected, nan_ok=True)
+    seg, hit = _macro(table, "chexlocalize2022", "seg_iou"), _macro(table, "chexlocalize2022", "hit_rate")
+    # a constant map: Otsu leaves its mask empty, so no image defines seg_iou (no mean, no rank);
+    # its maximum is the first pixel, in the corner, off every phantom lesion: hit rate 0
+    assert np.isnan(seg.at["uniform", "mean"]) and seg.at["uniform", "n"] == 0 and pd.isna(seg.at["uniform", "rank"])
+    assert hit.at["uniform", "mean"] == 0.0
+    assert seg.at["oracle_gaussian", "mean"] > 0.6 > seg.at["box_prior", "mean"] > 0.0
+    assert (seg.at["oracle_gaussian", "rank"], seg.at["box_prior", "rank"]) == (1, 2)
+    assert hit["rank"].astype(int).to_dict() == {"oracle_gaussian": 1, "box_prior": 2, "uniform": 3}
+    # the terminal: the metric's table shows '-' for the protocol without it
+    assert "seg_iou: per pathology and aggregate, rank on macro ('-': not a metric of default)" in r.out
+    assert "miou: per pathology and aggregate, rank on macro ('-': not a metric of chexlocalize2022)" in r.out
+    rows = _rows(r.out, "default")
+    assert rows[-1][1] == "uniform" and set(rows[-1][2:]) == {"-"}  # the hit_rate table's default rows
+    uniform = [row for row in _rows(r.out, "chexlocalize2022") if row[1] == "uniform"]
+    assert uniform[-2][-2:] == ["nan", "-"] and uniform[-1][-2:] == ["0.000", "3"]  # seg_iou, hit_rate: macro, rank
+
+
+def test_a_metric_some_protocols_lack_is_ranked_among_those_that_have_it(bench_cli, tmp_path: Path,
+                                                                         mask_runs) -> None:
+    runs = [mask_runs["oracle_gaussian"], mask_runs["box_prior"]]
+    r = bench_cli("compare", "--protocols", "default,vilouras2025,chexlocalize2022", "--metric", "hit_rate",
+                  "--metric", "miou", *runs, "--out", tmp_path / "sens")
+    assert r.code == 0, r.err
+    table = pd.read_csv(tmp_path / "sens" / "sensitivity.csv")
+    assert list(dict.fromkeys(zip(table["metric"], table["protocol"]))) == [
+        ("hit_rate", "chexlocalize2022"), ("miou", "default"), ("miou", "vilouras2025")]
+    assert "hit_rate: rank under each protocol" not in r.out  # one protocol has it: no moves to show
+    assert "miou: rank under each protocol" in r.out
+    assert _rows(r.out, "oracle_gaussian")[-1] == ["oracle_gaussian", "1", "1", "-", "0"]
+    assert _rows(r.out, "box_prior")[-1] == ["box_prior", "2", "2", "-", "0"]
+    r = bench_cli("compare", "--protocols", "default,vilouras2025", "--metric", "seg_iou", *runs)
+    assert r.code == 2 and r.err.strip() == ("error: metric 'seg_iou' is in none of the protocols default, "
+                                             "vilouras2025")

@@ -19,7 +19,6 @@ header (the boxes span 1-1022, consistent with 1024 x 1024 images; not checked a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -28,68 +27,28 @@ from ..core.ground_truth import MaskSource
 from ..core.params import Param
 from ..core.samples import Box, Sample
 from . import mask_formats
-from .base import Dataset
-from .images import ImageTooLarge, open_image
 from .paths import index_files
-from .prompts import check_prompt, phrase, prompt_param
+from .public_dataset import PathologyDataset, image_size, read_json
 
 FILES = {"train": "ChestX_Det_train.json", "test": "ChestX_Det_test.json"}
 #: the 13 findings as the JSON spells them
 FINDINGS = ("Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "Diffuse Nodule", "Effusion",
             "Emphysema", "Fibrosis", "Fracture", "Mass", "Nodule", "Pleural Thickening", "Pneumothorax")
-#: most bytes of an annotation JSON read (the official ones are 2.2 MB and 0.4 MB)
-MAX_JSON_BYTES = 200_000_000
 
 
-def read_json(path: Path, what: str) -> object:
-    """A JSON annotation file, its size bounded; BenchError naming it when missing or malformed."""
-    if not path.is_file():
-        raise BenchError(f"{what} {path} not found")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise BenchError(f"{path} is {path.stat().st_size:,} bytes, more than the {MAX_JSON_BYTES:,} an annotation "
-                         "file may have")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BenchError(f"{path} is not readable JSON: {exc}") from None
-
-
-def image_size(path: Path | None, where: str) -> tuple[int, int]:
-    """(width, height) from an image's header; BenchError naming `where` when it is missing or unreadable."""
-    if path is None or not path.is_file():
-        raise BenchError(f"{where}: image not found below the data root")
-    try:
-        with open_image(path) as img:
-            return img.size
-    except ImageTooLarge as exc:
-        raise BenchError(f"{where}: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{where}: cannot read image {path}: {exc}") from None
-
-
-class ChestXDetDataset(Dataset):
+class ChestXDetDataset(PathologyDataset):
     """One sample per (image, finding): the union of that finding's polygons (or boxes)."""
 
     name = "chestx-det"
     description = ("ChestX-Det polygons and boxes of 13 findings (ChestX_Det_{train,test}.json + PNG images "
                    "under --data-root)")
     options_schema = {
-        "prompt": prompt_param(),
         "gt": Param(str, "mask", choices=("mask", "boxes"),
                     help="'mask' (default): the filled polygons; 'boxes': the boxes only"),
         "train": Param(str, FILES["train"], help=f"train annotation file in the data root (default {FILES['train']})"),
         "test": Param(str, FILES["test"], help=f"test annotation file in the data root (default {FILES['test']})"),
     }
-
-    def __init__(self, data_root: Path | None = None, options=None) -> None:
-        super().__init__(data_root, options)
-        self.prompt = check_prompt(self.name, self.settings["prompt"])
-
-    def root(self) -> Path:
-        if self.data_root is None:
-            raise BenchError(f"{self.name} needs --data-root (the folder with {FILES['train']}, {FILES['test']} "
-                             "and the PNG images)")
-        return self.data_root
+    root_holds = f"the folder with {FILES['train']}, {FILES['test']} and the PNG images"
 
     def samples(self) -> list[Sample]:
         """Train samples, then test samples, each in file order, findings in order of first appearance."""
@@ -152,6 +111,6 @@ class ChestXDetDataset(Dataset):
                 mask = MaskSource(rle=mask_formats.encode(drawn))
             category = sym.lower()
             samples.append(Sample(f"{Path(name).stem}-{sym.replace(' ', '_')}", str(path), width, height, category,
-                                  phrase(self.prompt, category), tuple(dict.fromkeys(boxes_of)), split,
+                                  self.phrase(category), tuple(dict.fromkeys(boxes_of)), split,
                                   {"file_name": name, "finding": sym}, mask))
         return samples

@@ -39,9 +39,7 @@ from ..core.errors import BenchError
 from ..core.ground_truth import MaskSource, compressed_counts, rle_text
 from ..core.params import Param
 from ..core.samples import Sample
-from .base import Dataset
-from .chestx_det import read_json
-from .prompts import check_prompt, phrase, prompt_param
+from .public_dataset import PathologyDataset, read_json
 
 #: eval_constants.LOCALIZATION_TASKS of the published code, as the JSON keys spell them
 TASKS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Airspace Opacity", "Edema",
@@ -80,26 +78,17 @@ def _rle(value: object, where: str) -> tuple[str, tuple[int, int], int]:
     return rle_text(value), (size[0], size[1]), sum(runs[1::2])
 
 
-class ChexlocalizeDataset(Dataset):
+class ChexlocalizeDataset(PathologyDataset):
     """One sample per (CXR, task) with a non-empty ground-truth mask; the benchmark reading as `reader2`."""
 
     name = "chexlocalize"
     description = ("CheXlocalize radiologist masks of 10 pathologies on CheXpert val/test (CheXlocalize/*.json + "
                    "CheXpert images under --data-root), benchmark readers as reader2")
     options_schema = {
-        "prompt": prompt_param(),
         "negatives": Param(str, "drop", choices=("drop", "keep"),
                            help="'drop' (default): only (CXR, task) pairs with a non-empty mask; 'keep': every pair"),
     }
-
-    def __init__(self, data_root: Path | None = None, options=None) -> None:
-        super().__init__(data_root, options)
-        self.prompt = check_prompt(self.name, self.settings["prompt"])
-
-    def root(self) -> Path:
-        if self.data_root is None:
-            raise BenchError(f"{self.name} needs --data-root (the folder holding {FOLDER}/ and CheXpert/)")
-        return self.data_root
+    root_holds = f"the folder holding {FOLDER}/ and CheXpert/"
 
     def _annotations(self, name: str) -> Path:
         root = self.root()
@@ -181,5 +170,5 @@ class ChexlocalizeDataset(Dataset):
                                         "points": self._points(pts, f"{self._annotations(HB_POINTS)}: {cxr_id}: {task}")}
                 category = task.lower()
                 out.append(Sample(f"{cxr_id}-{task.replace(' ', '_')}", str(image), width, height, category,
-                                  phrase(self.prompt, category), (), split, extra, MaskSource(rle=rle)))
+                                  self.phrase(category), (), split, extra, MaskSource(rle=rle)))
         return out

@@ -30,9 +30,8 @@ from pathlib import Path
 from ..core.errors import BenchError
 from ..core.params import Param
 from ..core.samples import Box, Sample
-from .base import Dataset
-from .chestx_det import image_size, read_json
 from .paths import index_files
+from .public_dataset import PublicDataset, image_size, read_json
 from .tables import read_csv, require_columns
 
 JSON_NAME = "grounded_reports_20240819.json"
@@ -63,18 +62,14 @@ def pixel_boxes(value: object, width: int, height: int, where: str) -> list[Box]
     return out
 
 
-class PadchestGrDataset(Dataset):
+class PadchestGrDataset(PublicDataset):
     """One sample per (image, positive sentence) with its first reader's boxes; the second reader as reader2."""
 
     name = "padchest-gr"
     description = ("PadChest-GR grounded report sentences (grounded_reports_20240819.json, master_table.csv + PNGs "
                    "under --data-root; field names unverified), second reader as reader2")
     options_schema = {"json": Param(str, JSON_NAME, help=f"the grounded reports JSON in the data root (default {JSON_NAME})")}
-
-    def root(self) -> Path:
-        if self.data_root is None:
-            raise BenchError(f"{self.name} needs --data-root (the folder with {JSON_NAME} and the PNG images)")
-        return self.data_root
+    root_holds = f"the folder with {JSON_NAME} and the PNG images"
 
     def _splits(self) -> dict[str, str]:
         path = self.root() / MASTER

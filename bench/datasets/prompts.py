@@ -1,9 +1,10 @@
 """Phrases of pathology-only datasets: a prompt template over the finding's name, a dataset option.
 
 Datasets that name a finding but carry no sentence (CheXlocalize, RSNA Pneumonia, SIIM-ACR,
-ChestX-Det) make each sample's phrase from `-O prompt="..."`, a template with one `{finding}`
-field, as the zero-shot grounding papers prompt a model with a class name ("Findings suggesting
-{finding}"). The default of every such dataset is "{finding}": the finding's readable name alone.
+ChestX-Det: the `PathologyDataset`s of `public_dataset.py`) make each sample's phrase from
+`-O prompt="..."`, a template with one `{finding}` field, as the zero-shot grounding papers prompt
+a model with a class name ("Findings suggesting {finding}"). The default of every such dataset is
+"{finding}": the finding's readable name alone.
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ import pandas as pd
 from ..core.errors import BenchError
 from ..core.params import Param
 from ..core.samples import Box, Sample
-from .base import Dataset
 from .paths import index_files
-from .prompts import check_prompt, phrase, prompt_param
+from .public_dataset import PathologyDataset
 from .tables import read_csv, require_columns
 
 CSV_NAMES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
@@ -35,27 +34,17 @@ RELEASE_SIZE = (1024, 1024)
 CATEGORY = "pneumonia"
 
 
-class RsnaPneumoniaDataset(Dataset):
+class RsnaPneumoniaDataset(PathologyDataset):
     """One sample per patient with boxes: the union of its boxes."""
 
     name = "rsna-pneumonia"
     description = ("RSNA Pneumonia Detection boxes (stage_2_train_labels.csv + DICOM images under --data-root)")
     options_schema = {
-        "prompt": prompt_param(),
         "csv": Param(str, help="path of the labels CSV (default: stage_2_train_labels.csv, else "
                                "stage_1_train_labels.csv, in the data root)"),
     }
     path_options = frozenset({"csv"})
-
-    def __init__(self, data_root: Path | None = None, options=None) -> None:
-        super().__init__(data_root, options)
-        self.prompt = check_prompt(self.name, self.settings["prompt"])
-
-    def root(self) -> Path:
-        if self.data_root is None:
-            raise BenchError(f"{self.name} needs --data-root (the folder with {CSV_NAMES[0]} and "
-                             f"{IMAGE_FOLDERS[0]}/)")
-        return self.data_root
+    root_holds = f"the folder with {CSV_NAMES[0]} and {IMAGE_FOLDERS[0]}/"
 
     def csv_path(self) -> Path:
         if self.options.get("csv"):
@@ -94,7 +83,7 @@ class RsnaPneumoniaDataset(Dataset):
         root = self.root()
         files: dict[str, Path] | None = None  # every DICOM below the root, indexed only when one is elsewhere
         width, height = RELEASE_SIZE
-        text = phrase(self.prompt, CATEGORY)
+        text = self.phrase(CATEGORY)
         out = []
         for pid, boxes in groups.items():
             name = f"{pid}.dcm"

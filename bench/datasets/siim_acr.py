@@ -26,9 +26,8 @@ from ..core.ground_truth import MaskSource
 from ..core.params import Param
 from ..core.samples import Sample
 from . import mask_formats
-from .base import Dataset
 from .paths import index_files
-from .prompts import check_prompt, phrase, prompt_param
+from .public_dataset import PathologyDataset
 from .tables import read_csv, require_columns
 
 CSV_NAMES = ("stage_2_train.csv", "train-rle.csv")
@@ -36,14 +35,13 @@ RELEASE_SIZE = (1024, 1024)
 CATEGORY = "pneumothorax"
 
 
-class SiimAcrDataset(Dataset):
+class SiimAcrDataset(PathologyDataset):
     """One sample per image with a pneumothorax: the union of its instances' masks."""
 
     name = "siim-acr-pneumothorax"
     description = ("SIIM-ACR Pneumothorax masks (stage_2_train.csv or train-rle.csv run-length CSV + DICOM images "
                    "under --data-root)")
     options_schema = {
-        "prompt": prompt_param(),
         "negatives": Param(str, "drop", choices=("drop", "keep"),
                            help="'drop' (default): only images with a pneumothorax; 'keep': also the others, "
                                 "with an empty mask"),
@@ -51,15 +49,7 @@ class SiimAcrDataset(Dataset):
                                "in the data root)"),
     }
     path_options = frozenset({"csv"})
-
-    def __init__(self, data_root: Path | None = None, options=None) -> None:
-        super().__init__(data_root, options)
-        self.prompt = check_prompt(self.name, self.settings["prompt"])
-
-    def root(self) -> Path:
-        if self.data_root is None:
-            raise BenchError(f"{self.name} needs --data-root (the folder with {CSV_NAMES[0]} and the DICOM images)")
-        return self.data_root
+    root_holds = f"the folder with {CSV_NAMES[0]} and the DICOM images"
 
     def csv_path(self) -> Path:
         if self.options.get("csv"):
@@ -96,7 +86,7 @@ class SiimAcrDataset(Dataset):
         root = self.root()
         files = index_files(root, (".dcm",))
         out = []
-        text = phrase(self.prompt, CATEGORY)
+        text = self.phrase(CATEGORY)
         for image, instances in runs.items():
             if not instances and self.settings["negatives"] == "drop":
                 continue

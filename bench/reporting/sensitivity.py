@@ -11,7 +11,9 @@ protocol with the same fingerprint is used as it is.
 
 Within each protocol the methods are compared on their common samples (the protocols differ in
 sample units, splits and dropped samples), per pathology and per aggregate group, and ranked on
-one aggregate group (higher is better, except for `distance`).
+one aggregate group (higher is better, except for `distance`). Each protocol brings its own
+metrics: a metric is shown for the protocols that have it and ranked within each of them; the
+others show "-" in its tables and have no rows for it in the long table.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..running.runner import (
     versions,
 )
 from .compare import LoadedRun, _labels, load_run
+from .report import headline_metrics
 
 CACHE = "rescored"
 KEY_FILE = "source.json"
@@ -226,13 +229,20 @@ def parse_protocols(text: str) -> list[Protocol]:
     return [load_protocol(n) for n in names]
 
 
+#: the headline metrics of the built-in protocols, in the order their tables are shown
+WANTED = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game", "acc@0.5", "top1_iou_best", "ap@0.5", "pooled_iou")
+
+
+def protocol_metrics(protocol: Protocol) -> list[str]:
+    """A protocol's own headline metrics: those of `WANTED` it reports, else its first metric columns
+    (`seg_iou` and `hit_rate` of chexlocalize2022)."""
+    return [m for m in WANTED if m in protocol.columns] or headline_metrics(protocol.columns)
+
+
 def default_metrics(protocols: Sequence[Protocol]) -> list[str]:
-    """The headline metrics that at least one of the protocols reports."""
-    wanted = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game", "acc@0.5", "top1_iou_best", "ap@0.5",
-              "pooled_iou")
-    return [m for m in wanted if any(m in p.columns for p in protocols)]
-
-
+    """Every protocol's own headline metrics: those of `WANTED` first, in its order, then the others by protocol."""
+    own = [m for p in protocols for m in protocol_metrics(p)]
+    return [m for m in WANTED if m in own] + [m for m in dict.fromkeys(own) if m not in WANTED]
 
 
 def _common(tables: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
@@ -286,43 +296,65 @@ def sensitivity(roots: Sequence[Path], protocols: Sequence[Protocol], metrics: S
     long = pd.concat(parts, ignore_index=True)
     order = {m: i for i, m in enumerate(metrics)}
     long = long.sort_values("metric", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
-    long["rank"] = pd.NA
+    long["rank"] = pd.Series(pd.NA, index=long.index, dtype="Int64")
     ranked = long["group"] == rank_group
     for metric, part in long[ranked].groupby("metric"):
+        # among the runs with a value: a mean over no defined sample (NaN) has no rank
         long.loc[part.index, "rank"] = (part.groupby("protocol")["mean"]
-                                        .rank(method="min", ascending=metric in LOWER_IS_BETTER).astype(int))
+                                        .rank(method="min", ascending=metric in LOWER_IS_BETTER).astype("Int64"))
     return long[COLUMNS], rescored
 
 
-def rank_table(long: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Ranks of each run (rows) under each protocol (columns) for one metric, and the largest move."""
-    part = long[(long["metric"] == metric) & long["rank"].notna()]
-    wide = part.pivot(index="run", columns="protocol", values="rank")
-    wide = wide[list(dict.fromkeys(part["protocol"]))].loc[list(dict.fromkeys(part["run"]))]
+def rank_table(long: pd.DataFrame, metric: str, protocols: Sequence[str] = ()) -> pd.DataFrame:
+    """Ranks of each run (rows) under each protocol (columns) for one metric, and the largest move.
+
+    `protocols` adds a column (all NA) for each listed protocol without the metric; a move is taken
+    over the ranks a run has.
+    """
+    rows = long[long["metric"] == metric]
+    part = rows[rows["rank"].notna()]
+    wide = part.pivot(index="run", columns="protocol", values="rank").astype("Int64")
+    columns = list(dict.fromkeys([*protocols, *rows["protocol"]]))
+    wide = wide.reindex(index=list(dict.fromkeys(rows["run"])), columns=columns)
     wide["moves"] = wide.max(axis=1) - wide.min(axis=1)
     return wide
 
 
+def _cell(value: object) -> str:
+    """A rank as a table shows it: '-' where there is none."""
+    return "-" if pd.isna(value) else str(int(value))
+
+
 def print_report(long: pd.DataFrame, rescored: Sequence[Rescored], rank_group: str) -> None:
     """Per metric: each method's per-pathology and aggregate means under each protocol, with its
-    rank; then how each method's rank moves between the protocols."""
+    rank ("-" rows for the protocols without the metric); then, when two or more protocols have it,
+    how each method's rank moves between them."""
     from .report import print_table
 
     aggregates = ("macro", "micro", "weighted")
+    protocols = list(dict.fromkeys(r.protocol.name for r in rescored))
+    runs = list(dict.fromkeys(r.label for r in rescored))
     for metric in dict.fromkeys(long["metric"]):
         part = long[long["metric"] == metric]
         cats = [g for g in dict.fromkeys(part["group"]) if g not in aggregates]
         aggs = [g for g in aggregates if g in set(part["group"])]
+        blocks = {key: block.set_index("group") for key, block in part.groupby(["protocol", "run"], sort=False)}
+        lacking = [p for p in protocols if p not in set(part["protocol"])]
         rows = []
-        for (protocol, run), block in part.groupby(["protocol", "run"], sort=False):
-            values = block.set_index("group")
-            cells = [f"{values.at[g, 'mean']:.3f}" if g in values.index else "-" for g in cats + aggs]
-            rows.append([protocol, run, *cells, str(int(values.at[rank_group, "rank"]))])
-        print_table(f"{metric}: per pathology and aggregate, rank on {rank_group}",
+        for protocol in protocols:
+            for run in runs:
+                values = blocks.get((protocol, run))
+                if values is None:
+                    rows.append([protocol, run, *["-"] * (len(cats) + len(aggs) + 1)])
+                    continue
+                cells = [f"{values.at[g, 'mean']:.3f}" if g in values.index else "-" for g in cats + aggs]
+                rows.append([protocol, run, *cells, _cell(values.at[rank_group, "rank"])])
+        note = f" ('-': not a metric of {', '.join(lacking)})" if lacking else ""
+        print_table(f"{metric}: per pathology and aggregate, rank on {rank_group}{note}",
                     ["protocol", "method", *cats, *aggs, "rank"], rows)
-        ranks = rank_table(long, metric)
-        if ranks.shape[1] > 2:
-            rows = [[run, *(str(int(v)) for v in ranks.loc[run])] for run in ranks.index]
+        ranks = rank_table(long, metric, protocols)
+        if len(protocols) - len(lacking) > 1:
+            rows = [[run, *(_cell(v) for v in ranks.loc[run])] for run in ranks.index]
             print_table(f"{metric}: rank under each protocol", ["method", *ranks.columns], rows)
     fresh = [r for r in rescored if not r.cached]
     skipped = [r for r in rescored if r.skipped]
@@ -348,4 +380,4 @@ def compare_protocols(roots: Sequence[Path], protocols: str, metrics: Sequence[s
 
 
 __all__ = ["CACHE", "Rescored", "compare_protocols", "default_cache", "default_metrics", "parse_protocols",
-           "print_report", "rank_table", "rescore", "rescored_folder", "sensitivity"]
+           "print_report", "protocol_metrics", "rank_table", "rescore", "rescored_folder", "sensitivity"]
