@@ -130,7 +130,7 @@ def _published_imports() -> tuple[float, list[str]]:
     present, missing = [], []
     for name in PUBLISHED_IMPORTS:
         (present if importlib.util.find_spec(name.split(".")[0]) is not None else missing).append(name)
-    return _fresh("; ".join(f"import {name}" for name in present)), missing
+    return (_fresh("; ".join(f"import {name}" for name in present)) if present else 0.0), missing
 
 
 def _published_data(rundir, chosen: list, folder: Path) -> None:
