@@ -208,7 +208,7 @@ def _report(result, title: str) -> None:
     protocol = Protocol.from_dict(result.record["protocol"])
     if result.record.get("random_weights"):
         title += " [random weights]"
-    print_summary(title, result.summary, protocol.columns)
+    print_summary(title, result.summary_data, protocol.columns)
     for note in result.record.get("dataset_notes", []):
         typer.echo(f"note: {note}", err=True)
     unscored = result.record.get("unscored_files") or {}

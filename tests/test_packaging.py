@@ -96,7 +96,8 @@ def test_scoring_runs_on_the_light_core(tmp_path: Path) -> None:
     assert r.stderr.strip().splitlines() == [
         "error: backend 'biovil' needs torch, which the light install leaves out; install the models extra: "
         "pip install 'cxr-grounding-bench[models]'"]
-    # so does a paper protocol that resizes the boxes with PyTorch's own interpolation
-    r = _light(tmp_path, "score", "--heatmaps", tmp_path / "a", *small, "--protocol", "nutzel2025",
-               "--out", tmp_path / "n")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "[models]" in r.stderr, r.stderr
+    # a paper protocol's box resize comes from the interpolation weights: it scores on the light core too
+    r = _light(tmp_path, "score", "--heatmaps", tmp_path / "a", *small, "--protocol", "nutzel2025", "--skip-bad",
+               "--out", tmp_path / "n")  # its sample set holds the train split, which has no maps
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "n" / "run.json").read_text())["n_samples"] == 8

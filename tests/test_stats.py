@@ -118,7 +118,8 @@ def test_nan_route_equals_plain_route_without_nan() -> None:
                       ["p", "q", "r"], ("macro", "micro", "weighted"), resamples=700, seed=4)
     res = Resampler.draw(cats.tolist(), 700, 4)
     sizes = np.array([len(res.index[c]) for c in res.categories])
-    present = _summarise_present(res, values, ["p", "q", "r"], ("macro", "micro", "weighted"), sizes, 0.95)
+    present = pd.DataFrame(_summarise_present(res, values, ["p", "q", "r"], ("macro", "micro", "weighted"), sizes,
+                                              0.95), columns=plain.columns)
     pd.testing.assert_frame_equal(plain, present, check_exact=False, rtol=0, atol=1e-12)
 
 

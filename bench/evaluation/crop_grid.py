@@ -22,7 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.errors import BenchError
 from ..core.geometry import Box, Geometry, box_ranges
+from ..core.optional import missing_model_package, models_message
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,99 @@ def model_crop(geometry: Geometry, resize: int) -> int | None:
     return None
 
 
+def bilinear_axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's bilinear (align_corners=False, no antialias) source indices and weights of one axis, in float32."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    real = np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                      np.float32(0))
+    i0 = real.astype(np.int64)
+    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
+    l1 = np.clip(real - i0.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float64)
+    return i0, i1, 1.0 - l1, l1
+
+
+def _exact_axis_mask(inside: np.ndarray, resized: int, out: np.ndarray, antialias: bool) -> np.ndarray:
+    """Which output pixels `out` have a positive weight on a True source pixel, in exact integer arithmetic.
+
+    Output pixel i is centred at c = n (2i + 1) / (2 resized) source pixels (n source pixels). Without
+    antialias it blends source pixels floor(c - 1/2) and the next (weight 0 on the next when c - 1/2
+    is whole; sources clamped to the axis); with antialias (PyTorch's triangle filter of support
+    max(n / resized, 1)) every source pixel p with |p + 1/2 - c| below the support.
+    """
+    n = inside.size
+    num = n * (2 * out + 1) - resized  # 2 resized (c - 1/2)
+    if antialias:
+        true = np.flatnonzero(inside)
+        if true.size == 0:
+            return np.zeros(out.size, dtype=bool)
+        support2 = 2 * max(n, resized)  # 2 resized times the support
+        lo = (2 * true[0] + 1) * resized - (num + resized)  # 2 resized (p + 1/2 - c) at the first True pixel
+        hi = (2 * true[-1] + 1) * resized - (num + resized)
+        if true.size != true[-1] - true[0] + 1:
+            raise ValueError("a run of True pixels was expected")
+        dist = np.where(lo > 0, lo, np.where(hi < 0, -hi, 0))
+        return dist < support2
+    clamped = num <= 0
+    i0 = np.where(clamped, 0, num // (2 * resized))
+    moved = ~clamped & (num % (2 * resized) > 0)
+    i0 = np.minimum(i0, n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    return inside[i0] | (moved & inside[i1])
+
+
+def _float32_axis_mask(inside: np.ndarray, resized: int, out: np.ndarray, antialias: bool) -> np.ndarray:
+    """The same pixels with PyTorch's float32 arithmetic (scale n / resized rounded to float32 first)."""
+    n = inside.size
+    if not antialias:
+        i0, i1, w0, w1 = (a[out] for a in bilinear_axis(resized, n))
+        return (inside[i0] & (w0 > 0)) | (inside[i1] & (w1 > 0))
+    true = np.flatnonzero(inside)
+    if true.size == 0:
+        return np.zeros(out.size, dtype=bool)
+    scale = np.float32(n) / np.float32(resized)
+    inv = np.float32(1) / scale if scale >= 1 else np.float32(1)
+    centre = scale * (out.astype(np.float32) + np.float32(0.5))
+    nearest = np.clip(np.floor(centre).astype(np.int64), true[0], true[-1]).astype(np.float32)
+    x = ((nearest - centre) + np.float32(0.5)) * inv
+    return np.abs(x) < 1
+
+
+def _axis_mask_weights(inside: np.ndarray, resized: int, offset: int, size: int, antialias: bool) -> np.ndarray | None:
+    """`_axis_mask` for a run of True pixels without PyTorch: which output pixels get a positive weight.
+
+    Computed twice, exactly and in PyTorch's float32 arithmetic; None (ask PyTorch) where the two differ.
+    """
+    out = np.arange(offset, offset + size)
+    exact = _exact_axis_mask(inside, resized, out, antialias)
+    if not np.array_equal(exact, _float32_axis_mask(inside, resized, out, antialias)):
+        return None
+    return exact
+
+
 def _axis_mask(inside: np.ndarray, resized: int, offset: int, size: int, antialias: bool) -> np.ndarray:
     """One axis of a boolean mask through bilinear resize + crop, any non-zero value counting as True.
 
     Bilinear weights are non-negative and separable, so a pixel of the resized union of boxes is
-    non-zero exactly when its row and column are non-zero for one box; the 1-D profile is computed
-    by PyTorch itself (on a 2-wide strip: PyTorch's antialiased kernel returns zeros for 1-wide input).
+    non-zero exactly when its row and column are non-zero for one box. The 1-D profile comes from the
+    weights (`_axis_mask_weights`), or, where a weight is too close to call, from PyTorch itself (on a
+    2-wide strip: PyTorch's antialiased kernel returns zeros for 1-wide input).
     """
-    import torch
-    import torch.nn.functional as F
+    fast = _axis_mask_weights(inside, resized, offset, size, antialias)
+    if fast is not None:
+        return fast
+    return _axis_mask_torch(inside, resized, offset, size, antialias)
+
+
+def _axis_mask_torch(inside: np.ndarray, resized: int, offset: int, size: int, antialias: bool) -> np.ndarray:
+    """`_axis_mask` computed by PyTorch's interpolation; one line naming the `models` extra without PyTorch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError as exc:
+        if missing_model_package(exc) is None:
+            raise
+        raise BenchError(models_message("torch", "the GT resize of a box edge that float32 leaves too close to call "
+                                        "(the published PyTorch resize decides it)")) from None
 
     strip = torch.from_numpy(np.repeat(inside.astype(np.float32)[:, None], 2, axis=1))[None, None]
     out = F.interpolate(strip, size=(resized, 2), mode="bilinear", align_corners=False, antialias=antialias)

@@ -28,14 +28,16 @@ percentage decrease), `micro` the mean over every drawn value.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..core.samples import Sample
 from .protocols import Protocol
 from .stats import SUMMARY_COLUMNS, summarise
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IMAGE_COLUMN = "image_id"
 #: the groups this bootstrap summarises (the category-size weighting of Nützel et al. is not defined for it)
@@ -74,6 +76,8 @@ class ImageTable:
     """Per-image sums and counts of every (category, metric) of a samples table, images sorted by id."""
 
     def __init__(self, table: pd.DataFrame, metrics: Sequence[str]) -> None:
+        import pandas as pd
+
         key = table[IMAGE_COLUMN] if IMAGE_COLUMN in table.columns else table["sample_id"]
         key = key.astype(str)
         self.images = sorted(set(key))
@@ -135,6 +139,8 @@ def summarise_images(table: pd.DataFrame, metrics: Sequence[str], groups: Sequen
     """Long-form summary as `stats.summarise` gives it (group, metric, mean, ci_low, ci_high, n), by
     CheXlocalize's rules: `mean` is the mean of the resampled means, the bounds by its index rule, `n` the
     samples with a value."""
+    import pandas as pd
+
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     images, boot, counts = resampled_groups(table, metrics, groups, resamples, seed)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..core.errors import BenchError
 from ..core.geometry import Box, Geometry, box_ranges
-from .crop_grid import centre_offset, model_crop, resized_size
+from .crop_grid import bilinear_axis, centre_offset, model_crop, resized_size
 
 #: a stated crop meaning "the model sees the whole image, resized only"
 WHOLE_IMAGE = 0
@@ -150,17 +150,6 @@ def surviving_boxes_mask(boxes: Sequence[Box], geometry: Geometry, resize: int =
     return [v - 1 for v in range(1, len(boxes) + 1) if 5 * v in present]
 
 
-def _axis(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """PyTorch's bilinear (align_corners=False) source indices and weights of one axis, in float32."""
-    scale = np.float32(in_size) / np.float32(out_size)
-    real = np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
-                      np.float32(0))
-    i0 = real.astype(np.int64)
-    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
-    l1 = np.clip(real - i0.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float64)
-    return i0, i1, 1.0 - l1, l1
-
-
 class _Undecided(Exception):
     pass
 
@@ -224,7 +213,7 @@ def surviving_boxes(boxes: Sequence[Box], geometry: Geometry, resize: int = 512,
         out_cols = np.arange(left, min(left + crop, rw))
     else:
         out_rows, out_cols = np.arange(rh), np.arange(rw)
-    row_axis, col_axis = _axis(rh, g.image_height), _axis(rw, g.image_width)
+    row_axis, col_axis = bilinear_axis(rh, g.image_height), bilinear_axis(rw, g.image_width)
     near = [_values_near(u, ranges, row_axis, col_axis, out_rows, out_cols) for u in range(len(ranges))]
     try:
         present = _present_labels(np.concatenate(near) if near else np.zeros(0), len(ranges))

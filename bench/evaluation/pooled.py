@@ -10,10 +10,9 @@ category, the same draws), pooling each resample again. `n` is the number of sam
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .box_metrics import POOLED_COUNTS
 from .stats import (
@@ -26,12 +25,17 @@ from .stats import (
     canonical_order,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 METRIC = "pooled_iou"
 
 
 def pooled_summary(table: pd.DataFrame, groups: Sequence[str], resamples: int, level: float,
                    seed: int) -> pd.DataFrame:
     """The summary rows of `pooled_iou` (columns of summary.csv) from the samples' pixel counts."""
+    import pandas as pd
+
     table = canonical_order(table)
     inter = table[[POOLED_COUNTS[0]]].to_numpy(np.float64)
     union = table[[POOLED_COUNTS[1]]].to_numpy(np.float64)
@@ -69,6 +73,8 @@ def with_pooled(summary: pd.DataFrame, table: pd.DataFrame, metrics: Sequence[st
 
 def pooled_means(table: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     """Observed pooled IoU per category and group, without resampling (columns group, metric, mean, n)."""
+    import pandas as pd
+
     names = sorted(set(table["category"]))
     sums = table.groupby("category")[list(POOLED_COUNTS)].sum().loc[names].to_numpy(np.float64)
     sizes = table.groupby("category").size().loc[names].to_numpy()

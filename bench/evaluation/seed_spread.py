@@ -15,13 +15,15 @@ whole sample (`on_empty_mask = "zero"`).
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .protocols import MASK_METRICS, Protocol
 from .stats import group_means
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: spreads below this are summation-order rounding of equal values, not seed noise
 ROUNDING = 1e-12
@@ -54,6 +56,8 @@ def seed_columns(protocol: Protocol) -> list[str]:
 
 def spread(table: pd.DataFrame, protocol: Protocol, groups: Sequence[str]) -> pd.DataFrame:
     """(group, metric, seed_spread): max minus min over the seeds of each group mean; empty without extra seeds."""
+    import pandas as pd
+
     seeds = extra_seeds(protocol)
     metrics = seed_dependent(protocol)
     if not seeds or table.empty:

@@ -19,14 +19,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUMMARY_COLUMNS = ["group", "metric", "mean", "ci_low", "ci_high", "n"]
 #: fewest samples of a category for a bootstrap interval
 MIN_FOR_CI = 2
+
+
+def canonical_positions(sample_ids: Sequence) -> list[int]:
+    """Row positions in sample-id order (stable, ids compared as text): `canonical_order` on plain columns."""
+    keys = [str(s) for s in sample_ids]
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
 def canonical_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -141,11 +149,22 @@ def summarise(
     then the requested aggregate groups (`macro`, `micro`, `weighted`); `weighted_nan` as in
     `_group_from_sums`.
     """
+    import pandas as pd
+
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     table = canonical_order(table)
     values = table[list(metrics)].to_numpy(dtype=np.float64)
-    res = Resampler.draw(table["category"].tolist(), resamples, seed)
+    rows = summary_rows(table["category"].tolist(), values, metrics, groups, resamples, level, seed, weighted_nan)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def summary_rows(categories: Sequence[str], values: np.ndarray, metrics: Sequence[str],
+                 groups: Sequence[str] = ("macro", "micro"), resamples: int = 10_000, level: float = 0.95,
+                 seed: int = 0, weighted_nan: str = "skip") -> list[tuple]:
+    """`summarise` on plain columns: the rows (SUMMARY_COLUMNS) of the samples' categories and their (n, M)
+    metric values (NaN where undefined), both already in sample-id order (`canonical_positions`)."""
+    res = Resampler.draw(list(categories), resamples, seed)
     sizes = np.array([len(res.index[c]) for c in res.categories])
     if np.isnan(values).any():
         return _summarise_present(res, values, metrics, groups, sizes, level, weighted_nan)
@@ -165,11 +184,11 @@ def summarise(
             lo, hi = np.full_like(lo, np.nan), np.full_like(hi, np.nan)
         for mi, m in enumerate(metrics):
             rows.append((group, m, obs[mi], lo[mi], hi[mi], int(sizes.sum())))
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return rows
 
 
 def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str], groups: Sequence[str],
-                       sizes: np.ndarray, level: float, weighted_nan: str = "skip") -> pd.DataFrame:
+                       sizes: np.ndarray, level: float, weighted_nan: str = "skip") -> list[tuple]:
     """`summarise` for tables with NaN: means over present values; `n` counts them."""
     obs_sum, obs_count, boot_sum, boot_count = res.category_sums(values)
     observed = _divide(obs_sum, obs_count)
@@ -186,7 +205,7 @@ def _summarise_present(res: Resampler, values: np.ndarray, metrics: Sequence[str
         lo, hi = np.where(few.any(axis=0), np.nan, lo), np.where(few.any(axis=0), np.nan, hi)
         for mi, m in enumerate(metrics):
             rows.append((group, m, obs[mi], lo[mi], hi[mi], int(obs_count[:, mi].sum())))
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return rows
 
 
 def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[str] = ("macro", "micro"),
@@ -196,6 +215,8 @@ def group_means(table: pd.DataFrame, metrics: Sequence[str], groups: Sequence[st
     The same groups as `summarise` (every category, then `macro`, `micro`, `weighted`), for
     tables that only need the point values.
     """
+    import pandas as pd
+
     if table.empty:
         return pd.DataFrame(columns=["group", "metric", "mean", "n"])
     names = sorted(set(table["category"]))

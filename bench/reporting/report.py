@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..core.rows import Rows
 
 #: `miou_fgbg` is the "mIoU" of Nützel et al. and Dombrowski et al.: a different metric, shown under its own name
 HEADLINE = ("miou", "miou_fgbg", "cnr", "auc_roc", "pointing_game")
@@ -34,15 +38,18 @@ def format_p(p: float) -> str:
     return f" p={p:.4f}" if np.isfinite(p) else ""
 
 
-def summary_rows(summary: pd.DataFrame, metrics: Sequence[str]) -> list[list[str]]:
+def summary_rows(summary: Rows | pd.DataFrame, metrics: Sequence[str]) -> list[list[str]]:
     """One row per category, then the aggregate groups: group, n, then 'mean [low, high]' per metric."""
+    by_group: dict[str, dict[str, dict]] = {}
+    for record in summary.to_dict("records"):
+        by_group.setdefault(record["group"], {})[record["metric"]] = record
+    cats = [g for g in by_group if g not in ("macro", "micro", "weighted")]
+    aggs = [g for g in ("macro", "micro", "weighted") if g in by_group]
     rows = []
-    cats = [g for g in dict.fromkeys(summary["group"]) if g not in ("macro", "micro", "weighted")]
-    aggs = [g for g in ("macro", "micro", "weighted") if g in set(summary["group"])]
     for group in cats + aggs:
-        part = summary[summary["group"] == group].set_index("metric")
-        rows.append([group, str(int(part["n"].max()))] +
-                    [format_ci(part.at[m, "mean"], part.at[m, "ci_low"], part.at[m, "ci_high"]) for m in metrics])
+        part = by_group[group]
+        rows.append([group, str(int(max(r["n"] for r in part.values())))] +
+                    [format_ci(part[m]["mean"], part[m]["ci_low"], part[m]["ci_high"]) for m in metrics])
     return rows
 
 
@@ -74,7 +81,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
     Console(width=_terminal_width() or max(wide, len(title))).print(table)
 
 
-def print_summary(title: str, summary: pd.DataFrame, columns: Sequence[str]) -> None:
+def print_summary(title: str, summary: Rows | pd.DataFrame, columns: Sequence[str]) -> None:
     metrics = headline_metrics(columns)
     rows = summary_rows(summary, metrics)
     n_cats = sum(1 for r in rows if r[0] not in ("macro", "micro", "weighted"))

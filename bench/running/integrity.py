@@ -20,11 +20,12 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from ..core.errors import BenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FIELD = "digests"
 SAMPLES = "samples.csv"

@@ -7,14 +7,16 @@ import json
 import re
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from ..core import atomic
 from ..core.errors import BenchError
+from ..core.rows import FLOAT_FORMAT, Rows
 from .integrity import check_unique_rows
 from .lock import is_lock_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -150,11 +152,15 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def write_table(self, path: Path, table: pd.DataFrame) -> None:
-        atomic.write_text(path, table.to_csv(index=False, float_format="%.10g"))
+    def write_table(self, path: Path, table: Rows | pd.DataFrame) -> None:
+        """A table as CSV, atomically: `Rows` write the same text pandas writes for them."""
+        text = table.to_csv() if isinstance(table, Rows) else table.to_csv(index=False, float_format=FLOAT_FORMAT)
+        atomic.write_text(path, text)
 
     def read_samples(self, unique: bool = True) -> pd.DataFrame:
         """samples.csv; a repeated sample id is a BenchError (`unique=False` leaves that to the caller)."""
+        import pandas as pd
+
         if not self.samples_csv.is_file():
             raise BenchError(f"{self.root} has no samples.csv (not a finished run)")
         try:

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from ..core.devices import check_device
@@ -27,13 +26,16 @@ from ..core.fingerprint import dataset_fingerprint
 from ..core.heatmap import Heatmap, read_original_map
 from ..core.params import schema_of
 from ..core.predictions import BoxPrediction, validate_prediction
+from ..core.rows import Rows, as_frame
 from ..core.samples import Sample, validate_sample
 from ..datasets import get_dataset
 from ..datasets.base import Dataset
 from ..datasets.file_dataset import dataset_label, is_dataset_file
+from ..evaluation.box_metrics import POOLED_COUNTS
 from ..evaluation.box_scoring import score_prediction
 from ..evaluation.gt_kinds import refused_samples
 from ..evaluation.image_bootstrap import IMAGE_COLUMN, image_id, protocol_summary
+from ..evaluation.pooled import METRIC as POOLED_METRIC
 from ..evaluation.pooled import with_pooled
 from ..evaluation.protocols import Protocol, load_protocol, protocol_spec_file
 from ..evaluation.scoring import (
@@ -44,6 +46,7 @@ from ..evaluation.scoring import (
     select_samples,
 )
 from ..evaluation.seed_spread import seed_columns, spread
+from ..evaluation.stats import SUMMARY_COLUMNS, canonical_positions, summary_rows
 from ..evaluation.subset import limit_subset
 from ..methods import RunContext, backend_class, method_backend
 from ..methods.specs import apply_overrides, load_method_spec, method_spec_file
@@ -54,6 +57,9 @@ from .model_crop import crop_record, source_crop, spec_crop
 from .progress import progress_bar
 from .provenance import run_header
 from .rundir import RunDir, file_name, record_backend
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -82,10 +88,20 @@ class RunRequest:
 
 @dataclass
 class RunResult:
+    """A finished run: its folder, its two tables as written (`Rows`, or DataFrames) and run.json."""
+
     root: Path
-    samples: pd.DataFrame
-    summary: pd.DataFrame
+    samples_data: Rows | pd.DataFrame
+    summary_data: Rows | pd.DataFrame
     record: dict
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return as_frame(self.samples_data)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return as_frame(self.summary_data)
 
 
 @dataclass
@@ -105,9 +121,8 @@ def default_out(dataset: str, method: str, protocol: str) -> Path:
 
 def versions() -> dict[str, str]:
     """Versions of the harness and of the numeric packages that touched the numbers."""
-    out = {"cxr-grounding-bench": __version__, "python": platform.python_version(), "numpy": np.__version__,
-           "pandas": pd.__version__}
-    for dist in ("torch", "diffusers", "transformers", "hi-ml-multimodal", "monai", "scipy", "scikit-learn"):
+    out = {"cxr-grounding-bench": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("pandas", "torch", "diffusers", "transformers", "hi-ml-multimodal", "monai", "scipy", "scikit-learn"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -329,6 +344,17 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
               backend: str | None = None, logs: Sequence[Path] = (),
               write_log: Path | None = None, excluded: set[str] | None = None,
               model_crop: int | None = None) -> tuple[pd.DataFrame, float]:
+    """`score_rows` with the samples table as a DataFrame."""
+    table, seconds = score_rows(samples, protocol, rundir, load, skip_bad, skipped, backend, logs, write_log, excluded,
+                                model_crop)
+    return table.to_frame(), seconds
+
+
+def score_rows(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
+               load: Callable[[Sample], Heatmap | BoxPrediction], skip_bad: bool, skipped: dict[str, str],
+               backend: str | None = None, logs: Sequence[Path] = (),
+               write_log: Path | None = None, excluded: set[str] | None = None,
+               model_crop: int | None = None) -> tuple[Rows, float]:
     """Per-sample metric rows (resuming from the score log); returns (samples table, seconds).
 
     `backend` selects the protocol's value policy for that method backend; samples the protocol
@@ -376,7 +402,7 @@ def score_all(samples: Sequence[Sample], protocol: Protocol, rundir: RunDir,
             advance(1)
     if pending:
         rundir.append_scores(pending, write_log)
-    return samples_table(rows, protocol), time.perf_counter() - start
+    return Rows.of_dicts(rows, sample_columns(protocol)), time.perf_counter() - start
 
 
 def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, scored_boxes: str) -> dict:
@@ -390,20 +416,51 @@ def sample_row(sample: Sample, scores: dict[str, float], protocol: Protocol, sco
     return row
 
 
-def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
-    """The samples table (samples.csv) of rows made by `sample_row`."""
+def sample_columns(protocol: Protocol) -> list[str]:
+    """The columns of the samples table (samples.csv), in order."""
     columns = ["sample_id", "category", "phrase", "split", "width", "height", "boxes", "scored_boxes",
                *protocol.columns, *seed_columns(protocol), *protocol.support_columns]
     if protocol.bootstrap == "images":  # the unit CheXlocalize's bootstrap resamples
         columns.append(IMAGE_COLUMN)
-    return pd.DataFrame(list(rows), columns=columns)
+    return columns
 
 
-def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+def samples_table(rows: Sequence[dict], protocol: Protocol) -> pd.DataFrame:
+    """The samples table (samples.csv) of rows made by `sample_row`."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=sample_columns(protocol))
+
+
+def _plain_summary(table: Rows, protocol: Protocol) -> bool:
+    """True when the summary is the stratified bootstrap of the metric columns alone: no image bootstrap,
+    no pooled IoU and no seed spread (those are computed on a DataFrame)."""
+    columns = set(table.columns)
+    seeds = seed_columns(protocol)
+    return (protocol.bootstrap != "images" and not (POOLED_METRIC in protocol.columns and set(POOLED_COUNTS) <= columns)
+            and not (seeds and set(seeds) <= columns))
+
+
+def summary_table(table: Rows | pd.DataFrame, protocol: Protocol) -> Rows | pd.DataFrame:
     """The summary (summary.csv) of a samples table: per category and aggregate group, with CIs, and
-    under `gmm_seeds` > 1 the across-seed spread of each GMM metric (`seed_spread`)."""
+    under `gmm_seeds` > 1 the across-seed spread of each GMM metric (`seed_spread`).
+
+    `Rows` give `Rows` where the summary needs no DataFrame (the same numbers `summarise` gives); a
+    DataFrame gives a DataFrame.
+    """
     if table.empty:
         raise BenchError("every sample was skipped; nothing to summarise")
+    if isinstance(table, Rows) and _plain_summary(table, protocol):
+        order = (canonical_positions(table.column("sample_id")) if "sample_id" in table.columns
+                 else list(range(len(table))))
+        metrics = [table.columns.index(m) for m in protocol.columns]
+        values = np.array([[np.nan if table.rows[i][j] is None else table.rows[i][j] for j in metrics] for i in order],
+                          dtype=np.float64).reshape(len(order), len(metrics))
+        categories = table.column("category")
+        return Rows(list(SUMMARY_COLUMNS), summary_rows([categories[i] for i in order], values, protocol.columns,
+                                                        protocol.groups, protocol.bootstrap_resamples,
+                                                        protocol.ci_level, protocol.seed, protocol.weighted_nan))
+    table = as_frame(table)
     summary = protocol_summary(table, protocol.columns, protocol)
     summary = with_pooled(summary, table, protocol.columns, protocol.groups, protocol.bootstrap_resamples,
                           protocol.ci_level, protocol.seed)
@@ -412,7 +469,7 @@ def summary_table(table: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
     return summary.merge(spread(table, protocol, protocol.groups), on=["group", "metric"], how="left")
 
 
-def finish(rundir: RunDir, table: pd.DataFrame, protocol: Protocol, record: dict,
+def finish(rundir: RunDir, table: Rows | pd.DataFrame, protocol: Protocol, record: dict,
            maps: HeatmapSet | None = None, boxes: HeatmapSet | None = None) -> RunResult:
     """Write samples.csv, summary.csv and run.json atomically (in that order: run.json last).
 
@@ -652,7 +709,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         t_maps = compute_heatmaps(method, dataset, chosen, rundir, req.skip_bad, skipped, batch_size)
         chosen = [s for s in chosen if s.sample_id not in skipped]
     crop = spec_crop(spec, protocol)
-    table, t_score = score_all(chosen, protocol, rundir, _run_loader(rundir, output),
+    table, t_score = score_rows(chosen, protocol, rundir, _run_loader(rundir, output),
                                req.skip_bad, skipped, spec["backend"], logs=logs, excluded=excluded, model_crop=crop)
     found = shards.merged_versions(merged)
     record.update({
@@ -667,7 +724,7 @@ def _run_whole_locked(req: RunRequest, t0: float, spec: dict, backend: type, pro
         record["shards"] = [{"shard": rec["shard"], "device": rec.get("device"), "host": rec.get("host"),
                              "n_samples": rec.get("n_samples"), "timings": rec.get("timings")} for rec in merged]
     if output == "boxes":  # a failed sample (no usable boxes) is scored as one without boxes, and listed
-        record["box_failures"] = box_files.failures(rundir.boxes, list(table["sample_id"]))
+        record["box_failures"] = box_files.failures(rundir.boxes, table.column("sample_id"))
         result = finish(rundir, table, protocol, record, None, box_files.box_set(rundir.boxes))
     else:
         result = finish(rundir, table, protocol, record, integrity.heatmap_set(rundir.heatmaps))
@@ -805,18 +862,19 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
         rundir.remove_stale_temporaries()
         backend = record_backend(source)
         excluded: set[str] = set()
-        table, t_score = score_all(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
-                                   backend, excluded=excluded, model_crop=crop)
+        table, t_score = score_rows(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,
+                                    backend, excluded=excluded, model_crop=crop)
         record = rescore_record(
             config, name, source, backend, dataset, dataset_name, protocol, protocol_name, limit, table, skipped,
             excluded, {"heatmaps": str(heatmaps.resolve())}, source_verified,
-            {"heatmap_grid": _grids(heatmaps, table["sample_id"]), "unscored_files": unscored},
+            {"heatmap_grid": _grids(heatmaps, table.column("sample_id")), "unscored_files": unscored},
             (t_score, t0), (crop, crop_from), chosen)
         return finish(rundir, table, protocol, record, maps)
 
 
 def rescore_record(config: dict, name: str | None, source: dict | None, backend: str | None, dataset: Dataset,
-                   dataset_name: str, protocol: Protocol, protocol_name: str, limit: int | None, table: pd.DataFrame,
+                   dataset_name: str, protocol: Protocol, protocol_name: str, limit: int | None,
+                   table: Rows | pd.DataFrame,
                    skipped: dict[str, str], excluded: set[str], scored: dict, source_verified: bool | None,
                    specific: dict, times: tuple[float, float], crop: tuple[int | None, str],
                    chosen: Sequence[Sample]) -> dict:

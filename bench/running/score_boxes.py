@@ -26,7 +26,7 @@ from .runner import (
     finish,
     rescore_record,
     run_protocol,
-    score_all,
+    score_rows,
     validate_all,
 )
 
@@ -104,11 +104,11 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
         backend = record_backend(source)
         excluded: set[str] = set()
         try:
-            table, t_score = score_all(chosen, protocol, rundir, loader, skip_bad, skipped, backend,
-                                       excluded=excluded, model_crop=crop)
+            table, t_score = score_rows(chosen, protocol, rundir, loader, skip_bad, skipped, backend,
+                                        excluded=excluded, model_crop=crop)
         except SampleError as exc:
             raise BenchError(str(exc)) from None
-        failures = [{"sample_id": sid, "reason": loader_failure} for sid in table["sample_id"]
+        failures = [{"sample_id": sid, "reason": loader_failure} for sid in table.column("sample_id")
                     if (loader_failure := _failure(loader, by_id.get(sid))) is not None]
         record = rescore_record(
             config, name, source, backend, dataset, dataset_name, protocol, protocol_name, limit, table, skipped,
