@@ -13,7 +13,7 @@ from ..core import atomic
 from ..core.errors import BenchError
 from ..core.rows import FLOAT_FORMAT, Rows
 from .integrity import check_unique_rows
-from .lock import is_lock_file
+from .lock import is_empty, is_lock_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,6 +113,19 @@ class RunDir:
         """True when the folder holds nothing but shard results (heatmaps/ or boxes/, and shards/)."""
         return (self.root / "shards").is_dir() and all(p.name in ("heatmaps", "boxes", "shards") or is_lock_file(p.name)
                                                     for p in self.root.iterdir())
+
+    def open_for(self, config: dict) -> None:
+        """Make the folder ready for a run of `config`: empty, or holding that run (which then resumes).
+
+        BenchError for a folder holding a different run, or files and no run; stale temporaries of
+        an interrupted write are removed. Call it under the folder's lock.
+        """
+        previous = self.read_run()
+        if previous is not None and previous.get("config") != config:
+            raise BenchError(f"--out {self.root} holds a different run; choose another --out")
+        if previous is None and not is_empty(self.root):
+            raise BenchError(f"--out {self.root} is not empty and holds no run; choose another --out")
+        self.remove_stale_temporaries()
 
     def read_run(self) -> dict | None:
         if not self.run_json.is_file():

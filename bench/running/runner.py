@@ -854,12 +854,7 @@ def score_folder(heatmaps: Path, dataset_name: str, protocol_name: str, out: Pat
     if protocol.drop_boxes != "none":
         config["model_crop"] = crop
     with locked(rundir.root):
-        previous = rundir.read_run()
-        if previous is not None and previous.get("config") != config:
-            raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
-        if previous is None and not is_empty(rundir.root):
-            raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
-        rundir.remove_stale_temporaries()
+        rundir.open_for(config)
         backend = record_backend(source)
         excluded: set[str] = set()
         table, t_score = score_rows(chosen, protocol, rundir, _user_heatmap_loader(heatmaps), skip_bad, skipped,

@@ -17,7 +17,7 @@ from ..core.predictions import BoxPrediction
 from ..core.samples import Sample
 from ..datasets import get_dataset
 from . import box_files, integrity
-from .lock import check_folder, is_empty, locked
+from .lock import check_folder, locked
 from .rundir import RunDir, record_backend
 from .runner import (
     RunResult,
@@ -95,12 +95,7 @@ def score_boxes(boxes: Path, dataset_name: str, protocol_name: str, out: Path, d
         config["model_crop"] = crop
     digest = box_files.box_set(scored)
     with locked(rundir.root):
-        previous = rundir.read_run()
-        if previous is not None and previous.get("config") != config:
-            raise BenchError(f"--out {rundir.root} holds a different run; choose another --out")
-        if previous is None and not is_empty(rundir.root):
-            raise BenchError(f"--out {rundir.root} is not empty and holds no run; choose another --out")
-        rundir.remove_stale_temporaries()
+        rundir.open_for(config)
         backend = record_backend(source)
         excluded: set[str] = set()
         try:
