@@ -34,6 +34,19 @@ def test_latex_escapes_and_keeps_booktabs_structure() -> None:
     assert md == "| method | miou |\n| --- | ---: |\n| a\\|b | 0.500 [0.400, 0.600] † |\n\nTable: cap\n"
 
 
+def test_an_undefined_mean_is_a_dash_in_terminal_latex_and_markdown() -> None:
+    """A metric no sample defines (a region metric on points-only GT) has a NaN mean: a dash, never 'nan [nan, nan]'."""
+    from bench.reporting.report import format_ci
+
+    nan = float("nan")
+    assert format_ci(nan, nan, nan) == "—"
+    assert format_ci(0.25, nan, nan) == "0.250 [no CI, n<2]"
+    assert format_ci(0.25, 0.1, 0.4) == "0.250 [0.100, 0.400]"
+    tex = render([("m", [Cell(nan, nan, nan)])], ["cnr"], "c", "latex")
+    assert r"m & --- \\" in tex
+    assert "| m | — |" in render([("m", [Cell(nan, nan, nan)])], ["cnr"], "c", "markdown")
+
+
 def _compile(tmp_path: Path, table: str) -> None:
     doc = tmp_path / "table.tex"
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + table +

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..core.errors import BenchError
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
-from .report import format_ci, headline_metrics
+from .report import UNDEFINED, format_ci, headline_metrics
 
 FORMATS = ("latex", "markdown")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -61,7 +61,7 @@ def _latex(rows, metrics, caption: str, label: str, table_label: str) -> str:
     def cell(c: Cell | None) -> str:
         if c is None:
             return "--"
-        text = c.text().replace("n<2", "$n<2$") + (r"$^\dagger$" if c.significant else "")
+        text = c.text().replace("n<2", "$n<2$").replace(UNDEFINED, "---") + (r"$^\dagger$" if c.significant else "")
         return rf"\textbf{{{text}}}" if c.best else text
 
     lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering",

@@ -26,8 +26,15 @@ def headline_metrics(columns: Sequence[str]) -> list[str]:
 NO_CI = "no CI, n<2"
 
 
+#: what a table shows for a mean no sample defines (a region metric on points-only ground truth)
+UNDEFINED = "—"
+
+
 def format_ci(mean: float, low: float, high: float) -> str:
-    """'mean [low, high]'; where a category has fewer than two samples there are no bounds to show."""
+    """'mean [low, high]'; where a category has fewer than two samples there are no bounds to show, and where
+    no sample has a value (the mean is NaN) a dash alone."""
+    if np.isnan(mean):
+        return UNDEFINED
     if np.isfinite(mean) and not (np.isfinite(low) and np.isfinite(high)):
         return f"{mean:.3f} [{NO_CI}]"
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
