@@ -374,6 +374,7 @@ PROMPT_HELP = "phrase template over {finding} (default '{finding}'), e.g. 'Findi
 
 @pytest.mark.parametrize("name, write, options, count, fingerprint", [
     ("chexlocalize", fx.chexlocalize, {}, 4, "76c01fdfd393fa1f"),
+    ("chexlocalize", fx.chexlocalize, {"negatives": "drop", "prompt": "{finding}"}, 4, "76c01fdfd393fa1f"),
     ("chexlocalize", fx.chexlocalize, {"negatives": "keep", "prompt": "Findings suggesting {finding}"}, 30,
      "655b3dde04a4686e"),
     ("rsna-pneumonia", fx.rsna, {}, 2, "a972e2cd600c3982"),
@@ -381,12 +382,14 @@ PROMPT_HELP = "phrase template over {finding} (default '{finding}'), e.g. 'Findi
     ("siim-acr-pneumothorax", fx.siim, {}, 2, "64d459698e425172"),
     ("siim-acr-pneumothorax", fx.siim, {"negatives": "keep"}, 3, "da570233689e4eaa"),
     ("chestx-det", fx.chestx_det, {}, 3, "6214f2ae27157f3a"),
+    ("chestx-det", fx.chestx_det, {"gt": "mask"}, 3, "6214f2ae27157f3a"),
     ("chestx-det", fx.chestx_det, {"gt": "boxes", "prompt": "{finding} here"}, 3, "0def0a8ea8071649"),
     ("padchest-gr", fx.padchest_gr, {}, 3, "c052c0e8b2cab724"),
 ])
 def test_public_dataset_fingerprints_are_pinned(tmp_path: Path, name: str, write, options: dict, count: int,
                                                 fingerprint: str) -> None:
-    """Fingerprints are part of a run's identity: each reader's, on its fixture, is the value it has always had."""
+    """Fingerprints are part of a run's identity: each reader's, on its fixture, is the value it has always had;
+    an option given at its default is the same dataset as no option."""
     write(tmp_path)
     ds = get_dataset(name, tmp_path, options)
     samples = ds.samples()

@@ -50,8 +50,14 @@ class Dataset(ABC):
         """Every sample of every split, in a fixed order."""
 
     def fingerprint_options(self) -> dict[str, str]:
-        """The options that shape the sample list, as hashed into the dataset fingerprint."""
-        return {k: v for k, v in sorted(self.options.items()) if k not in self.path_options}
+        """The options that shape the sample list, as hashed into the dataset fingerprint.
+
+        An option given at its declared default is left out, so `-O negatives=drop` (the default)
+        names the same samples, and the same fingerprint, as no option.
+        """
+        params = self.option_params()
+        return {k: v for k, v in sorted(self.options.items())
+                if k not in self.path_options and not (k in params and self.settings.get(k) == params[k].default)}
 
     def load_image(self, sample: Sample) -> np.ndarray:
         """The sample's radiograph as a 2-D grey-value array of shape (height, width).
