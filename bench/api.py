@@ -196,7 +196,8 @@ class Scorer:
         if len(samples) != len(arrays):
             raise BenchError(f"{len(arrays)} maps but {len(samples)} samples")
         geometries = _per_map(geometry, len(arrays), "geometry")
-        valid = {s.sample_id for s in validate_all(samples, self.skip_bad, self.skipped)}
+        valid = {s.sample_id for s in validate_all(samples, self.skip_bad, self.skipped, protocol=self.protocol,
+                                                  skip_option="skip_bad=True")}
         for value, sample, where in zip(arrays, samples, geometries):
             if sample.sample_id in self._rows:
                 raise BenchError(f"sample {sample.sample_id!r} is scored twice; call reset() between evaluations")

@@ -156,6 +156,26 @@ def test_refused_samples_names_the_count_and_the_first() -> None:
     assert refused_samples(samples, load_protocol("default")) == ({}, None)
 
 
+def test_the_python_scorer_refuses_a_batch_before_scoring_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.Scorer checks the batch's GT kinds first, as the CLI does: no map of the batch is scored."""
+    import bench
+    import bench.api
+
+    samples = [Sample("b0", "x.png", 50, 40, "c", "p", ((1.0, 1.0, 2.0, 2.0),)), _points((1.0, 1.0), sid="p1")]
+    maps = [_spike((1, 1)), _spike((1, 1))]
+    calls: list[str] = []
+    real = bench.api.score_with_boxes
+    monkeypatch.setattr(bench.api, "score_with_boxes", lambda h, s, *a: calls.append(s.sample_id) or real(h, s, *a))
+    scorer = bench.Scorer("vilouras2025")
+    with pytest.raises(BenchError, match=r"1 of the 2 samples have ground truth points only \(first: p1\) \(use skip_bad=True to record"):
+        scorer.update(maps, samples)
+    assert calls == [] and len(scorer) == 0
+    lenient = bench.Scorer("vilouras2025", skip_bad=True)
+    lenient.update(maps, samples)
+    assert calls == ["b0"] and list(lenient.skipped) == ["p1"]
+    assert "points only" in lenient.skipped["p1"]
+
+
 def test_nan_region_columns_leave_means_intervals_and_paired_tests_per_metric() -> None:
     """Box samples and points samples in one table: miou is the mean over the box samples (n counts them),
     the pointing game over all; a paired difference of miou reads the box samples only."""

@@ -181,14 +181,15 @@ def check_unique_ids(samples: Sequence[Sample], dataset: str) -> None:
 
 
 def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, str],
-                 dataset: Dataset | None = None, protocol: Protocol | None = None) -> list[Sample]:
+                 dataset: Dataset | None = None, protocol: Protocol | None = None,
+                 skip_option: str = "--skip-bad") -> list[Sample]:
     """Drop (with --skip-bad) or reject invalid samples before any work starts.
 
     With `protocol`, samples whose kind of ground truth it cannot score (`bench.evaluation.gt_kinds`)
     are refused in one line naming the protocol, its field, how many samples and the first, before
     any map is made or scored. With `dataset`, every image is also checked (it decodes, its size is
     the recorded one), for every method alike, so that methods which never read pixels score the
-    same sample set.
+    same sample set. `skip_option` is how the caller's user asks to go on (`skip_bad=True` in Python).
     """
     good = []
     for s in samples:
@@ -199,12 +200,12 @@ def validate_all(samples: Sequence[Sample], skip_bad: bool, skipped: dict[str, s
             good.append(s)
         except SampleError as exc:
             if not skip_bad:
-                raise BenchError(f"{exc} (use --skip-bad to record it and go on)") from None
+                raise BenchError(f"{exc} (use {skip_option} to record it and go on)") from None
             skipped[s.sample_id] = exc.reason
     if protocol is not None:
         refused, line = refused_samples(good, protocol)
         if refused and not skip_bad:
-            raise BenchError(f"{line} (use --skip-bad to record them and go on)")
+            raise BenchError(f"{line} (use {skip_option} to record them and go on)")
         skipped.update(refused)
         good = [s for s in good if s.sample_id not in refused]
     if dataset is not None:
