@@ -165,3 +165,36 @@ def test_box_metrics_need_gt_boxes(tmp_path: Path, bench_cli) -> None:
     got = pd.read_csv(tmp_path / "out" / "samples.csv").set_index("sample_id")
     assert list(got.index) == ["mb"]
     assert got.loc["mb", "top1_iou_best"] == 1.0 and got.loc["mb", "acc@0.5"] == 1.0
+
+
+def test_the_viewer_draws_gt_points_as_circles_of_the_point_radius(tmp_path: Path, bench_cli) -> None:
+    """`bench view` of a points run: each GT point a circle of point_radius (15 px; the 64 px images are not
+    scaled at the 256 px thumbnail size) at the point, the box sample's box a rectangle; the legend says so."""
+    from html.parser import HTMLParser
+
+    path = _points_dataset(tmp_path)
+    run = tmp_path / "prior"
+    assert bench_cli("run", "-m", "box_prior", "-d", path, "--out", run).code == 0
+    res = bench_cli("view", run, "--out", tmp_path / "view")
+    assert res.code == 0, res.err
+
+    class Shapes(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.circles: list[tuple[float, float, float]] = []
+            self.rects: list[tuple[float, ...]] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "circle":
+                self.circles.append((float(a["cx"]), float(a["cy"]), float(a["r"])))
+            elif tag == "rect":
+                self.rects.append(tuple(float(a[k]) for k in ("x", "y", "width", "height")))
+
+    html = (tmp_path / "view" / "index.html").read_text(encoding="utf-8")
+    shapes = Shapes()
+    shapes.feed(html)
+    assert sorted(shapes.circles) == sorted([(19.5, 32.5, 15.0), (19.6, 32.5, 15.0), (0.0, 0.0, 15.0),
+                                             (10.5, 20.5, 15.0)])
+    assert shapes.rects == [(10.0, 20.0, 8.0, 8.0)]
+    assert "ground-truth points (the circle: 15.0 px around the point" in html

@@ -14,6 +14,9 @@ BENCH_CACHE/view, keyed by the run's heatmap-set digest, the sample, the protoco
 and the image file, so a rebuild makes none again; the cache is kept within BENCH_VIEW_CACHE_MB
 (`overlay_cache.py`).
 
+GT points (a points-only sample's ground truth) are drawn as circles of the protocol's
+`point_radius`, the distance within which the map's peak scores a hit.
+
 A box method's run shows its boxes rasterised as the map (the protocol's `boxes_to_heatmap`) with
 the boxes drawn dashed; under a box protocol a heatmap method's cell also draws the boxes the
 protocol's conversion made of its map.
@@ -53,6 +56,8 @@ from .thumbnails import THUMBNAIL, colour_stops, example_arrays, jpeg, overlay_r
 STYLE = 1
 MARKER = "view.json"
 STATIC = ("view.css", "view.js")
+#: a GT point's circle is the protocol's point_radius at thumbnail scale, never smaller than this (pixels)
+POINT_MIN_RADIUS = 3.0
 
 
 def cache_dir() -> Path:
@@ -286,6 +291,8 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
                          "width": w, "height": h,
                          "boxes": [[round(x * scale, 2), round(y * scale, 2), round(bw * scale, 2), round(bh * scale, 2)]
                                    for x, y, bw, bh in boxes_of[s]],
+                         "points": [[round(x * scale, 2), round(y * scale, 2)] for x, y in sample.points],
+                         "point_r": round(max(POINT_MIN_RADIUS, protocol.point_radius * scale), 2),
                          "runs": cells})
         categories = sorted({r["category"] for r in rows})
         summaries = []
@@ -304,7 +311,8 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
             runs=summaries, metrics=metrics, lower=[m in LOWER_IS_BETTER for m in metrics], rows=rows,
             categories=categories, protocol=protocol.name, dataset=runs[0].record.get("dataset"),
             stops=colour_stops(), box_colour=BOX_COLOUR, pred_colour=PRED_BOX_COLOUR, n=len(rows),
-            any_pred=any(c["pred"] for r in rows for c in r["runs"]))
+            any_pred=any(c["pred"] for r in rows for c in r["runs"]), any_points=any(r["points"] for r in rows),
+            point_radius=protocol.point_radius)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for name in STATIC:
             (tmp / name).write_bytes(resources.files("bench.viewer").joinpath("templates", name).read_bytes())
