@@ -276,3 +276,55 @@ def test_a_bad_cache_bound_is_one_line_and_nothing_written(runs, bench_cli, tmp_
     assert result.code == 2 and result.err.strip().splitlines() == [
         "error: BENCH_VIEW_CACHE_MB='lots' is not a size in MB (a whole number, 0 or more)"]
     assert not (tmp_path / "v").exists()
+
+
+def test_mask_outline_by_hand():
+    """A 4 x 5 block in an 8 x 8 mask: at width 1 its 14 edge pixels, not its 6 inner ones; at width 2 all
+    20 (no pixel is two steps inside); a mask on the image edge is outlined along that edge too; a 512 x 512
+    mask is sampled at the 256 px thumbnail's pixel centres, with a 2-pixel band by default."""
+    from bench.viewer.thumbnails import draw_outline, mask_outline
+
+    m = np.zeros((8, 8), dtype=bool)
+    m[2:6, 1:6] = True
+    want = m.copy()
+    want[3:5, 2:5] = False
+    assert np.array_equal(mask_outline(m, width=1), want)
+    assert np.array_equal(mask_outline(m, width=2), m)
+    full = np.ones((3, 3), dtype=bool)
+    assert np.array_equal(mask_outline(full, width=1), np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool))
+    big = np.zeros((512, 512), dtype=bool)
+    big[100:300, 50:150] = True  # thumbnail rows 50-149, columns 25-74
+    small = mask_outline(big, 256)
+    assert small.shape == (256, 256)
+    assert np.array_equal(np.flatnonzero(small.any(axis=1)), np.arange(50, 150))
+    assert small[50:52, 25:75].all() and small[100, [25, 26, 73, 74]].all() and not small[100, 27:73].any()
+    assert small.sum() == 100 * 50 - 96 * 46
+    rgb = draw_outline(np.zeros((8, 8, 3), dtype=np.uint8), want, "#ff4040")
+    assert (rgb[want] == [255, 64, 64]).all() and not rgb[~want].any()
+
+
+def test_a_mask_run_outlines_the_mask_on_its_overlays(bench_cli, tmp_path, monkeypatch):
+    """Phantom with mask GT: every overlay has the GT colour on the mask's outline (JPEG-tolerant), and a box
+    sample's overlay of the same run without masks has none of it."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    from bench.core.ground_truth import load_mask
+    from bench.datasets import get_dataset
+    from bench.viewer.thumbnails import mask_outline
+
+    options = ["-O", "n_test=3", "-O", "n_train=0"]
+    for gt in ("mask", "boxes"):
+        run = tmp_path / gt
+        assert bench_cli("run", "-m", "uniform", "-d", "phantom", *options, "-O", f"gt={gt}", "--out", run).code == 0
+        assert bench_cli("view", run, "--out", tmp_path / f"view-{gt}").code == 0
+    assert "ground-truth mask, which is what is scored" in (tmp_path / "view-mask" / "index.html").read_text()
+    assert "ground-truth mask" not in (tmp_path / "view-boxes" / "index.html").read_text()
+    ds = get_dataset("phantom", None, {"n_test": "3", "n_train": "0", "gt": "mask"})
+    for sample in ds.samples():
+        outline = mask_outline(load_mask(sample.mask, sample.height, sample.width))
+        for gt, reddish in (("mask", 0.9), ("boxes", 0.0)):
+            with Image.open(tmp_path / f"view-{gt}" / "img" / "0" / f"{sample.sample_id}.jpg") as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+            red = (rgb[..., 0] > 180) & (rgb[..., 0] - rgb[..., 2] > 100)
+            assert red[outline].mean() >= reddish
+            if gt == "boxes":
+                assert not red.any()

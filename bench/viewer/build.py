@@ -14,7 +14,8 @@ BENCH_CACHE/view, keyed by the run's heatmap-set digest, the sample, the protoco
 and the image file, so a rebuild makes none again; the cache is kept within BENCH_VIEW_CACHE_MB
 (`overlay_cache.py`).
 
-GT points (a points-only sample's ground truth) are drawn as circles of the protocol's
+A mask sample's GT mask is outlined on its overlay in the ground-truth colour; GT points (a
+points-only sample's ground truth) are drawn as circles of the protocol's
 `point_radius`, the distance within which the map's peak scores a hit.
 
 A box method's run shows its boxes rasterised as the map (the protocol's `boxes_to_heatmap`) with
@@ -40,6 +41,7 @@ import pandas as pd
 from ..core import atomic
 from ..core.cache import cache_root
 from ..core.errors import BenchError, SampleError
+from ..core.ground_truth import load_mask
 from ..evaluation.box_scoring import heatmap_boxes
 from ..evaluation.conversions import prediction_heatmap
 from ..evaluation.protocols import LOWER_IS_BETTER, Protocol
@@ -50,10 +52,19 @@ from ..running.box_files import box_set, read_prediction
 from ..running.rundir import RunDir, file_name, record_backend, record_output
 from .folder import build_folder, check_out
 from .overlay_cache import cache_limit, prune
-from .thumbnails import THUMBNAIL, colour_stops, example_arrays, jpeg, overlay_rgb, stored_heatmap
+from .thumbnails import (
+    THUMBNAIL,
+    colour_stops,
+    draw_outline,
+    example_arrays,
+    jpeg,
+    mask_outline,
+    overlay_rgb,
+    stored_heatmap,
+)
 
 #: bump when the look of an overlay changes, so cached overlays are made again
-STYLE = 1
+STYLE = 2
 MARKER = "view.json"
 STATIC = ("view.css", "view.js")
 #: a GT point's circle is the protocol's point_radius at thumbnail scale, never smaller than this (pixels)
@@ -243,13 +254,22 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
             image = dataset.load_image(sample)
         except (SampleError, OSError) as exc:
             raise BenchError(f"cannot read the image of sample {sample_id}: {exc}") from None
+        outline = None
+        if sample.gt_kind == "mask":
+            try:
+                outline = mask_outline(load_mask(sample.mask, sample.height, sample.width, sample_id), size)
+            except SampleError as exc:
+                raise BenchError(f"cannot read the mask of sample {sample_id}: {exc}") from None
         for k in todo:
             pred = _prediction(runs[k], rundirs[k], sample)
             heatmap = (stored_heatmap(rundirs[k], runs[k].record, sample_id) if pred is None else
                        prediction_heatmap(pred, sample.height, sample.width, runs[k].protocol.boxes_to_heatmap))
             arrays = example_arrays(image, heatmap, boxes_of[sample_id], runs[k].protocol,
                                     record_backend(runs[k].record), size)
-            atomic.write_bytes(cache / f"{keys[k, sample_id]}.jpg", jpeg(overlay_rgb(arrays["image"], arrays["heatmap"])))
+            rgb = overlay_rgb(arrays["image"], arrays["heatmap"])
+            if outline is not None:
+                rgb = draw_outline(rgb, outline, BOX_COLOUR)
+            atomic.write_bytes(cache / f"{keys[k, sample_id]}.jpg", jpeg(rgb, full_colour=outline is not None))
         return len(todo)
 
     workers = workers or min(4, os.cpu_count() or 1)
@@ -312,6 +332,7 @@ def build_view(roots: Sequence[Path], out: Path, allow_modified: bool = False,
             categories=categories, protocol=protocol.name, dataset=runs[0].record.get("dataset"),
             stops=colour_stops(), box_colour=BOX_COLOUR, pred_colour=PRED_BOX_COLOUR, n=len(rows),
             any_pred=any(c["pred"] for r in rows for c in r["runs"]), any_points=any(r["points"] for r in rows),
+            any_masks=any(by_id[r["id"]].gt_kind == "mask" for r in rows),
             point_radius=protocol.point_radius)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for name in STATIC:

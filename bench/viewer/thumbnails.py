@@ -126,12 +126,40 @@ def overlay_rgb(image: np.ndarray, heatmap: np.ndarray, alpha: float = ALPHA) ->
     return np.round(blended).astype(np.uint8)
 
 
-def jpeg(pixels: np.ndarray, quality: int = 85) -> bytes:
-    """JPEG bytes of a grey or RGB uint8 array (no metadata: equal pixels give equal bytes)."""
+def _eroded(m: np.ndarray) -> np.ndarray:
+    """Pixels of `m` whose four neighbours are in `m` too (outside the array counts as outside the mask)."""
+    inner = np.zeros_like(m)
+    inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    return inner
+
+
+def mask_outline(mask: np.ndarray, size: int = THUMBNAIL, width: int = 2) -> np.ndarray:
+    """The inner boundary band of a GT mask at thumbnail size, `width` pixels wide: mask pixels (sampled at the
+    thumbnail's pixel centres) within `width` 4-neighbour steps of the outside or of the thumbnail's edge."""
+    height, wide = mask.shape
+    scale = min(1.0, size / max(height, wide))
+    m = np.asarray(mask, dtype=bool)[_thumbnail_index(height, scale)][:, _thumbnail_index(wide, scale)]
+    inner = m
+    for _ in range(width):
+        inner = _eroded(inner)
+    return m & ~inner
+
+
+def draw_outline(rgb: np.ndarray, outline: np.ndarray, colour: str) -> np.ndarray:
+    """`rgb` with the `outline` pixels painted in `colour` ('#rrggbb')."""
+    out = rgb.copy()
+    out[outline] = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return out
+
+
+def jpeg(pixels: np.ndarray, quality: int = 85, full_colour: bool = False) -> bytes:
+    """JPEG bytes of a grey or RGB uint8 array (no metadata: equal pixels give equal bytes); `full_colour`
+    keeps the colour at every pixel (4:4:4), so a thin coloured line is not smeared by chroma subsampling."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, optimize=True)
+    extra = {"subsampling": 0} if full_colour else {}
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, optimize=True, **extra)
     return buf.getvalue()
 
 
