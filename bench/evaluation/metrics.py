@@ -128,12 +128,19 @@ def quantise_bins(h: np.ndarray, bins: int) -> np.ndarray:
     return q
 
 
-def pointing_game(h: np.ndarray, g: np.ndarray) -> float:
-    """1 if the first maximum of H in row-major order lies in G, else 0 (0 when H is all NaN)."""
-    flat = h.ravel()
+def peak(h: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first maximum of H in row-major order, NaN never winning; None when no value is finite."""
+    v = np.asarray(h)
+    flat = v.ravel()
     if not np.isfinite(flat).any():
-        return 0.0
-    return float(g.ravel()[int(np.nanargmax(flat))])
+        return None
+    return divmod(int(np.nanargmax(flat)), v.shape[1])
+
+
+def pointing_game(h: np.ndarray, g: np.ndarray) -> float:
+    """1 if the first maximum of H in row-major order (`peak`) lies in G, else 0 (0 when H is all NaN)."""
+    at = peak(h)
+    return 0.0 if at is None else float(g[at])
 
 
 def iou_fg(pred: np.ndarray, g: np.ndarray) -> float:

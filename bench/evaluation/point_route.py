@@ -23,17 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from ..core.ground_truth import Point
+from .metrics import peak
 from .routes import Route
-
-
-def peak(values: np.ndarray) -> tuple[int, int] | None:
-    """(row, column) of the first maximum in row-major order, NaN never winning; None when no value is finite."""
-    v = np.asarray(values, dtype=np.float64)
-    flat = v.ravel()
-    if not np.isfinite(flat).any():
-        return None
-    row, col = divmod(int(np.nanargmax(flat)), v.shape[1])
-    return row, col
 
 
 def near_any(x: float, y: float, points: Sequence[Point], radius: float) -> bool:
